@@ -1,0 +1,65 @@
+"""fastwait: native (C) drop-in replacements for asyncio's waiting primitives.
+
+``fastwait.gather`` is implemented in C (``fastwait._fastwait``); it behaves
+exactly like :func:`asyncio.gather` of the running interpreter, only faster.
+The other primitives are re-exported from :mod:`asyncio` until their native
+versions land, so ``import fastwait as asyncio_waits`` is already a complete
+drop-in set.
+
+``fastwait.NATIVE`` is True when the C extension is in use.  Off CPython, or
+with ``FASTWAIT_NO_EXTENSIONS=1`` in the environment, every name is the
+stdlib's own object and ``NATIVE`` is False.  On CPython a failed import of
+the extension is an error, never a silent fallback.
+"""
+
+import os as _os
+import sys as _sys
+from asyncio import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Timeout,
+    TaskGroup,
+    as_completed,
+    shield,
+    timeout,
+    timeout_at,
+    wait,
+    wait_for,
+)
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "NATIVE",
+    "TaskGroup",
+    "Timeout",
+    "as_completed",
+    "gather",
+    "shield",
+    "timeout",
+    "timeout_at",
+    "wait",
+    "wait_for",
+)
+
+if (
+    _sys.implementation.name != "cpython"
+    or _os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
+):
+    from asyncio import gather
+
+    NATIVE = False
+else:
+    from ._fastwait import gather
+
+    NATIVE = True
+
+#: The primitives implemented natively in this build (the rest are the
+#: stdlib's own objects, re-exported).
+NATIVE_NAMES = frozenset({"gather"}) if NATIVE else frozenset()
+
+del _os, _sys

@@ -1,0 +1,49 @@
+"""Build script for the fastwait C extension.
+
+Environment switches:
+  FASTWAIT_DEBUG=1     -O0 -g3 with assertions enabled (-UNDEBUG)
+  FASTWAIT_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer build
+                       (run with PYTHONMALLOC=malloc and libasan preloaded;
+                       see scripts/asan.sh)
+Warnings are always errors.
+"""
+import glob
+import os
+import sys
+
+from setuptools import Extension, setup
+
+extra_compile_args = [
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Wno-missing-field-initializers",
+    "-Wno-cast-function-type",
+    "-Werror",
+]
+extra_link_args = []
+
+if os.environ.get("FASTWAIT_DEBUG") == "1":
+    extra_compile_args += ["-O0", "-g3", "-UNDEBUG"]
+
+if os.environ.get("FASTWAIT_SANITIZE") == "1":
+    flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+             "-fno-sanitize-recover=undefined", "-O1", "-g", "-UNDEBUG"]
+    extra_compile_args += flags
+    extra_link_args += ["-fsanitize=address,undefined"]
+
+if sys.implementation.name != "cpython" or os.environ.get("FASTWAIT_NO_EXTENSIONS") == "1":
+    ext_modules = []
+else:
+    ext_modules = [
+        Extension(
+            "fastwait._fastwait",
+            sources=sorted(glob.glob("src/_fastwait/*.c")),
+            depends=sorted(glob.glob("src/_fastwait/*.h")),
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+        )
+    ]
+
+setup(ext_modules=ext_modules)
