@@ -1,0 +1,1 @@
+"""fastwait's benchmarks: ``python -m benchmarks`` (see README.md)."""

@@ -1,0 +1,641 @@
+#!/usr/bin/env python3
+"""Repeat-run leak check for fastwait's primitives.
+
+Usage (with the interpreter of a venv where fastwait is installed):
+
+    python scripts/leakcheck.py                     # every scenario, fastwait
+    python scripts/leakcheck.py --impl both         # and the stdlib, for comparison
+    python scripts/leakcheck.py --tasks lazy,eager  # eager task factory too (3.12+)
+    python scripts/leakcheck.py -k cancel --reps 50000
+    python scripts/leakcheck.py --list
+
+Each scenario is one small operation (an ``async def`` taking the module under
+test: ``fastwait`` or ``asyncio``), run once per ``loop.run_until_complete``.
+For every scenario the check warms up, then runs ``--reps`` repetitions
+(default 10 000) and fails when, after ``gc.collect()``:
+
+* ``sys.getallocatedblocks()`` grew by more than 1 block per 1000 repetitions;
+* the reference count of an involved type grew by as much (``asyncio.Task``,
+  ``asyncio.Future``, ``asyncio.CancelledError``, this script's exception, and
+  every type that ``fastwait._fastwait`` exports: an instance of a heap type
+  holds a reference to its type, so leaked instances show up here);
+* ``gc.garbage`` is not empty (uncollectable objects);
+* a task of the loop is still pending after the batch, the loop's exception
+  handler was called ("exception was never retrieved", ...), or an
+  unraisable exception was reported (``sys.unraisablehook``);
+* the scenario's own assertions failed (each checks its result, so a change
+  of behaviour cannot pass as "no leak").
+
+The "cyc/rep" column is informational: the objects that ``gc.collect()``
+freed per repetition, i.e. how much cyclic garbage one operation leaves.
+
+Adding a scenario is one function::
+
+    @scenario("wait")
+    async def wait_all_tasks(impl):
+        loop = asyncio.get_running_loop()
+        ts = [loop.create_task(ret(i)) for i in range(N)]
+        done, pending = await impl.wait(ts)
+        assert len(done) == N and not pending
+
+Needs the real extension unless FASTWAIT_NO_EXTENSIONS=1 is set (then
+fastwait re-exports the stdlib and the check runs against that).  Exits 0 when
+every scenario passed, 1 otherwise, 2 on a usage error.  The numbers are
+meaningless with PYTHONMALLOC=malloc (pymalloc off); the script refuses to run
+then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fnmatch
+import gc
+import os
+import sys
+import time
+import types
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterator
+
+N = 8  # children per operation
+
+
+# --------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    primitive: str
+    fn: Callable[[types.ModuleType], Awaitable[None]]
+    min_version: tuple[int, int]
+    doc: str
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(primitive: str, *, min_version: tuple[int, int] = (3, 11)):
+    """Register ``async def name(impl)`` as a scenario of ``primitive``.
+
+    ``impl`` is the module under test (``fastwait`` or ``asyncio``): call the
+    primitive as ``impl.<primitive>``; use ``asyncio`` itself for everything
+    else (tasks, futures, sleep).  The function runs inside the loop; it must
+    leave no task pending and should assert its results.
+    """
+
+    def register(fn):
+        name = fn.__name__
+        if name in SCENARIOS:
+            raise RuntimeError(f"duplicate scenario {name!r}")
+        SCENARIOS[name] = Scenario(name, primitive, fn, min_version,
+                                   (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------
+# Helpers for scenarios
+
+
+class Boom(Exception):
+    """The exception children raise."""
+
+
+async def ret(value: Any) -> Any:
+    return value
+
+
+async def suspend_then_ret(value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+async def boom() -> None:
+    raise Boom("boom")
+
+
+async def suspend_then_boom() -> None:
+    await asyncio.sleep(0)
+    raise Boom("boom")
+
+
+async def forever() -> None:
+    await asyncio.get_running_loop().create_future()
+
+
+async def settle(steps: int = 3) -> None:
+    """Let children that outlive the operation finish."""
+    for _ in range(steps):
+        await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def expect(exc_type: type[BaseException], args: tuple | None = None) -> Iterator[None]:
+    """Assert that the block raises ``exc_type`` (with ``args`` if given)."""
+    try:
+        yield
+    except exc_type as exc:
+        if args is not None and exc.args != args:
+            raise AssertionError(f"expected {exc_type.__name__}{args!r}, got {exc!r}") from None
+    else:
+        raise AssertionError(f"{exc_type.__name__} not raised")
+
+
+def done_future(value: Any = None, exc: BaseException | None = None) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    if exc is None:
+        fut.set_result(value)
+    else:
+        fut.set_exception(exc)
+    return fut
+
+
+_other_loop: asyncio.AbstractEventLoop | None = None
+
+
+def other_loop() -> asyncio.AbstractEventLoop:
+    """A second (never running) loop, for "future of another loop" errors."""
+    global _other_loop
+    if _other_loop is None:
+        _other_loop = asyncio.new_event_loop()
+    return _other_loop
+
+
+# --------------------------------------------------------------------------
+# gather
+
+
+@scenario("gather")
+async def gather_success(impl):
+    """gather(*coros), every child returns at once."""
+    assert await impl.gather(*[ret(i) for i in range(N)]) == list(range(N))
+
+
+@scenario("gather")
+async def gather_success_suspending(impl):
+    """gather(*coros), every child suspends once."""
+    assert await impl.gather(*[suspend_then_ret(i) for i in range(N)]) == list(range(N))
+
+
+@scenario("gather")
+async def gather_empty(impl):
+    """gather() with no argument."""
+    assert await impl.gather() == []
+
+
+@scenario("gather")
+async def gather_child_raises(impl):
+    """One child raises, return_exceptions=False."""
+    with expect(Boom):
+        await impl.gather(ret(0), suspend_then_boom(), *[suspend_then_ret(i) for i in range(N)])
+    await settle()
+
+
+@scenario("gather")
+async def gather_child_raises_return_exceptions(impl):
+    """One child raises, return_exceptions=True."""
+    res = await impl.gather(ret(0), boom(), suspend_then_boom(), return_exceptions=True)
+    assert res[0] == 0 and type(res[1]) is Boom and type(res[2]) is Boom, res
+
+
+@scenario("gather")
+async def gather_outer_cancel_with_message(impl):
+    """The task awaiting gather is cancelled with a message."""
+    async def waiter():
+        await impl.gather(*[forever() for _ in range(N)])
+
+    task = asyncio.get_running_loop().create_task(waiter())
+    await asyncio.sleep(0)
+    assert task.cancel("stop")
+    with expect(asyncio.CancelledError):
+        await task
+    await settle()
+
+
+@scenario("gather")
+async def gather_future_cancel_with_message(impl):
+    """gather's own future is cancelled with a message."""
+    outer = impl.gather(*[forever() for _ in range(N)], return_exceptions=True)
+    await asyncio.sleep(0)
+    assert outer.cancel("stop")
+    with expect(asyncio.CancelledError):
+        await outer
+    await settle()
+
+
+@scenario("gather")
+async def gather_child_cancelled(impl):
+    """A child task is cancelled, return_exceptions=False."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(suspend_then_ret(i)) for i in range(N)]
+    tasks[1].cancel("child")
+    with expect(asyncio.CancelledError):
+        await impl.gather(*tasks)
+    await settle()
+
+
+@scenario("gather")
+async def gather_child_cancelled_return_exceptions(impl):
+    """A child task is cancelled, return_exceptions=True."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(suspend_then_ret(i)) for i in range(N)]
+    tasks[1].cancel("child")
+    res = await impl.gather(*tasks, return_exceptions=True)
+    assert isinstance(res[1], asyncio.CancelledError) and res[2] == 2, res
+
+
+@scenario("gather")
+async def gather_done_futures(impl):
+    """Every argument is an already-done future (one failed)."""
+    futs = [done_future(i) for i in range(N)]
+    assert await impl.gather(*futs) == list(range(N))
+    futs.append(done_future(exc=Boom("done")))
+    res = await impl.gather(*futs, return_exceptions=True)
+    assert type(res[-1]) is Boom
+    with expect(Boom):
+        await impl.gather(*futs)
+
+
+@scenario("gather")
+async def gather_precreated_tasks(impl):
+    """Tasks created by the caller, then gathered."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(suspend_then_ret(i)) for i in range(N)]
+    assert await impl.gather(*tasks) == list(range(N))
+
+
+@scenario("gather")
+async def gather_duplicates(impl):
+    """The same task and future passed several times."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(suspend_then_ret(5))
+    fut = done_future(7)
+    assert await impl.gather(task, task, ret(1), fut, task, fut) == [5, 5, 1, 7, 5, 7]
+
+
+@scenario("gather")
+async def gather_bad_argument(impl):
+    """A non-awaitable argument: TypeError (after a coroutine was wrapped)."""
+    with expect(TypeError):
+        impl.gather(1)
+    with expect(TypeError):
+        impl.gather(done_future(1), 1)
+    with expect(TypeError):
+        impl.gather(ret(1), None)
+    await settle()
+
+
+@scenario("gather")
+async def gather_future_of_other_loop(impl):
+    """A future of another loop: ValueError."""
+    with expect(ValueError):
+        impl.gather(done_future(1), other_loop().create_future())
+    with expect(ValueError):
+        impl.gather(ret(1), other_loop().create_future())
+    await settle()
+
+
+# --------------------------------------------------------------------------
+# The other primitives (the stdlib's own objects until their native versions
+# land; the scenarios are here so that those versions are checked at once).
+
+
+@scenario("wait")
+async def wait_all_completed(impl):
+    """wait(tasks) with ALL_COMPLETED."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(suspend_then_ret(i)) for i in range(N)]
+    done, pending = await impl.wait(tasks)
+    assert len(done) == N and not pending
+
+
+@scenario("wait")
+async def wait_first_completed(impl):
+    """wait(tasks, FIRST_COMPLETED), then cancel the rest."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(forever()) for _ in range(N)]
+    tasks.append(loop.create_task(suspend_then_ret(1)))
+    done, pending = await impl.wait(tasks, return_when=impl.FIRST_COMPLETED)
+    assert len(done) == 1 and len(pending) == N
+    for t in pending:
+        t.cancel()
+    await settle()
+
+
+@scenario("wait_for")
+async def wait_for_result(impl):
+    """wait_for(coro, 10) that returns."""
+    assert await impl.wait_for(suspend_then_ret(3), 10) == 3
+
+
+@scenario("wait_for")
+async def wait_for_times_out(impl):
+    """wait_for(never, 0): TimeoutError."""
+    with expect(TimeoutError):
+        await impl.wait_for(forever(), 0)
+
+
+@scenario("as_completed")
+async def as_completed_tasks(impl):
+    """Iterate as_completed(tasks) and await each."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(suspend_then_ret(i)) for i in range(N)]
+    got = [await f for f in impl.as_completed(tasks)]
+    assert sorted(got) == list(range(N))
+
+
+@scenario("shield")
+async def shield_result(impl):
+    """await shield(coro)."""
+    assert await impl.shield(suspend_then_ret(4)) == 4
+
+
+@scenario("TaskGroup")
+async def taskgroup_success(impl):
+    """TaskGroup whose children return."""
+    async with impl.TaskGroup() as tg:
+        tasks = [tg.create_task(suspend_then_ret(i)) for i in range(N)]
+    assert [t.result() for t in tasks] == list(range(N))
+
+
+@scenario("TaskGroup")
+async def taskgroup_child_raises(impl):
+    """TaskGroup with a failing child: ExceptionGroup, siblings cancelled."""
+    try:
+        async with impl.TaskGroup() as tg:
+            for _ in range(N):
+                tg.create_task(forever())
+            tg.create_task(suspend_then_boom())
+    except* Boom:
+        pass
+    else:
+        raise AssertionError("no ExceptionGroup")
+
+
+@scenario("timeout")
+async def timeout_not_reached(impl):
+    """async with timeout(10) around a suspending await."""
+    async with impl.timeout(10):
+        await suspend_then_ret(1)
+
+
+@scenario("timeout")
+async def timeout_expires(impl):
+    """async with timeout(0): TimeoutError."""
+    with expect(TimeoutError):
+        async with impl.timeout(0):
+            await forever()
+
+
+# --------------------------------------------------------------------------
+# Runner
+
+
+@dataclass
+class Result:
+    scenario: str
+    impl: str
+    tasks: str
+    reps: int
+    blocks: int = 0
+    refs: int = 0
+    refs_type: str = ""
+    cyclic: float = 0.0
+    seconds: float = 0.0
+    problems: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def fastwait_types(fastwait: types.ModuleType) -> list[type]:
+    try:
+        ext = sys.modules["fastwait._fastwait"]
+    except KeyError:
+        return []
+    return [v for _, v in sorted(vars(ext).items()) if isinstance(v, type)]
+
+
+def watched_types(fastwait: types.ModuleType) -> list[type]:
+    found = [asyncio.Task, asyncio.Future, asyncio.CancelledError, Boom]
+    gathering = getattr(asyncio.tasks, "_GatheringFuture", None)
+    if gathering is not None:
+        found.append(gathering)
+    for t in fastwait_types(fastwait):
+        if t not in found:
+            found.append(t)
+    return found
+
+
+def new_loop(loop_name: str, tasks: str) -> asyncio.AbstractEventLoop:
+    if loop_name == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    if tasks == "eager":
+        loop.set_task_factory(asyncio.eager_task_factory)
+    return loop
+
+
+def run_scenario(sc: Scenario, impl: types.ModuleType, impl_name: str, loop_name: str,
+                 tasks: str, reps: int, warmup: int, watch: list[type]) -> Result:
+    res = Result(sc.name, impl_name, tasks, reps, problems=[])
+    handler_calls: list[str] = []
+    unraisable: list[str] = []
+
+    def on_error(loop, context):
+        handler_calls.append(str(context.get("message")))
+
+    def on_unraisable(info):
+        unraisable.append(f"{info.exc_type.__name__}: {info.exc_value} in {info.object!r}")
+
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = on_unraisable
+    loop = new_loop(loop_name, tasks)
+    loop.set_exception_handler(on_error)
+    asyncio.set_event_loop(loop)
+    try:
+        def batch(n: int) -> int:
+            freed = 0
+            chunk = 1000
+            gc.disable()
+            try:
+                for i in range(n):
+                    loop.run_until_complete(sc.fn(impl))
+                    if i % chunk == chunk - 1:
+                        freed += gc.collect()
+                loop.run_until_complete(settle(5))
+            finally:
+                gc.enable()
+            return freed + gc.collect()
+
+        try:
+            batch(warmup)
+        except Exception as exc:  # the scenario itself is broken
+            res.problems.append(f"warm-up raised {type(exc).__name__}: {exc}")
+            return res
+        del gc.garbage[:]
+        refs0 = [sys.getrefcount(t) for t in watch]
+        gc.collect()
+        blocks0 = sys.getallocatedblocks()
+        t0 = time.perf_counter()
+        try:
+            freed = batch(reps)
+        except Exception as exc:
+            res.problems.append(f"raised {type(exc).__name__}: {exc}")
+            return res
+        res.seconds = time.perf_counter() - t0
+        gc.collect()
+        blocks1 = sys.getallocatedblocks()
+        refs1 = [sys.getrefcount(t) for t in watch]
+
+        res.blocks = blocks1 - blocks0
+        res.cyclic = freed / reps
+        deltas = [(b - a, t) for a, b, t in zip(refs0, refs1, watch)]
+        worst = max(deltas, key=lambda d: d[0])
+        res.refs, res.refs_type = worst[0], worst[1].__qualname__
+        allowed = reps // 1000
+        if res.blocks > allowed:
+            res.problems.append(f"allocated blocks grew by {res.blocks} in {reps} repetitions"
+                                f" (allowed {allowed})")
+        for delta, t in deltas:
+            if delta > allowed:
+                res.problems.append(f"refcount of {t.__module__}.{t.__qualname__} grew by {delta}")
+        if gc.garbage:
+            res.problems.append(f"{len(gc.garbage)} uncollectable objects in gc.garbage, e.g. "
+                                f"{gc.garbage[0]!r:.120}")
+            del gc.garbage[:]
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if pending:
+            res.problems.append(f"{len(pending)} tasks still pending, e.g. {pending[0]!r:.120}")
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        asyncio.set_event_loop(None)
+        loop.close()
+        sys.unraisablehook = old_hook
+    if handler_calls:
+        res.problems.append(f"loop exception handler called {len(handler_calls)} times, "
+                            f"first: {handler_calls[0]!r:.120}")
+    if unraisable:
+        res.problems.append(f"{len(unraisable)} unraisable exceptions, first: {unraisable[0]:.160}")
+    return res
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Scenarios are selected by name or primitive, with shell patterns.")
+    p.add_argument("--reps", type=int, default=10_000, help="measured repetitions (default 10000)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="warm-up repetitions (default: a tenth of --reps, at least 500)")
+    p.add_argument("--impl", choices=("fastwait", "asyncio", "both"), default="fastwait")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    p.add_argument("--tasks", default="lazy",
+                   help="comma-separated task modes: lazy, eager (eager needs 3.12+; "
+                        "'all' = every mode this Python has)")
+    p.add_argument("-k", dest="patterns", action="append", default=[],
+                   help="run only scenarios whose name or primitive matches (repeatable; "
+                        "a plain word matches as a substring)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = p.parse_args(argv)
+    if args.reps < 1000:
+        p.error("--reps must be at least 1000 (the threshold is 1 block per 1000 repetitions)")
+    if args.warmup is None:
+        args.warmup = max(500, args.reps // 10)
+    modes = ["lazy", "eager"] if args.tasks == "all" else args.tasks.split(",")
+    if args.tasks == "all" and sys.version_info < (3, 12):
+        modes = ["lazy"]
+    for m in modes:
+        if m not in ("lazy", "eager"):
+            p.error(f"unknown task mode {m!r}")
+        if m == "eager" and sys.version_info < (3, 12):
+            p.error("eager tasks need Python 3.12+")
+    args.modes = modes
+    return args
+
+
+def selected(patterns: list[str]) -> list[Scenario]:
+    out = []
+    for sc in SCENARIOS.values():
+        if sys.version_info[:2] < sc.min_version:
+            continue
+        if patterns and not any(
+            fnmatch.fnmatchcase(sc.name, pat) or fnmatch.fnmatchcase(sc.primitive, pat)
+            or (not any(c in pat for c in "*?[") and pat in sc.name)
+            for pat in patterns
+        ):
+            continue
+        out.append(sc)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    scenarios = selected(args.patterns)
+    if args.list:
+        for sc in scenarios:
+            print(f"{sc.name:45} {sc.primitive:13} {sc.doc}")
+        return 0
+    if not scenarios:
+        print("leakcheck: no scenario selected", file=sys.stderr)
+        return 2
+
+    if sys.getallocatedblocks() == 0:
+        print("leakcheck: sys.getallocatedblocks() is 0 (PYTHONMALLOC=malloc?): "
+              "cannot measure; run without PYTHONMALLOC", file=sys.stderr)
+        return 2
+
+    import fastwait
+
+    fallback = os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
+    if not fallback and not fastwait.NATIVE:
+        print("leakcheck: fastwait.NATIVE is False but FASTWAIT_NO_EXTENSIONS is not set: "
+              "the C extension is missing", file=sys.stderr)
+        return 1
+    impls = {"fastwait": [("fastwait", fastwait)], "asyncio": [("asyncio", asyncio)],
+             "both": [("fastwait", fastwait), ("asyncio", asyncio)]}[args.impl]
+    watch = watched_types(fastwait)
+    print(f"leakcheck: Python {sys.version.split()[0]}, fastwait {fastwait.__version__} "
+          f"({'native: ' + ', '.join(sorted(fastwait.NATIVE_NAMES)) if fastwait.NATIVE else 'NO extension: stdlib fallback'}), "
+          f"loop {args.loop}, tasks {','.join(args.modes)}, {args.reps} reps "
+          f"(+{args.warmup} warm-up)")
+    print(f"leakcheck: watched types: {', '.join(t.__module__ + '.' + t.__qualname__ for t in watch)}")
+
+    header = (f"{'scenario':42} {'impl':8} {'tasks':5} {'blocks':>6} {'refs':>5} "
+              f"{'cyc/rep':>7} {'us/rep':>7}  result")
+    print(header)
+    print("-" * len(header))
+    results: list[Result] = []
+    t_start = time.perf_counter()
+    for mode in args.modes:
+        for sc in scenarios:
+            for impl_name, impl in impls:
+                r = run_scenario(sc, impl, impl_name, args.loop, mode, args.reps,
+                                 args.warmup, watch)
+                results.append(r)
+                print(f"{sc.name:42} {impl_name:8} {mode:5} {r.blocks:6d} {r.refs:5d} "
+                      f"{r.cyclic:7.1f} {1e6 * r.seconds / r.reps:7.1f}  "
+                      f"{'ok' if r.ok else 'FAIL'}", flush=True)
+                for prob in r.problems or ():
+                    print(f"    {prob}", flush=True)
+    failed = [r for r in results if not r.ok]
+    print(f"leakcheck: {len(results) - len(failed)} passed, {len(failed)} failed "
+          f"in {time.perf_counter() - t_start:.0f}s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

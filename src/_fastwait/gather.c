@@ -1,0 +1,1093 @@
+/* gather(*aws, return_exceptions=False)
+ *
+ * Same observable behaviour as asyncio.gather of the running interpreter
+ * (asyncio/tasks.py: gather, _GatheringFuture), in two shapes:
+ *
+ * Wrapped mode -- every argument is a coroutine and the loop creates plain
+ *   asyncio Tasks (no custom task factory): each child task runs a
+ *   CoroutineWrapper (child.c) that reports the coroutine's outcome the
+ *   moment it finishes.  A child's completion needs a loop callback only
+ *   when the stdlib's done-callback for it would change something: the last
+ *   child, a failure (or a cancellation), or a child that was cancelled
+ *   during its last step.  That one callback is scheduled at the moment of
+ *   the completion, so it runs in the same loop iteration as the stdlib's
+ *   done-callback would.  Every other completion is bookkeeping only.
+ *
+ * Callback mode -- anything else (futures, tasks, other awaitables, custom
+ *   task factories): the stdlib's algorithm, one C done-callback per unique
+ *   child.  Children already done when gather() sees them are processed at
+ *   once on 3.12+ (gh-104144) and in one batched loop callback on 3.11
+ *   (where the stdlib's per-child callbacks would all run in the next
+ *   iteration, in the same order).
+ *
+ * GatherCore holds the state; _GatheringFuture (a subtype of the C
+ * asyncio.Future, fields appended after the base's) is the returned outer
+ * future, whose cancel() fans out to the children.
+ */
+#include "state.h"
+
+#if PY_VERSION_HEX < 0x030C0000
+#  include <structmember.h>
+#  define Py_T_PYSSIZET T_PYSSIZET
+#  define Py_READONLY READONLY
+#endif
+
+/* ------------------------------------------------------------------ */
+/* _GatheringFuture: asyncio.Future + our fields after the base's. */
+
+typedef struct {
+    PyObject *children; /* list, one entry per argument (duplicates kept) */
+    int cancel_requested;
+} GatherFields;
+
+static inline Py_ssize_t
+gfut_fields_offset(PyTypeObject *base)
+{
+    Py_ssize_t align = (Py_ssize_t)_Alignof(GatherFields);
+    return (base->tp_basicsize + align - 1) / align * align;
+}
+
+static inline GatherFields *
+GF(PyObject *self)
+{
+    /* The type is final: its tp_base is asyncio.Future. */
+    return (GatherFields *)((char *)self +
+                            gfut_fields_offset(Py_TYPE(self)->tp_base));
+}
+
+static int
+gfut_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    PyTypeObject *base = Py_TYPE(self)->tp_base;
+    Py_VISIT(GF(self)->children);
+    if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        /* 3.11: the static base does not visit the instance's type. */
+        Py_VISIT(Py_TYPE(self));
+    }
+    return base->tp_traverse(self, visit, arg);
+}
+
+static int
+gfut_clear(PyObject *self)
+{
+    Py_CLEAR(GF(self)->children);
+    return Py_TYPE(self)->tp_base->tp_clear(self);
+}
+
+static void
+gfut_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyTypeObject *base = tp->tp_base;
+    /* Run asyncio's finalizer ("exception was never retrieved") first; the
+     * base dealloc will not run it again. */
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(GF(self)->children);
+    base->tp_dealloc(self);
+    if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        /* 3.11: the static base's dealloc does not release the type. */
+        Py_DECREF(tp);
+    }
+}
+
+PyDoc_STRVAR(gfut_cancel_doc,
+             "cancel($self, /, msg=None)\n--\n\n"
+             "Cancel every child (done ones too) with msg.\n\n"
+             "Returns False when the future is already done; otherwise True "
+             "if any\nchild accepted the cancellation, and the future then "
+             "finishes with\nCancelledError once all children are done.");
+
+static PyObject *
+gfut_cancel(PyObject *self, PyTypeObject *defining_class,
+            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    fw_state *st = (fw_state *)PyType_GetModuleState(defining_class);
+    PyObject *msg = Py_None;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "_GatheringFuture.cancel() takes from 1 to 2 positional "
+                     "arguments but %zd were given",
+                     nargs + 1);
+        return NULL;
+    }
+    if (nargs == 1) {
+        msg = args[0];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Check(key) &&
+            PyUnicode_CompareWithASCIIString(key, "msg") == 0) {
+            if (nargs == 1) {
+                PyErr_SetString(PyExc_TypeError,
+                                "_GatheringFuture.cancel() got multiple "
+                                "values for argument 'msg'");
+                return NULL;
+            }
+            msg = args[nargs + i];
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "_GatheringFuture.cancel() got an unexpected "
+                         "keyword argument '%S'",
+                         key);
+            return NULL;
+        }
+    }
+
+    int done = fw_call_bool(self, st->str_done);
+    if (done != 0) {
+        return done < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    PyObject *children = GF(self)->children;
+    if (children == NULL) {
+        return Py_NewRef(Py_False);
+    }
+    Py_INCREF(children);
+    int ret = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(children); i++) {
+        PyObject *stack[2] = {PyList_GET_ITEM(children, i), msg};
+        PyObject *r = PyObject_VectorcallMethod(
+            st->str_cancel, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            st->kw_msg);
+        if (r == NULL) {
+            Py_DECREF(children);
+            return NULL;
+        }
+        int t = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (t < 0) {
+            Py_DECREF(children);
+            return NULL;
+        }
+        ret |= t;
+    }
+    Py_DECREF(children);
+    if (ret) {
+        GF(self)->cancel_requested = 1;
+    }
+    return Py_NewRef(ret ? Py_True : Py_False);
+}
+
+static PyObject *
+gfut_get_children(PyObject *self, void *closure)
+{
+    PyObject *children = GF(self)->children;
+    return children == NULL ? PyList_New(0) : Py_NewRef(children);
+}
+
+static PyObject *
+gfut_get_cancel_requested(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(GF(self)->cancel_requested);
+}
+
+static PyMethodDef gfut_methods[] = {
+    {"cancel", (PyCFunction)(void (*)(void))gfut_cancel,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, gfut_cancel_doc},
+    {NULL},
+};
+
+static PyGetSetDef gfut_getset[] = {
+    {"_children", gfut_get_children, NULL,
+     "The children, one per argument of gather().", NULL},
+    {"_cancel_requested", gfut_get_cancel_requested, NULL,
+     "True once cancel() reached a child.", NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(gfut_doc,
+             "The future returned by fastwait.gather().\n\n"
+             "Like asyncio's _GatheringFuture, cancel() cancels the children "
+             "and does\nnot mark the future cancelled at once.");
+
+static PyType_Slot gfut_slots[] = {
+    {Py_tp_doc, (void *)gfut_doc},
+    {Py_tp_traverse, gfut_traverse},
+    {Py_tp_clear, gfut_clear},
+    {Py_tp_dealloc, gfut_dealloc},
+    {Py_tp_methods, gfut_methods},
+    {Py_tp_getset, gfut_getset},
+    {0, NULL},
+};
+
+/* ------------------------------------------------------------------ */
+/* GatherCore: the state of one gather() call. */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    fw_state *st;
+    PyObject *outer;    /* NULL while constructing, after an aborted
+                           construction, and once every child is processed */
+    PyObject *children; /* list: the child future of each argument */
+    PyObject *loop;
+    PyObject **values;  /* wrapped mode: return value of the child at each
+                           first position, NULL = ask the child */
+    Py_ssize_t *first;  /* NULL, or for each position the first position of
+                           the same child (duplicates) */
+    Py_ssize_t *early;  /* positions of children done at creation */
+    Py_ssize_t nearly;
+    Py_ssize_t nargs;
+    Py_ssize_t nfuts;     /* unique children */
+    Py_ssize_t nfinished; /* children processed (callback mode) or
+                             finished (wrapped mode) */
+    char return_exceptions;
+    char wrapped;
+    char constructing;
+    char aborted;
+    char batch_scheduled;
+} GatherCore;
+
+#define Core_CAST(op) ((GatherCore *)(op))
+
+static void
+core_release(GatherCore *self)
+{
+    /* Every child has been processed: nothing will call us again. */
+    Py_CLEAR(self->outer);
+    Py_CLEAR(self->children);
+    Py_CLEAR(self->loop);
+    if (self->values != NULL) {
+        for (Py_ssize_t i = 0; i < self->nargs; i++) {
+            Py_CLEAR(self->values[i]);
+        }
+        PyMem_Free(self->values);
+        self->values = NULL;
+    }
+    PyMem_Free(self->first);
+    self->first = NULL;
+    PyMem_Free(self->early);
+    self->early = NULL;
+    self->nearly = 0;
+}
+
+static int
+core_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    GatherCore *self = Core_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->outer);
+    Py_VISIT(self->children);
+    Py_VISIT(self->loop);
+    if (self->values != NULL) {
+        for (Py_ssize_t i = 0; i < self->nargs; i++) {
+            Py_VISIT(self->values[i]);
+        }
+    }
+    return 0;
+}
+
+static int
+core_clear(PyObject *op)
+{
+    core_release(Core_CAST(op));
+    return 0;
+}
+
+static void
+core_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    core_release(Core_CAST(op));
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* The stdlib's results list: for each position, the child's result, its
+ * exception, or CancelledError(message) for a cancelled child. */
+static PyObject *
+core_build_results(GatherCore *self)
+{
+    fw_state *st = self->st;
+    Py_ssize_t n = PyList_GET_SIZE(self->children);
+    PyObject *results = PyList_New(n);
+    if (results == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *fut = PyList_GET_ITEM(self->children, i);
+        PyObject *res = NULL;
+        if (self->values != NULL) {
+            Py_ssize_t p = self->first != NULL ? self->first[i] : i;
+            res = Py_XNewRef(self->values[p]);
+        }
+        if (res == NULL) {
+            int cancelled = fw_call_bool(fut, st->str_cancelled);
+            if (cancelled < 0) {
+                goto fail;
+            }
+            if (cancelled) {
+                PyObject *msg = PyObject_GetAttr(fut, st->str_cancel_message);
+                if (msg == NULL) {
+                    goto fail;
+                }
+                if (msg == Py_None) {
+                    Py_SETREF(msg, PyUnicode_FromString(""));
+                    if (msg == NULL) {
+                        goto fail;
+                    }
+                }
+                res = PyObject_CallOneArg(st->CancelledError, msg);
+                Py_DECREF(msg);
+            }
+            else {
+                res = PyObject_CallMethodNoArgs(fut, st->str_exception);
+                if (res == Py_None) {
+                    Py_DECREF(res);
+                    res = PyObject_CallMethodNoArgs(fut, st->str_result);
+                }
+            }
+            if (res == NULL) {
+                goto fail;
+            }
+        }
+        PyList_SET_ITEM(results, i, res);
+    }
+    return results;
+fail:
+    Py_DECREF(results);
+    return NULL;
+}
+
+/* outer.set_exception(fut._make_cancelled_error()) */
+static int
+set_cancelled_error(fw_state *st, PyObject *outer, PyObject *fut)
+{
+    PyObject *exc = PyObject_CallMethodNoArgs(fut,
+                                              st->str_make_cancelled_error);
+    if (exc == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(outer, st->str_set_exception,
+                                            exc);
+    Py_DECREF(exc);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The body of the stdlib's _done_callback(fut), with "nfinished == nfuts"
+ * decided by the caller. */
+static int
+core_child_done(GatherCore *self, PyObject *fut, int is_last)
+{
+    fw_state *st = self->st;
+    PyObject *outer = self->outer;
+    int r = 0;
+    if (outer == NULL) {
+        /* Construction was aborted: the stdlib's outer is None. */
+        goto mark_retrieved;
+    }
+    Py_INCREF(outer);
+    int done = fw_call_bool(outer, st->str_done);
+    if (done < 0) {
+        goto error;
+    }
+    if (done) {
+        Py_DECREF(outer);
+        goto mark_retrieved;
+    }
+
+    if (!self->return_exceptions) {
+        int cancelled = fw_call_bool(fut, st->str_cancelled);
+        if (cancelled < 0) {
+            goto error;
+        }
+        if (cancelled) {
+            r = set_cancelled_error(st, outer, fut);
+            goto finish;
+        }
+        PyObject *exc = PyObject_CallMethodNoArgs(fut, st->str_exception);
+        if (exc == NULL) {
+            goto error;
+        }
+        if (exc != Py_None) {
+            PyObject *res = PyObject_CallMethodOneArg(
+                outer, st->str_set_exception, exc);
+            Py_DECREF(exc);
+            Py_XDECREF(res);
+            r = res == NULL ? -1 : 0;
+            goto finish;
+        }
+        Py_DECREF(exc);
+    }
+
+    if (is_last) {
+        PyObject *results = core_build_results(self);
+        if (results == NULL) {
+            goto error;
+        }
+        if (GF(outer)->cancel_requested) {
+            /* bpo-32684: the loop variable of the results loop leaks, so
+             * the error comes from the last child in argument order. */
+            Py_ssize_t n = PyList_GET_SIZE(self->children);
+            r = set_cancelled_error(st, outer,
+                                    PyList_GET_ITEM(self->children, n - 1));
+        }
+        else {
+            PyObject *res = PyObject_CallMethodOneArg(
+                outer, st->str_set_result, results);
+            Py_XDECREF(res);
+            r = res == NULL ? -1 : 0;
+        }
+        Py_DECREF(results);
+    }
+finish:
+    Py_DECREF(outer);
+    if (is_last) {
+        core_release(self);
+    }
+    return r;
+error:
+    Py_DECREF(outer);
+    return -1;
+
+mark_retrieved: {
+    int cancelled = fw_call_bool(fut, st->str_cancelled);
+    if (cancelled < 0) {
+        return -1;
+    }
+    if (!cancelled) {
+        PyObject *exc = PyObject_CallMethodNoArgs(fut, st->str_exception);
+        if (exc == NULL) {
+            return -1;
+        }
+        Py_DECREF(exc);
+    }
+    if (is_last) {
+        core_release(self);
+    }
+    return 0;
+}
+}
+
+/* Process the children that were done at creation, in argument order. */
+static int
+core_process_early(GatherCore *self)
+{
+    /* Take the list: processing may release the core's buffers. */
+    Py_ssize_t *early = self->early;
+    Py_ssize_t nearly = self->nearly;
+    self->early = NULL;
+    self->nearly = 0;
+    PyObject *children = Py_XNewRef(self->children);
+    int r = 0;
+    for (Py_ssize_t i = 0; i < nearly && r == 0; i++) {
+        PyObject *fut = PyList_GET_ITEM(children, early[i]);
+        Py_INCREF(fut);
+        int is_last = ++self->nfinished == self->nfuts && !self->aborted;
+        r = core_child_done(self, fut, is_last);
+        Py_DECREF(fut);
+    }
+    Py_XDECREF(children);
+    PyMem_Free(early);
+    return r;
+}
+
+/* Called by the loop:
+ *   core(fut)          -- a done-callback (callback mode);
+ *   core(fut, is_last) -- a wrapped child's completion;
+ *   core()             -- the batch of children done at creation (3.11). */
+static PyObject *
+core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                PyObject *kwnames)
+{
+    GatherCore *self = Core_CAST(op);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    int r;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "gather callback takes no keyword arguments");
+        return NULL;
+    }
+    Py_INCREF(op);
+    if (nargs == 0) {
+        self->batch_scheduled = 0;
+        r = core_process_early(self);
+    }
+    else if (nargs == 1) {
+        int is_last = ++self->nfinished == self->nfuts && !self->aborted;
+        r = core_child_done(self, args[0], is_last);
+    }
+    else if (nargs == 2) {
+        r = core_child_done(self, args[0], args[1] == Py_True);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "gather callback takes at most 2 arguments");
+        r = -1;
+    }
+    Py_DECREF(op);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/* A wrapped child's coroutine finished (value != NULL: it returned). */
+static int
+core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value)
+{
+    GatherCore *self = Core_CAST(owner);
+    fw_state *st = self->st;
+    if (self->constructing) {
+        /* Finished inside create_task (eager task factory): processed like
+         * the stdlib's done_futs once the outer future exists. */
+        if (value != NULL) {
+            self->values[pos] = Py_NewRef(value);
+        }
+        return 0;
+    }
+    if (self->children == NULL) {
+        return 0;
+    }
+    PyObject *task = PyList_GET_ITEM(self->children, pos);
+    if (task == NULL) {
+        return 0;
+    }
+    int is_last = 0;
+    int deciding = 1;
+    if (!self->aborted) {
+        is_last = ++self->nfinished == self->nfuts;
+        if (value != NULL) {
+            /* A task cancelled during its last step is cancelled even
+             * though its coroutine returned (Task.__step: _must_cancel). */
+            PyObject *must = PyObject_GetAttr(task, st->str_must_cancel);
+            int must_cancel = 1;
+            if (must == NULL) {
+                PyErr_Clear();
+            }
+            else {
+                must_cancel = must != Py_False;
+                Py_DECREF(must);
+            }
+            if (!must_cancel && self->values != NULL) {
+                self->values[pos] = Py_NewRef(value);
+            }
+            deciding = is_last || (must_cancel && !self->return_exceptions);
+        }
+    }
+    else if (value != NULL) {
+        return 0; /* nothing to retrieve */
+    }
+    if (!deciding) {
+        return 0;
+    }
+    PyObject *args[2] = {task, is_last ? Py_True : Py_False};
+    return fw_call_soon(st, self->loop, owner, args, 2);
+}
+
+static PyMemberDef core_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(GatherCore, vectorcall),
+     Py_READONLY},
+    {NULL},
+};
+
+static PyType_Slot core_slots[] = {
+    {Py_tp_doc, (void *)"State of one fastwait.gather() call (internal)."},
+    {Py_tp_traverse, core_traverse},
+    {Py_tp_clear, core_clear},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, core_members},
+    {0, NULL},
+};
+
+static PyType_Spec core_spec = {
+    .name = "fastwait._fastwait._GatherCore",
+    .basicsize = sizeof(GatherCore),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = core_slots,
+};
+
+static GatherCore *
+core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
+{
+    GatherCore *self = PyObject_GC_New(GatherCore, st->GatherCoreType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = core_vectorcall;
+    self->st = st;
+    self->outer = NULL;
+    self->loop = NULL;
+    self->values = NULL;
+    self->first = NULL;
+    self->early = NULL;
+    self->nearly = 0;
+    self->nargs = nargs;
+    self->nfuts = 0;
+    self->nfinished = 0;
+    self->return_exceptions = (char)return_exceptions;
+    self->wrapped = (char)wrapped;
+    self->constructing = 1;
+    self->aborted = 0;
+    self->batch_scheduled = 0;
+    self->children = PyList_New(nargs);
+    PyObject_GC_Track(self);
+    if (self->children == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (wrapped) {
+        self->values = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
+        if (self->values == NULL) {
+            Py_DECREF(self);
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    return self;
+}
+
+/* Remember that the child at `pos` was done when gather() created it.
+ * On 3.11 the stdlib's callbacks for these run in the next iteration, in
+ * this order: schedule one loop callback for all of them, at the place of
+ * the first. */
+static int
+core_add_early(GatherCore *self, Py_ssize_t pos)
+{
+    if (self->early == NULL) {
+        self->early = PyMem_Malloc((size_t)self->nargs * sizeof(Py_ssize_t));
+        if (self->early == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    self->early[self->nearly++] = pos;
+    if (!self->st->gather_done_shortcut && !self->batch_scheduled) {
+        if (fw_call_soon(self->st, self->loop, (PyObject *)self, NULL, 0) <
+            0) {
+            return -1;
+        }
+        self->batch_scheduled = 1;
+    }
+    return 0;
+}
+
+static int
+record_position(PyObject *fut_to_pos, PyObject *fut, Py_ssize_t pos)
+{
+    PyObject *p = PyLong_FromSsize_t(pos);
+    if (p == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(fut_to_pos, fut, p);
+    Py_DECREF(p);
+    return r;
+}
+
+/* Position `pos` repeats child `fut`.  Duplicates are rare: the map from
+ * child to first position is built when the first one shows up. */
+static int
+core_add_duplicate(GatherCore *self, Py_ssize_t pos, PyObject *fut,
+                   PyObject **fut_to_pos)
+{
+    if (self->first == NULL) {
+        self->first = PyMem_Malloc((size_t)self->nargs * sizeof(Py_ssize_t));
+        *fut_to_pos = PyDict_New();
+        if (self->first == NULL || *fut_to_pos == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < pos; i++) {
+            self->first[i] = i;
+            PyObject *child = PyList_GET_ITEM(self->children, i);
+            if (PyDict_GetItemWithError(*fut_to_pos, child) == NULL) {
+                if (PyErr_Occurred() ||
+                    record_position(*fut_to_pos, child, i) < 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    PyObject *p = PyDict_GetItemWithError(*fut_to_pos, fut);
+    if (p == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_SystemError, "gather: lost a child");
+        }
+        return -1;
+    }
+    self->first[pos] = PyLong_AsSsize_t(p);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* gather() */
+
+/* tasks.ensure_future(arg, loop=loop) for callback mode.  `loop` may be
+ * NULL (first argument).  Returns a new reference. */
+static PyObject *
+ensure_future(fw_state *st, PyObject *arg, PyObject *loop)
+{
+    int isfut = fw_isfuture(st, arg);
+    if (isfut < 0) {
+        return NULL;
+    }
+    if (isfut) {
+        if (loop != NULL) {
+            PyObject *fut_loop = fw_get_loop(st, arg);
+            if (fut_loop == NULL) {
+                return NULL;
+            }
+            Py_DECREF(fut_loop);
+            if (fut_loop != loop) {
+                PyErr_SetString(PyExc_ValueError,
+                                "The future belongs to a different loop "
+                                "than the one specified as the loop argument");
+                return NULL;
+            }
+        }
+        return Py_NewRef(arg);
+    }
+    if (!PyCoro_CheckExact(arg)) {
+        /* Other coroutine types and awaitables: the stdlib's own code
+         * (iscoroutine, awaitable wrapping, the TypeError). */
+        PyObject *stack[2] = {arg, loop != NULL ? loop : Py_None};
+        return PyObject_Vectorcall(st->ensure_future, stack, 1, st->kw_loop);
+    }
+    PyObject *owned_loop = NULL;
+    if (loop == NULL) {
+        owned_loop = PyObject_CallNoArgs(st->get_event_loop);
+        if (owned_loop == NULL) {
+            return NULL;
+        }
+        loop = owned_loop;
+    }
+    PyObject *task = PyObject_CallMethodOneArg(loop, st->str_create_task, arg);
+    Py_XDECREF(owned_loop);
+    if (task == NULL && PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        PyObject *exc = fw_err_fetch();
+        PyObject *r = PyObject_CallMethodNoArgs(arg, st->str_close);
+        if (r == NULL) {
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(r);
+        fw_err_restore(exc);
+    }
+    return task;
+}
+
+/* fut.add_done_callback(core) (with our empty context for asyncio's own
+ * futures, which saves a context copy per child). */
+static int
+add_done_callback(fw_state *st, PyObject *fut, PyObject *callback)
+{
+    PyObject *r;
+    PyTypeObject *tp = Py_TYPE(fut);
+    if (tp == st->FutureType || tp == st->TaskType) {
+        PyObject *stack[3] = {fut, callback, st->empty_context};
+        r = PyObject_VectorcallMethod(st->str_add_done_callback, stack,
+                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      st->kw_context);
+    }
+    else {
+        r = PyObject_CallMethodOneArg(fut, st->str_add_done_callback,
+                                      callback);
+    }
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Create the child of argument `pos`.  Returns a new reference. */
+static PyObject *
+core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
+{
+    fw_state *st = self->st;
+    PyObject *fut;
+    if (self->wrapped) {
+        PyObject *wrapper = fw_child_new(st, arg, (PyObject *)self, pos,
+                                         core_wrapped_finished);
+        if (wrapper == NULL) {
+            return NULL;
+        }
+        fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
+                                        wrapper);
+        if (fut == NULL) {
+            fw_child_detach(wrapper);
+            if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+                /* ensure_future closes the coroutine it could not
+                 * schedule. */
+                PyObject *exc = fw_err_fetch();
+                PyObject *r = PyObject_CallMethodNoArgs(arg, st->str_close);
+                if (r == NULL) {
+                    Py_DECREF(exc);
+                }
+                else {
+                    Py_DECREF(r);
+                    fw_err_restore(exc);
+                }
+            }
+            Py_DECREF(wrapper);
+            return NULL;
+        }
+        int finished = fw_child_finished(wrapper);
+        Py_DECREF(wrapper);
+        if (finished) {
+            /* Done inside create_task (eager): like the stdlib's done_futs.
+             * A task cancelled in that step is not a success. */
+            int cancelled = fw_call_bool(fut, st->str_cancelled);
+            if (cancelled < 0) {
+                Py_DECREF(fut);
+                return NULL;
+            }
+            if (cancelled) {
+                Py_CLEAR(self->values[pos]);
+            }
+        }
+        if (PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) <
+                0 ||
+            (finished && core_add_early(self, pos) < 0)) {
+            Py_DECREF(fut);
+            return NULL;
+        }
+        return fut;
+    }
+
+    fut = ensure_future(st, arg, self->loop);
+    if (fut == NULL) {
+        return NULL;
+    }
+    if (self->loop == NULL) {
+        self->loop = fw_get_loop(st, fut);
+        if (self->loop == NULL) {
+            goto fail;
+        }
+    }
+    if (fut != arg &&
+        PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) < 0) {
+        goto fail;
+    }
+    int done = fw_call_bool(fut, st->str_done);
+    if (done < 0) {
+        goto fail;
+    }
+    if (done ? core_add_early(self, pos) : add_done_callback(st, fut,
+                                                             (PyObject *)self)) {
+        goto fail;
+    }
+    return fut;
+fail:
+    Py_DECREF(fut);
+    return NULL;
+}
+
+static PyObject *
+gather_empty(fw_state *st)
+{
+    PyObject *loop = PyObject_CallNoArgs(st->get_event_loop);
+    if (loop == NULL) {
+        return NULL;
+    }
+    PyObject *outer = PyObject_CallMethod(loop, "create_future", NULL);
+    Py_DECREF(loop);
+    if (outer == NULL) {
+        return NULL;
+    }
+    PyObject *empty = PyList_New(0);
+    PyObject *r = empty == NULL ? NULL : PyObject_CallMethodOneArg(
+                                             outer, st->str_set_result, empty);
+    Py_XDECREF(empty);
+    if (r == NULL) {
+        Py_DECREF(outer);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return outer;
+}
+
+static PyObject *
+gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
+            int return_exceptions)
+{
+    if (n == 0) {
+        return gather_empty(st);
+    }
+
+    /* Wrapped mode needs every argument to be a native coroutine and a
+     * loop whose create_task runs our wrapper as is. */
+    int wrapped = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyCoro_CheckExact(args[i])) {
+            wrapped = 0;
+            break;
+        }
+    }
+    PyObject *loop = NULL;
+    if (wrapped) {
+        /* ensure_future(coro) with no loop: events.get_event_loop(). */
+        loop = PyObject_CallNoArgs(st->get_event_loop);
+        if (loop == NULL) {
+            return NULL;
+        }
+        wrapped = fw_loop_runs_wrappers(st, loop);
+        if (wrapped < 0) {
+            Py_DECREF(loop);
+            return NULL;
+        }
+    }
+
+    GatherCore *core = core_new(st, n, return_exceptions, wrapped);
+    if (core == NULL) {
+        Py_XDECREF(loop);
+        return NULL;
+    }
+    core->loop = loop; /* may be NULL: taken from the first child */
+    PyObject *fut_to_pos = NULL; /* made at the first duplicate */
+    PyObject *arg_to_fut = PyDict_New();
+    if (arg_to_fut == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *arg = args[i];
+        PyObject *fut = PyDict_GetItemWithError(arg_to_fut, arg);
+        if (fut != NULL) {
+            /* A duplicate: the same child again. */
+            if (core_add_duplicate(core, i, fut, &fut_to_pos) < 0) {
+                goto fail;
+            }
+            PyList_SET_ITEM(core->children, i, Py_NewRef(fut));
+            continue;
+        }
+        if (PyErr_Occurred()) {
+            goto fail;
+        }
+        fut = core_make_child(core, arg, i);
+        if (fut == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(core->children, i, fut);
+        core->nfuts++;
+        if (PyDict_SetItem(arg_to_fut, arg, fut) < 0) {
+            goto fail;
+        }
+        if (core->first != NULL) {
+            core->first[i] = i;
+            if (record_position(fut_to_pos, fut, i) < 0) {
+                goto fail;
+            }
+        }
+    }
+    Py_CLEAR(arg_to_fut);
+    Py_CLEAR(fut_to_pos);
+
+    PyObject *loop_arg = core->loop;
+    PyObject *outer = PyObject_Vectorcall((PyObject *)st->GatheringFutureType,
+                                          &loop_arg, 0, st->kw_loop);
+    if (outer == NULL) {
+        goto fail;
+    }
+    GF(outer)->children = Py_NewRef(core->children);
+    core->outer = Py_NewRef(outer);
+    core->constructing = 0;
+    if (st->gather_done_shortcut && core->nearly > 0 &&
+        core_process_early(core) < 0) {
+        Py_DECREF(outer);
+        Py_DECREF(core);
+        return NULL;
+    }
+    Py_DECREF(core);
+    return outer;
+
+fail:
+    Py_XDECREF(arg_to_fut);
+    Py_XDECREF(fut_to_pos);
+    /* Children created so far keep running, and their completions are
+     * handled as the stdlib's callbacks handle them with outer None.  On
+     * 3.12+ the children that were done at creation are never processed
+     * (the stdlib's done_futs loop is not reached); on 3.11 the batch
+     * callback, if scheduled, still marks them retrieved. */
+    core->aborted = 1;
+    core->constructing = 0;
+    if (st->gather_done_shortcut) {
+        PyMem_Free(core->early);
+        core->early = NULL;
+        core->nearly = 0;
+    }
+    Py_DECREF(core);
+    return NULL;
+}
+
+PyDoc_STRVAR(
+    gather_doc,
+    "gather(*aws, return_exceptions=False)\n--\n\n"
+    "Return a future aggregating results from the given coroutines/futures.\n"
+    "\n"
+    "A drop-in replacement for asyncio.gather() with the semantics of the\n"
+    "running Python version: coroutines are wrapped in tasks (duplicates\n"
+    "collapsed); the result is the list of results in argument order; the\n"
+    "first exception propagates unless return_exceptions is true, in which\n"
+    "case exceptions are returned in the list; cancelling the returned\n"
+    "future cancels every child.");
+
+static PyObject *
+gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+       PyObject *kwnames)
+{
+    fw_state *st = fw_get_state(module);
+    int return_exceptions = 0;
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            if (!PyUnicode_Check(key) ||
+                PyUnicode_CompareWithASCIIString(key, "return_exceptions") !=
+                    0) {
+                PyErr_Format(PyExc_TypeError,
+                             "gather() got an unexpected keyword argument "
+                             "'%S'",
+                             key);
+                return NULL;
+            }
+            return_exceptions = PyObject_IsTrue(args[nargs + i]);
+            if (return_exceptions < 0) {
+                return NULL;
+            }
+        }
+    }
+    return gather_impl(st, args, nargs, return_exceptions);
+}
+
+static PyMethodDef gather_methods[] = {
+    {"gather", (PyCFunction)(void (*)(void))gather,
+     METH_FASTCALL | METH_KEYWORDS, gather_doc},
+    {NULL},
+};
+
+int
+fw_gather_init(PyObject *module, fw_state *st)
+{
+    st->GatherCoreType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &core_spec, NULL);
+    if (st->GatherCoreType == NULL) {
+        return -1;
+    }
+
+    PyTypeObject *base = st->FutureType;
+    PyType_Spec spec = {
+        .name = "fastwait._fastwait._GatheringFuture",
+        .basicsize = (int)(gfut_fields_offset(base) + sizeof(GatherFields)),
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+                 Py_TPFLAGS_IMMUTABLETYPE,
+        .slots = gfut_slots,
+    };
+    st->GatheringFutureType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &spec, (PyObject *)base);
+    if (st->GatheringFutureType == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "_GatheringFuture",
+                              (PyObject *)st->GatheringFutureType) < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, gather_methods);
+}

@@ -1,0 +1,360 @@
+/* fastwait._fastwait: module definition, state, and the small helpers that
+ * every primitive shares (isfuture, _get_loop, call_soon, ...).
+ *
+ * Everything version-dependent is decided here, once, from Py_Version.
+ */
+#include "state.h"
+
+/* getattr(obj, name) that reports a missing attribute as 0 instead of an
+ * AttributeError: -1 error, 0 missing, 1 found (*res is a new reference). */
+static int
+getattr_optional(PyObject *obj, PyObject *name, PyObject **res)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, res);
+#else
+    *res = PyObject_GetAttr(obj, name);
+    if (*res != NULL) {
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+#endif
+}
+
+int
+fw_isfuture(fw_state *st, PyObject *obj)
+{
+    /* asyncio.futures.isfuture():
+     *   hasattr(obj.__class__, '_asyncio_future_blocking') and
+     *   obj._asyncio_future_blocking is not None */
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp == st->FutureType || tp == st->TaskType) {
+        return 1;
+    }
+    PyObject *attr;
+    int r = getattr_optional((PyObject *)tp, st->str_asyncio_future_blocking,
+                             &attr);
+    if (r <= 0) {
+        return r;
+    }
+    Py_DECREF(attr);
+    r = getattr_optional(obj, st->str_asyncio_future_blocking, &attr);
+    if (r <= 0) {
+        /* hasattr() on the class but not on the instance: the stdlib's
+         * attribute access would raise AttributeError here. */
+        if (r == 0) {
+            PyErr_Format(PyExc_AttributeError,
+                         "'%.100s' object has no attribute "
+                         "'_asyncio_future_blocking'",
+                         tp->tp_name);
+        }
+        return -1;
+    }
+    r = attr != Py_None;
+    Py_DECREF(attr);
+    return r;
+}
+
+PyObject *
+fw_get_loop(fw_state *st, PyObject *fut)
+{
+    /* asyncio.futures._get_loop(): fut.get_loop() if it exists, else
+     * fut._loop. */
+    PyTypeObject *tp = Py_TYPE(fut);
+    if (tp == st->FutureType || tp == st->TaskType) {
+        return PyObject_CallMethodNoArgs(fut, st->str_get_loop);
+    }
+    PyObject *get_loop;
+    int r = getattr_optional(fut, st->str_get_loop, &get_loop);
+    if (r < 0) {
+        return NULL;
+    }
+    if (r > 0) {
+        PyObject *loop = PyObject_CallNoArgs(get_loop);
+        Py_DECREF(get_loop);
+        return loop;
+    }
+    return PyObject_GetAttr(fut, st->str_loop_attr);
+}
+
+int
+fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
+             PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *stack[6];
+    assert(nargs <= 3);
+    stack[0] = loop;
+    stack[1] = callback;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        stack[2 + i] = args[i];
+    }
+    stack[2 + nargs] = st->empty_context;
+    PyObject *handle = PyObject_VectorcallMethod(
+        st->str_call_soon, stack,
+        (size_t)(2 + nargs) | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_context);
+    if (handle == NULL) {
+        return -1;
+    }
+    Py_DECREF(handle);
+    return 0;
+}
+
+int
+fw_call_bool(PyObject *obj, PyObject *name)
+{
+    PyObject *res = PyObject_CallMethodNoArgs(obj, name);
+    if (res == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return r;
+}
+
+/* Is create_task of this loop type one whose behaviour with a factory of
+ * None is "Task(coro, loop=loop)"?  asyncio's BaseEventLoop and uvloop's
+ * Loop qualify unless a subclass overrides create_task. */
+static int
+loop_type_known(fw_state *st, PyTypeObject *tp)
+{
+    PyObject *cached = PyDict_GetItemWithError(st->loop_type_cache,
+                                               (PyObject *)tp);
+    if (cached != NULL) {
+        return cached == Py_True;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *meth = PyObject_GetAttr((PyObject *)tp, st->str_create_task);
+    if (meth == NULL) {
+        return -1;
+    }
+    int known = meth == st->base_create_task;
+    if (!known) {
+        /* uvloop.Loop.create_task, if uvloop is imported. */
+        PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+        PyObject *uvloop = PyDict_GetItemString(modules, "uvloop");
+        if (uvloop != NULL) {
+            PyObject *uvloop_loop = PyObject_GetAttrString(uvloop, "Loop");
+            if (uvloop_loop == NULL) {
+                PyErr_Clear();
+            }
+            else {
+                PyObject *uv_create = PyObject_GetAttr(uvloop_loop,
+                                                       st->str_create_task);
+                Py_DECREF(uvloop_loop);
+                if (uv_create == NULL) {
+                    PyErr_Clear();
+                }
+                else {
+                    known = meth == uv_create;
+                    Py_DECREF(uv_create);
+                }
+            }
+        }
+    }
+    Py_DECREF(meth);
+    if (PyDict_SetItem(st->loop_type_cache, (PyObject *)tp,
+                       known ? Py_True : Py_False) < 0) {
+        return -1;
+    }
+    return known;
+}
+
+int
+fw_loop_runs_wrappers(fw_state *st, PyObject *loop)
+{
+    int known = loop_type_known(st, Py_TYPE(loop));
+    if (known <= 0) {
+        return known;
+    }
+    PyObject *factory = PyObject_CallMethodNoArgs(loop,
+                                                  st->str_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int ok = factory == Py_None || factory == st->eager_task_factory;
+    Py_DECREF(factory);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Module lifecycle */
+
+static PyObject *
+import_attr(const char *module, const char *attr)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_GetAttrString(mod, attr);
+    Py_DECREF(mod);
+    return res;
+}
+
+static int
+module_exec(PyObject *module)
+{
+    fw_state *st = fw_get_state(module);
+
+#define FW_INTERN(field, text)                                          \
+    if ((st->field = PyUnicode_InternFromString(text)) == NULL) {       \
+        return -1;                                                      \
+    }
+    FW_NAMES(FW_INTERN)
+#undef FW_INTERN
+
+    if ((st->kw_msg = Py_BuildValue("(s)", "msg")) == NULL ||
+        (st->kw_context = Py_BuildValue("(s)", "context")) == NULL ||
+        (st->kw_loop = Py_BuildValue("(s)", "loop")) == NULL) {
+        return -1;
+    }
+
+    PyObject *future = import_attr("asyncio", "Future");
+    PyObject *task = import_attr("asyncio", "Task");
+    if (future == NULL || task == NULL) {
+        Py_XDECREF(future);
+        Py_XDECREF(task);
+        return -1;
+    }
+    if (!PyType_Check(future) || !PyType_Check(task)) {
+        PyErr_SetString(PyExc_ImportError,
+                        "fastwait needs asyncio's C Future and Task types "
+                        "(the _asyncio accelerator module)");
+        Py_DECREF(future);
+        Py_DECREF(task);
+        return -1;
+    }
+    st->FutureType = (PyTypeObject *)future;
+    st->TaskType = (PyTypeObject *)task;
+
+    int v312 = Py_Version >= 0x030C0000;
+    st->gather_done_shortcut = v312;
+
+    if ((st->CancelledError = import_attr("asyncio", "CancelledError")) ==
+            NULL ||
+        (st->get_event_loop = import_attr(
+             "asyncio.events", v312 ? "get_event_loop" : "_get_event_loop")) ==
+            NULL ||
+        (st->get_running_loop_or_none =
+             import_attr("asyncio.events", "_get_running_loop")) == NULL ||
+        (st->ensure_future = import_attr(
+             "asyncio.tasks", v312 ? "ensure_future" : "_ensure_future")) ==
+            NULL) {
+        return -1;
+    }
+    if (v312) {
+        if ((st->eager_task_factory =
+                 import_attr("asyncio.tasks", "eager_task_factory")) == NULL) {
+            return -1;
+        }
+    }
+    else {
+        st->eager_task_factory = Py_NewRef(Py_None);
+    }
+    PyObject *base_loop = import_attr("asyncio.base_events", "BaseEventLoop");
+    if (base_loop == NULL) {
+        return -1;
+    }
+    st->base_create_task = PyObject_GetAttr(base_loop, st->str_create_task);
+    Py_DECREF(base_loop);
+    if (st->base_create_task == NULL) {
+        return -1;
+    }
+    if ((st->loop_type_cache = PyDict_New()) == NULL ||
+        (st->empty_context = PyContext_New()) == NULL) {
+        return -1;
+    }
+
+    if (fw_child_init(module, st) < 0 || fw_gather_init(module, st) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    fw_state *st = fw_get_state(module);
+    Py_VISIT(st->ChildType);
+    Py_VISIT(st->GatheringFutureType);
+    Py_VISIT(st->GatherCoreType);
+    Py_VISIT(st->FutureType);
+    Py_VISIT(st->TaskType);
+    Py_VISIT(st->CancelledError);
+    Py_VISIT(st->get_event_loop);
+    Py_VISIT(st->get_running_loop_or_none);
+    Py_VISIT(st->ensure_future);
+    Py_VISIT(st->eager_task_factory);
+    Py_VISIT(st->base_create_task);
+    Py_VISIT(st->loop_type_cache);
+    Py_VISIT(st->empty_context);
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    fw_state *st = fw_get_state(module);
+    Py_CLEAR(st->ChildType);
+    Py_CLEAR(st->GatheringFutureType);
+    Py_CLEAR(st->GatherCoreType);
+    Py_CLEAR(st->FutureType);
+    Py_CLEAR(st->TaskType);
+    Py_CLEAR(st->CancelledError);
+    Py_CLEAR(st->get_event_loop);
+    Py_CLEAR(st->get_running_loop_or_none);
+    Py_CLEAR(st->ensure_future);
+    Py_CLEAR(st->eager_task_factory);
+    Py_CLEAR(st->base_create_task);
+    Py_CLEAR(st->loop_type_cache);
+    Py_CLEAR(st->empty_context);
+    Py_CLEAR(st->kw_msg);
+    Py_CLEAR(st->kw_context);
+    Py_CLEAR(st->kw_loop);
+#define FW_CLEAR(field, text) Py_CLEAR(st->field);
+    FW_NAMES(FW_CLEAR)
+#undef FW_CLEAR
+    return 0;
+}
+
+static void
+module_free(void *module)
+{
+    (void)module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+PyDoc_STRVAR(module_doc,
+             "Native implementations of asyncio's waiting primitives.\n"
+             "\n"
+             "Use the fastwait package; this module is its C core.");
+
+PyModuleDef fw_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fastwait._fastwait",
+    .m_doc = module_doc,
+    .m_size = sizeof(fw_state),
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC
+PyInit__fastwait(void)
+{
+    return PyModuleDef_Init(&fw_module_def);
+}

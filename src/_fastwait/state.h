@@ -1,0 +1,171 @@
+/* Module state shared by every part of fastwait._fastwait.
+ *
+ * One struct per module object (multi-phase init, PEP 489): the asyncio
+ * objects we talk to, looked up once at import; our own heap types; interned
+ * method names and cached keyword-name tuples.  Reach it from the module
+ * (fw_get_state), from a method's defining class (PyType_GetModuleState) or
+ * from an instance of one of our types (fw_state_from_type).
+ */
+#ifndef FASTWAIT_STATE_H
+#define FASTWAIT_STATE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+/* Interned attribute and method names.  X(field, "text"). */
+#define FW_NAMES(X)                                                     \
+    X(str_add_done_callback, "add_done_callback")                       \
+    X(str_asyncio_future_blocking, "_asyncio_future_blocking")          \
+    X(str_call_soon, "call_soon")                                       \
+    X(str_cancel, "cancel")                                             \
+    X(str_cancel_message, "_cancel_message")                            \
+    X(str_cancelled, "cancelled")                                       \
+    X(str_close, "close")                                               \
+    X(str_create_task, "create_task")                                   \
+    X(str_done, "done")                                                 \
+    X(str_exception, "exception")                                       \
+    X(str_get_loop, "get_loop")                                         \
+    X(str_get_task_factory, "get_task_factory")                         \
+    X(str_loop_attr, "_loop")                                           \
+    X(str_log_destroy_pending, "_log_destroy_pending")                  \
+    X(str_make_cancelled_error, "_make_cancelled_error")                \
+    X(str_must_cancel, "_must_cancel")                                  \
+    X(str_name, "__name__")                                             \
+    X(str_qualname, "__qualname__")                                     \
+    X(str_cr_await, "cr_await")                                         \
+    X(str_cr_code, "cr_code")                                           \
+    X(str_cr_frame, "cr_frame")                                         \
+    X(str_cr_origin, "cr_origin")                                       \
+    X(str_cr_running, "cr_running")                                     \
+    X(str_cr_suspended, "cr_suspended")                                 \
+    X(str_result, "result")                                             \
+    X(str_send, "send")                                                 \
+    X(str_set_exception, "set_exception")                               \
+    X(str_set_result, "set_result")                                     \
+    X(str_throw, "throw")                                               \
+    X(str_value, "value")
+
+typedef struct {
+    /* Our heap types. */
+    PyTypeObject *ChildType;           /* child.c: coroutine wrapper */
+    PyTypeObject *GatheringFutureType; /* gather.c */
+    PyTypeObject *GatherCoreType;      /* gather.c */
+
+    /* asyncio objects, looked up once at import. */
+    PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
+    PyTypeObject *TaskType;    /* asyncio.Task (the C one) */
+    PyObject *CancelledError;
+    PyObject *get_event_loop;    /* events.get_event_loop / _get_event_loop */
+    PyObject *get_running_loop_or_none; /* events._get_running_loop */
+    PyObject *ensure_future;     /* tasks.ensure_future (3.11: _ensure_future) */
+    PyObject *eager_task_factory; /* tasks.eager_task_factory or None */
+    PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
+    PyObject *loop_type_cache;   /* dict: loop type -> bool (create_task known) */
+    PyObject *empty_context;     /* contextvars.Context() for our callbacks */
+
+    /* Keyword-name tuples for vectorcall. */
+    PyObject *kw_msg;     /* ("msg",) */
+    PyObject *kw_context; /* ("context",) */
+    PyObject *kw_loop;    /* ("loop",) */
+
+#define FW_NAME_FIELD(field, text) PyObject *field;
+    FW_NAMES(FW_NAME_FIELD)
+#undef FW_NAME_FIELD
+
+    /* Behaviour switches, decided once at import from Py_Version. */
+    int gather_done_shortcut; /* 3.12+: children done at creation are
+                                 processed synchronously (gh-104144) */
+} fw_state;
+
+extern PyModuleDef fw_module_def;
+
+static inline fw_state *
+fw_get_state(PyObject *module)
+{
+    return (fw_state *)PyModule_GetState(module);
+}
+
+/* State from an instance of (a subclass of) one of our heap types. */
+static inline fw_state *
+fw_state_from_type(PyTypeObject *tp)
+{
+    PyObject *mod = PyType_GetModuleByDef(tp, &fw_module_def);
+    assert(mod != NULL);
+    return fw_get_state(mod);
+}
+
+/* Parts of the module: each adds its types/functions to the module. */
+int fw_child_init(PyObject *module, fw_state *st);
+int fw_gather_init(PyObject *module, fw_state *st);
+
+/* ---- child.c: the coroutine wrapper every "fastwait creates the task"
+ * primitive runs its children in.  It forwards send/throw/close to the real
+ * coroutine and calls `finish` the moment the coroutine returns or raises,
+ * inside the child task's own step (no done-callback, no extra loop
+ * iteration).  `value` is the returned object, or NULL when the coroutine
+ * raised (the exception is then set and must be left set). */
+typedef int (*fw_finish_fn)(PyObject *owner, Py_ssize_t index,
+                            PyObject *value);
+
+PyObject *fw_child_new(fw_state *st, PyObject *coro, PyObject *owner,
+                       Py_ssize_t index, fw_finish_fn finish);
+/* True once the wrapped coroutine has returned or raised. */
+int fw_child_finished(PyObject *child);
+/* Detach the owner: `finish` will not be called any more. */
+void fw_child_detach(PyObject *child);
+
+/* ---- small shared helpers */
+
+/* Take the current exception (normalized) out of the thread state: a new
+ * reference, or NULL when none is set.  fw_err_restore() puts it back and
+ * steals the reference. */
+static inline PyObject *
+fw_err_fetch(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static inline void
+fw_err_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
+
+/* asyncio.futures.isfuture(obj): -1 error, 0/1. */
+int fw_isfuture(fw_state *st, PyObject *obj);
+/* asyncio.futures._get_loop(fut): new reference or NULL. */
+PyObject *fw_get_loop(fw_state *st, PyObject *fut);
+/* loop.call_soon(callback, *args, context=st->empty_context). */
+int fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
+                 PyObject *const *args, Py_ssize_t nargs);
+/* Call a no-argument method and return its truth value: -1 error, 0/1. */
+int fw_call_bool(PyObject *obj, PyObject *name);
+/* Is the loop's create_task + task factory one whose behaviour we know
+ * (asyncio's BaseEventLoop or uvloop, factory None or eager_task_factory)?
+ * Then a task created from a fastwait wrapper runs exactly that wrapper.
+ * -1 error, 0/1. */
+int fw_loop_runs_wrappers(fw_state *st, PyObject *loop);
+
+#endif /* FASTWAIT_STATE_H */
