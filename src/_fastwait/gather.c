@@ -671,51 +671,130 @@ core_add_early(GatherCore *self, Py_ssize_t pos)
     return 0;
 }
 
+/* Position `pos` repeats the child first seen at `first_pos`. */
 static int
-record_position(PyObject *fut_to_pos, PyObject *fut, Py_ssize_t pos)
-{
-    PyObject *p = PyLong_FromSsize_t(pos);
-    if (p == NULL) {
-        return -1;
-    }
-    int r = PyDict_SetItem(fut_to_pos, fut, p);
-    Py_DECREF(p);
-    return r;
-}
-
-/* Position `pos` repeats child `fut`.  Duplicates are rare: the map from
- * child to first position is built when the first one shows up. */
-static int
-core_add_duplicate(GatherCore *self, Py_ssize_t pos, PyObject *fut,
-                   PyObject **fut_to_pos)
+core_add_duplicate(GatherCore *self, Py_ssize_t pos, Py_ssize_t first_pos)
 {
     if (self->first == NULL) {
         self->first = PyMem_Malloc((size_t)self->nargs * sizeof(Py_ssize_t));
-        *fut_to_pos = PyDict_New();
-        if (self->first == NULL || *fut_to_pos == NULL) {
+        if (self->first == NULL) {
             PyErr_NoMemory();
             return -1;
         }
         for (Py_ssize_t i = 0; i < pos; i++) {
             self->first[i] = i;
-            PyObject *child = PyList_GET_ITEM(self->children, i);
-            if (PyDict_GetItemWithError(*fut_to_pos, child) == NULL) {
-                if (PyErr_Occurred() ||
-                    record_position(*fut_to_pos, child, i) < 0) {
-                    return -1;
-                }
+        }
+    }
+    self->first[pos] = first_pos;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The stdlib's arg_to_fut dict, for finding duplicate arguments.
+ *
+ * Native coroutines and asyncio's own Futures and Tasks hash and compare
+ * by identity, so for them a table of pointers gives the dict's answers
+ * without a trip through Python hashing; any other argument goes through a
+ * real dict (its __hash__ and __eq__ run, and unhashable ones raise the
+ * dict's TypeError). */
+
+typedef struct {
+    PyObject **keys;    /* open addressing, NULL = empty */
+    Py_ssize_t *pos;
+    size_t mask;
+    PyObject *dict;     /* other arguments: arg -> position */
+} ArgIndex;
+
+static int
+arg_by_identity(fw_state *st, PyObject *arg)
+{
+    PyTypeObject *tp = Py_TYPE(arg);
+    return PyCoro_CheckExact(arg) || tp == st->FutureType ||
+           tp == st->TaskType;
+}
+
+static inline size_t
+ptr_slot(const ArgIndex *ix, PyObject *key)
+{
+    uint64_t h = (uint64_t)(uintptr_t)key;
+    h = (h >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+    return (size_t)(h ^ (h >> 29)) & ix->mask;
+}
+
+/* Returns the first position of arg, -1 if unseen, -2 on error. */
+static Py_ssize_t
+arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
+{
+    if (arg_by_identity(st, arg)) {
+        if (ix->keys == NULL) {
+            return -1;
+        }
+        for (size_t i = ptr_slot(ix, arg);; i = (i + 1) & ix->mask) {
+            if (ix->keys[i] == arg) {
+                return ix->pos[i];
+            }
+            if (ix->keys[i] == NULL) {
+                return -1;
             }
         }
     }
-    PyObject *p = PyDict_GetItemWithError(*fut_to_pos, fut);
+    if (ix->dict == NULL) {
+        /* Still hash it: an unhashable argument raises here, as in the
+         * stdlib's `arg not in arg_to_fut`. */
+        Py_hash_t h = PyObject_Hash(arg);
+        return h == -1 && PyErr_Occurred() ? -2 : -1;
+    }
+    PyObject *p = PyDict_GetItemWithError(ix->dict, arg);
     if (p == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_SystemError, "gather: lost a child");
+        return PyErr_Occurred() ? -2 : -1;
+    }
+    return PyLong_AsSsize_t(p);
+}
+
+static int
+arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
+              Py_ssize_t nargs)
+{
+    if (arg_by_identity(st, arg)) {
+        if (ix->keys == NULL) {
+            size_t cap = 8;
+            while (cap < (size_t)nargs * 2) {
+                cap <<= 1;
+            }
+            ix->keys = PyMem_Calloc(cap, sizeof(PyObject *));
+            ix->pos = PyMem_Malloc(cap * sizeof(Py_ssize_t));
+            if (ix->keys == NULL || ix->pos == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            ix->mask = cap - 1;
         }
+        size_t i = ptr_slot(ix, arg);
+        while (ix->keys[i] != NULL) {
+            i = (i + 1) & ix->mask;
+        }
+        ix->keys[i] = arg; /* borrowed: the caller's arguments outlive us */
+        ix->pos[i] = pos;
+        return 0;
+    }
+    if (ix->dict == NULL && (ix->dict = PyDict_New()) == NULL) {
         return -1;
     }
-    self->first[pos] = PyLong_AsSsize_t(p);
-    return 0;
+    PyObject *p = PyLong_FromSsize_t(pos);
+    if (p == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(ix->dict, arg, p);
+    Py_DECREF(p);
+    return r;
+}
+
+static void
+arg_index_free(ArgIndex *ix)
+{
+    PyMem_Free(ix->keys);
+    PyMem_Free(ix->pos);
+    Py_CLEAR(ix->dict);
 }
 
 /* ------------------------------------------------------------------ */
@@ -943,43 +1022,36 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
         return NULL;
     }
     core->loop = loop; /* may be NULL: taken from the first child */
-    PyObject *fut_to_pos = NULL; /* made at the first duplicate */
-    PyObject *arg_to_fut = PyDict_New();
-    if (arg_to_fut == NULL) {
-        goto fail;
-    }
+    ArgIndex arg_to_pos = {NULL, NULL, 0, NULL};
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *arg = args[i];
-        PyObject *fut = PyDict_GetItemWithError(arg_to_fut, arg);
-        if (fut != NULL) {
+        Py_ssize_t first_pos = arg_index_find(st, &arg_to_pos, arg);
+        if (first_pos == -2) {
+            goto fail;
+        }
+        if (first_pos >= 0) {
             /* A duplicate: the same child again. */
-            if (core_add_duplicate(core, i, fut, &fut_to_pos) < 0) {
+            if (core_add_duplicate(core, i, first_pos) < 0) {
                 goto fail;
             }
+            PyObject *fut = PyList_GET_ITEM(core->children, first_pos);
             PyList_SET_ITEM(core->children, i, Py_NewRef(fut));
             continue;
         }
-        if (PyErr_Occurred()) {
-            goto fail;
-        }
-        fut = core_make_child(core, arg, i);
+        PyObject *fut = core_make_child(core, arg, i);
         if (fut == NULL) {
             goto fail;
         }
         PyList_SET_ITEM(core->children, i, fut);
         core->nfuts++;
-        if (PyDict_SetItem(arg_to_fut, arg, fut) < 0) {
-            goto fail;
-        }
         if (core->first != NULL) {
             core->first[i] = i;
-            if (record_position(fut_to_pos, fut, i) < 0) {
-                goto fail;
-            }
+        }
+        if (arg_index_add(st, &arg_to_pos, arg, i, n) < 0) {
+            goto fail;
         }
     }
-    Py_CLEAR(arg_to_fut);
-    Py_CLEAR(fut_to_pos);
+    arg_index_free(&arg_to_pos);
 
     PyObject *loop_arg = core->loop;
     PyObject *outer = PyObject_Vectorcall((PyObject *)st->GatheringFutureType,
@@ -1000,8 +1072,7 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     return outer;
 
 fail:
-    Py_XDECREF(arg_to_fut);
-    Py_XDECREF(fut_to_pos);
+    arg_index_free(&arg_to_pos);
     /* Children created so far keep running, and their completions are
      * handled as the stdlib's callbacks handle them with outer None.  On
      * 3.12+ the children that were done at creation are never processed
