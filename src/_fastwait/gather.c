@@ -138,7 +138,7 @@ gfut_cancel(PyObject *self, PyTypeObject *defining_class,
         }
     }
 
-    int done = fw_call_bool(self, st->str_done);
+    int done = fw_fut_bool(st, self, FW_DONE);
     if (done != 0) {
         return done < 0 ? NULL : Py_NewRef(Py_False);
     }
@@ -225,8 +225,9 @@ typedef struct {
                            construction, and once every child is processed */
     PyObject *children; /* list: the child future of each argument */
     PyObject *loop;
-    PyObject **values;  /* wrapped mode: return value of the child at each
-                           first position, NULL = ask the child */
+    PyObject **values;  /* result of the child at each first position when
+                           already known to be a success, NULL = ask the
+                           child when building the results */
     Py_ssize_t *first;  /* NULL, or for each position the first position of
                            the same child (duplicates) */
     Py_ssize_t *early;  /* positions of children done at creation */
@@ -317,7 +318,7 @@ core_build_results(GatherCore *self)
             res = Py_XNewRef(self->values[p]);
         }
         if (res == NULL) {
-            int cancelled = fw_call_bool(fut, st->str_cancelled);
+            int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
             if (cancelled < 0) {
                 goto fail;
             }
@@ -336,10 +337,10 @@ core_build_results(GatherCore *self)
                 Py_DECREF(msg);
             }
             else {
-                res = PyObject_CallMethodNoArgs(fut, st->str_exception);
+                res = fw_fut_call(st, fut, FW_EXCEPTION);
                 if (res == Py_None) {
                     Py_DECREF(res);
-                    res = PyObject_CallMethodNoArgs(fut, st->str_result);
+                    res = fw_fut_call(st, fut, FW_RESULT);
                 }
             }
             if (res == NULL) {
@@ -376,7 +377,7 @@ set_cancelled_error(fw_state *st, PyObject *outer, PyObject *fut)
 /* The body of the stdlib's _done_callback(fut), with "nfinished == nfuts"
  * decided by the caller. */
 static int
-core_child_done(GatherCore *self, PyObject *fut, int is_last)
+core_child_done(GatherCore *self, PyObject *fut, Py_ssize_t pos, int is_last)
 {
     fw_state *st = self->st;
     PyObject *outer = self->outer;
@@ -386,7 +387,7 @@ core_child_done(GatherCore *self, PyObject *fut, int is_last)
         goto mark_retrieved;
     }
     Py_INCREF(outer);
-    int done = fw_call_bool(outer, st->str_done);
+    int done = fw_fut_bool(st, outer, FW_DONE);
     if (done < 0) {
         goto error;
     }
@@ -396,7 +397,7 @@ core_child_done(GatherCore *self, PyObject *fut, int is_last)
     }
 
     if (!self->return_exceptions) {
-        int cancelled = fw_call_bool(fut, st->str_cancelled);
+        int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
         if (cancelled < 0) {
             goto error;
         }
@@ -404,7 +405,7 @@ core_child_done(GatherCore *self, PyObject *fut, int is_last)
             r = set_cancelled_error(st, outer, fut);
             goto finish;
         }
-        PyObject *exc = PyObject_CallMethodNoArgs(fut, st->str_exception);
+        PyObject *exc = fw_fut_call(st, fut, FW_EXCEPTION);
         if (exc == NULL) {
             goto error;
         }
@@ -417,6 +418,17 @@ core_child_done(GatherCore *self, PyObject *fut, int is_last)
             goto finish;
         }
         Py_DECREF(exc);
+        if (pos >= 0 && self->values[pos] == NULL &&
+            (Py_IS_TYPE(fut, st->FutureType) ||
+             Py_IS_TYPE(fut, st->TaskType))) {
+            /* A success: keep its result for the results list, which
+             * then needs no more calls on this child (asyncio's own
+             * futures only: result() has no side effect there). */
+            self->values[pos] = fw_fut_call(st, fut, FW_RESULT);
+            if (self->values[pos] == NULL) {
+                goto error;
+            }
+        }
     }
 
     if (is_last) {
@@ -450,12 +462,12 @@ error:
     return -1;
 
 mark_retrieved: {
-    int cancelled = fw_call_bool(fut, st->str_cancelled);
+    int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
     if (cancelled < 0) {
         return -1;
     }
     if (!cancelled) {
-        PyObject *exc = PyObject_CallMethodNoArgs(fut, st->str_exception);
+        PyObject *exc = fw_fut_call(st, fut, FW_EXCEPTION);
         if (exc == NULL) {
             return -1;
         }
@@ -483,7 +495,7 @@ core_process_early(GatherCore *self)
         PyObject *fut = PyList_GET_ITEM(children, early[i]);
         Py_INCREF(fut);
         int is_last = ++self->nfinished == self->nfuts && !self->aborted;
-        r = core_child_done(self, fut, is_last);
+        r = core_child_done(self, fut, early[i], is_last);
         Py_DECREF(fut);
     }
     Py_XDECREF(children);
@@ -514,10 +526,10 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     }
     else if (nargs == 1) {
         int is_last = ++self->nfinished == self->nfuts && !self->aborted;
-        r = core_child_done(self, args[0], is_last);
+        r = core_child_done(self, args[0], -1, is_last);
     }
     else if (nargs == 2) {
-        r = core_child_done(self, args[0], args[1] == Py_True);
+        r = core_child_done(self, args[0], -1, args[1] == Py_True);
     }
     else {
         PyErr_SetString(PyExc_TypeError,
@@ -581,6 +593,21 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value)
     return fw_call_soon(st, self->loop, owner, args, 2);
 }
 
+/* Read like the stdlib's closure where a Task's repr lists its callbacks:
+ * cb=[gather.<locals>._done_callback()]. */
+static PyObject *
+core_get_qualname(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString((const char *)closure);
+}
+
+static PyGetSetDef core_getset[] = {
+    {"__qualname__", core_get_qualname, NULL, NULL,
+     "gather.<locals>._done_callback"},
+    {"__name__", core_get_qualname, NULL, NULL, "_done_callback"},
+    {NULL},
+};
+
 static PyMemberDef core_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(GatherCore, vectorcall),
      Py_READONLY},
@@ -594,6 +621,7 @@ static PyType_Slot core_slots[] = {
     {Py_tp_dealloc, core_dealloc},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_members, core_members},
+    {Py_tp_getset, core_getset},
     {0, NULL},
 };
 
@@ -635,13 +663,11 @@ core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
         Py_DECREF(self);
         return NULL;
     }
-    if (wrapped) {
-        self->values = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
-        if (self->values == NULL) {
-            Py_DECREF(self);
-            PyErr_NoMemory();
-            return NULL;
-        }
+    self->values = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
+    if (self->values == NULL) {
+        Py_DECREF(self);
+        PyErr_NoMemory();
+        return NULL;
     }
     return self;
 }
@@ -915,7 +941,7 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
         if (finished) {
             /* Done inside create_task (eager): like the stdlib's done_futs.
              * A task cancelled in that step is not a success. */
-            int cancelled = fw_call_bool(fut, st->str_cancelled);
+            int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
             if (cancelled < 0) {
                 Py_DECREF(fut);
                 return NULL;
@@ -947,7 +973,7 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
         PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) < 0) {
         goto fail;
     }
-    int done = fw_call_bool(fut, st->str_done);
+    int done = fw_fut_bool(st, fut, FW_DONE);
     if (done < 0) {
         goto fail;
     }

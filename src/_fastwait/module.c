@@ -66,7 +66,7 @@ fw_get_loop(fw_state *st, PyObject *fut)
      * fut._loop. */
     PyTypeObject *tp = Py_TYPE(fut);
     if (tp == st->FutureType || tp == st->TaskType) {
-        return PyObject_CallMethodNoArgs(fut, st->str_get_loop);
+        return fw_fut_call(st, fut, FW_GET_LOOP);
     }
     PyObject *get_loop;
     int r = getattr_optional(fut, st->str_get_loop, &get_loop);
@@ -233,6 +233,20 @@ module_exec(PyObject *module)
     st->FutureType = (PyTypeObject *)future;
     st->TaskType = (PyTypeObject *)task;
 
+    st->method_names[FW_DONE] = st->str_done;
+    st->method_names[FW_CANCELLED] = st->str_cancelled;
+    st->method_names[FW_EXCEPTION] = st->str_exception;
+    st->method_names[FW_RESULT] = st->str_result;
+    st->method_names[FW_GET_LOOP] = st->str_get_loop;
+    for (int m = 0; m < FW_NMETHODS; m++) {
+        st->future_methods[m] = PyObject_GetAttr(future,
+                                                 st->method_names[m]);
+        st->task_methods[m] = PyObject_GetAttr(task, st->method_names[m]);
+        if (st->future_methods[m] == NULL || st->task_methods[m] == NULL) {
+            return -1;
+        }
+    }
+
     int v312 = Py_Version >= 0x030C0000;
     st->gather_done_shortcut = v312;
 
@@ -294,6 +308,10 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->base_create_task);
     Py_VISIT(st->loop_type_cache);
     Py_VISIT(st->empty_context);
+    for (int m = 0; m < FW_NMETHODS; m++) {
+        Py_VISIT(st->future_methods[m]);
+        Py_VISIT(st->task_methods[m]);
+    }
     return 0;
 }
 
@@ -314,6 +332,10 @@ module_clear(PyObject *module)
     Py_CLEAR(st->base_create_task);
     Py_CLEAR(st->loop_type_cache);
     Py_CLEAR(st->empty_context);
+    for (int m = 0; m < FW_NMETHODS; m++) {
+        Py_CLEAR(st->future_methods[m]);
+        Py_CLEAR(st->task_methods[m]);
+    }
     Py_CLEAR(st->kw_msg);
     Py_CLEAR(st->kw_context);
     Py_CLEAR(st->kw_loop);

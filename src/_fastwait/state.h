@@ -46,6 +46,18 @@
     X(str_throw, "throw")                                               \
     X(str_value, "value")
 
+/* Methods of asyncio's C Future and Task that the hot paths call.  For
+ * instances of exactly those types (and our _GatheringFuture) we call the
+ * method descriptor directly, skipping the attribute lookup. */
+typedef enum {
+    FW_DONE,
+    FW_CANCELLED,
+    FW_EXCEPTION,
+    FW_RESULT,
+    FW_GET_LOOP,
+    FW_NMETHODS
+} fw_method;
+
 typedef struct {
     /* Our heap types. */
     PyTypeObject *ChildType;           /* child.c: coroutine wrapper */
@@ -63,6 +75,10 @@ typedef struct {
     PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
     PyObject *loop_type_cache;   /* dict: loop type -> bool (create_task known) */
     PyObject *empty_context;     /* contextvars.Context() for our callbacks */
+
+    PyObject *future_methods[FW_NMETHODS]; /* descriptors of Future */
+    PyObject *task_methods[FW_NMETHODS];   /* descriptors of Task */
+    PyObject *method_names[FW_NMETHODS];   /* borrowed: the str_* below */
 
     /* Keyword-name tuples for vectorcall. */
     PyObject *kw_msg;     /* ("msg",) */
@@ -162,6 +178,33 @@ int fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
                  PyObject *const *args, Py_ssize_t nargs);
 /* Call a no-argument method and return its truth value: -1 error, 0/1. */
 int fw_call_bool(PyObject *obj, PyObject *name);
+
+/* fut.<method>() for a future; direct for asyncio's own types. */
+static inline PyObject *
+fw_fut_call(fw_state *st, PyObject *fut, fw_method m)
+{
+    PyTypeObject *tp = Py_TYPE(fut);
+    if (tp == st->TaskType) {
+        return PyObject_Vectorcall(st->task_methods[m], &fut, 1, NULL);
+    }
+    if (tp == st->FutureType || tp == st->GatheringFutureType) {
+        return PyObject_Vectorcall(st->future_methods[m], &fut, 1, NULL);
+    }
+    return PyObject_CallMethodNoArgs(fut, st->method_names[m]);
+}
+
+/* Truth of fut.<method>(): -1 error, 0/1. */
+static inline int
+fw_fut_bool(fw_state *st, PyObject *fut, fw_method m)
+{
+    PyObject *res = fw_fut_call(st, fut, m);
+    if (res == NULL) {
+        return -1;
+    }
+    int r = res == Py_True ? 1 : res == Py_False ? 0 : PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return r;
+}
 /* Is the loop's create_task + task factory one whose behaviour we know
  * (asyncio's BaseEventLoop or uvloop, factory None or eager_task_factory)?
  * Then a task created from a fastwait wrapper runs exactly that wrapper.
