@@ -231,7 +231,7 @@ for _kind, _child in CHILDREN.items():
                 name=f"gather/tasks/{_kind}" + ("/rexc" if _rexc else ""),
                 primitive="gather",
                 description=(
-                    f"ts = [create_task(c) ...]; gather(*ts"
+                    "ts = [create_task(c) ...]; gather(*ts"
                     + (", return_exceptions=True" if _rexc else "")
                     + f"); children {_never}"
                 ),
@@ -400,7 +400,8 @@ CASES += [
     Case(
         name="wait/all/sleep0",
         primitive="wait",
-        description="ts = [create_task(c) ...]; wait(ts); children suspend once",
+        description="ts = [create_task(c) ...]; wait(ts); "
+        "children suspend once",
         floor=floor_tasks(child_sleep0),
         make=wait_all_tasks(child_sleep0),
         check=check_wait_all,
