@@ -1117,7 +1117,7 @@ fail:
 
 PyDoc_STRVAR(
     gather_doc,
-    "gather(*aws, return_exceptions=False)\n--\n\n"
+    "gather(*coros_or_futures, return_exceptions=False)\n--\n\n"
     "Return a future aggregating results from the given coroutines/futures.\n"
     "\n"
     "A drop-in replacement for asyncio.gather() with the semantics of the\n"

@@ -1,0 +1,94 @@
+"""The fastwait package surface."""
+
+import asyncio
+import importlib.resources
+import inspect
+import os
+
+import pytest
+
+import fastwait
+
+CI = os.environ.get("CI", "") == "true"
+NO_EXTENSIONS = os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
+REQUIRE_NATIVE_VAR = os.environ.get("FASTWAIT_REQUIRE_NATIVE", "") == "1"
+# FASTWAIT_REQUIRE_NATIVE=1 always asks for the extension; CI=true does too,
+# unless the run explicitly opted out with FASTWAIT_NO_EXTENSIONS=1 (then the
+# fallback is what is under test and NATIVE must be False).
+REQUIRE_NATIVE = REQUIRE_NATIVE_VAR or (CI and not NO_EXTENSIONS)
+
+PRIMITIVES = ["TaskGroup", "Timeout", "as_completed", "gather", "shield",
+              "timeout", "timeout_at", "wait", "wait_for"]
+
+
+def test_all():
+    assert sorted(fastwait.__all__) == sorted([
+        "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "NATIVE",
+        "TaskGroup", "Timeout", "as_completed", "gather", "shield",
+        "timeout", "timeout_at", "wait", "wait_for",
+    ])
+    assert len(set(fastwait.__all__)) == len(fastwait.__all__)
+    namespace = {}
+    exec("from fastwait import *", namespace)
+    assert set(namespace) - {"__builtins__"} == set(fastwait.__all__)
+
+
+@pytest.mark.parametrize("name", ["ALL_COMPLETED", "FIRST_COMPLETED",
+                                  "FIRST_EXCEPTION"])
+def test_constants_are_the_stdlib_values(name):
+    assert getattr(fastwait, name) == getattr(asyncio, name) == name
+    assert getattr(fastwait, name) is getattr(asyncio, name)
+
+
+def test_native_flag():
+    assert fastwait.NATIVE is True or fastwait.NATIVE is False
+    if REQUIRE_NATIVE:
+        assert fastwait.NATIVE is True, (
+            "the C extension is required here (CI=true or "
+            "FASTWAIT_REQUIRE_NATIVE=1) but fastwait.NATIVE is False")
+    if NO_EXTENSIONS and not REQUIRE_NATIVE_VAR:
+        assert fastwait.NATIVE is False
+
+
+def test_gather_is_the_builtin_when_native():
+    if not fastwait.NATIVE:
+        # Fallback: the stdlib's own objects, re-exported.
+        assert not REQUIRE_NATIVE
+        assert fastwait.gather is asyncio.gather
+        for name in PRIMITIVES:
+            assert getattr(fastwait, name) is getattr(asyncio, name), name
+        return
+    from fastwait import _fastwait
+
+    gather = fastwait.gather
+    assert type(gather).__name__ == "builtin_function_or_method"
+    assert gather is _fastwait.gather
+    assert gather.__module__ in ("fastwait._fastwait", None)
+    assert gather.__name__ == "gather"
+    assert gather.__qualname__ == "gather"
+    assert gather is not asyncio.gather
+
+
+def test_gather_signature():
+    got = inspect.signature(fastwait.gather)
+    want = inspect.signature(asyncio.gather)
+    assert str(got) == str(want) == "(*coros_or_futures, return_exceptions=False)"
+    params = list(got.parameters.values())
+    assert [p.kind for p in params] == [
+        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.KEYWORD_ONLY]
+    assert params[1].default is False
+
+
+def test_gather_has_a_docstring():
+    doc = fastwait.gather.__doc__
+    assert isinstance(doc, str) and doc.strip()
+    if fastwait.NATIVE:
+        # The signature line is consumed by inspect, not left in __doc__.
+        assert fastwait.gather.__text_signature__ == (
+            "(*coros_or_futures, return_exceptions=False)")
+        assert not doc.startswith("gather(")
+
+
+def test_version_and_typing_marker():
+    assert isinstance(fastwait.__version__, str) and fastwait.__version__
+    assert importlib.resources.files("fastwait").joinpath("py.typed").is_file()
