@@ -178,13 +178,11 @@ child_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ChildObject *self = Child_CAST(op);
     if (nargs < 1 || nargs > 3) {
+        /* The coroutine's own wording. */
         PyErr_Format(PyExc_TypeError,
-                     "throw expected at least 1 argument, got %zd", nargs);
-        if (nargs > 3) {
-            PyErr_Format(PyExc_TypeError,
-                         "throw expected at most 3 arguments, got %zd",
-                         nargs);
-        }
+                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
+                               : "throw expected at most 3 arguments, got %zd",
+                     nargs);
         return NULL;
     }
     if (child_check(self) < 0) {

@@ -826,6 +826,25 @@ arg_index_free(ArgIndex *ix)
 /* ------------------------------------------------------------------ */
 /* gather() */
 
+/* loop.create_task(coro) failed.  Like ensure_future, close the coroutine
+ * when the failure is a RuntimeError (a closed loop), keeping the error;
+ * an error from close() replaces it. */
+static void
+close_unscheduled(fw_state *st, PyObject *coro)
+{
+    if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
+    PyObject *r = PyObject_CallMethodNoArgs(coro, st->str_close);
+    if (r == NULL) {
+        Py_DECREF(exc);
+        return;
+    }
+    Py_DECREF(r);
+    fw_err_restore(exc);
+}
+
 /* tasks.ensure_future(arg, loop=loop) for callback mode.  `loop` may be
  * NULL (first argument).  Returns a new reference. */
 static PyObject *
@@ -867,15 +886,8 @@ ensure_future(fw_state *st, PyObject *arg, PyObject *loop)
     }
     PyObject *task = PyObject_CallMethodOneArg(loop, st->str_create_task, arg);
     Py_XDECREF(owned_loop);
-    if (task == NULL && PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-        PyObject *exc = fw_err_fetch();
-        PyObject *r = PyObject_CallMethodNoArgs(arg, st->str_close);
-        if (r == NULL) {
-            Py_DECREF(exc);
-            return NULL;
-        }
-        Py_DECREF(r);
-        fw_err_restore(exc);
+    if (task == NULL) {
+        close_unscheduled(st, arg);
     }
     return task;
 }
@@ -920,19 +932,7 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
                                         wrapper);
         if (fut == NULL) {
             fw_child_detach(wrapper);
-            if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-                /* ensure_future closes the coroutine it could not
-                 * schedule. */
-                PyObject *exc = fw_err_fetch();
-                PyObject *r = PyObject_CallMethodNoArgs(arg, st->str_close);
-                if (r == NULL) {
-                    Py_DECREF(exc);
-                }
-                else {
-                    Py_DECREF(r);
-                    fw_err_restore(exc);
-                }
-            }
+            close_unscheduled(st, arg);
             Py_DECREF(wrapper);
             return NULL;
         }
