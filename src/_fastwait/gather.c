@@ -994,7 +994,7 @@ gather_empty(fw_state *st)
     if (loop == NULL) {
         return NULL;
     }
-    PyObject *outer = PyObject_CallMethod(loop, "create_future", NULL);
+    PyObject *outer = PyObject_CallMethodNoArgs(loop, st->str_create_future);
     Py_DECREF(loop);
     if (outer == NULL) {
         return NULL;

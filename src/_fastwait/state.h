@@ -22,6 +22,7 @@
     X(str_cancel_message, "_cancel_message")                            \
     X(str_cancelled, "cancelled")                                       \
     X(str_close, "close")                                               \
+    X(str_create_future, "create_future")                               \
     X(str_create_task, "create_task")                                   \
     X(str_done, "done")                                                 \
     X(str_exception, "exception")                                       \

@@ -1,0 +1,154 @@
+# Type stubs for fastwait.
+#
+# fastwait.gather must type exactly like asyncio.gather: the overloads below
+# give the same signatures as typeshed's stdlib/asyncio/tasks.pyi for
+# Python 3.11+ (positional-only awaitables; one overload per arity 1..6
+# returning a tuple, then a variadic one returning a list; first with
+# return_exceptions: Literal[False], then with return_exceptions: bool, where
+# every element may also be a BaseException).  Keep them in step when typeshed
+# changes.  The other names are the stdlib's own objects, or native versions
+# with the same signatures, so they are re-exported from asyncio's stubs.
+# tests/typing/example.py checks these stubs with mypy --strict.
+
+import sys
+from asyncio import (
+    ALL_COMPLETED as ALL_COMPLETED,
+    FIRST_COMPLETED as FIRST_COMPLETED,
+    FIRST_EXCEPTION as FIRST_EXCEPTION,
+    Future,
+    TaskGroup as TaskGroup,
+    Timeout as Timeout,
+    as_completed as as_completed,
+    shield as shield,
+    timeout as timeout,
+    timeout_at as timeout_at,
+    wait as wait,
+    wait_for as wait_for,
+)
+from collections.abc import Awaitable, Generator
+from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
+
+__all__ = (
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
+    "NATIVE",
+    "TaskGroup",
+    "Timeout",
+    "as_completed",
+    "gather",
+    "shield",
+    "timeout",
+    "timeout_at",
+    "wait",
+    "wait_for",
+)
+
+__version__: Final[str]
+
+#: True when the C extension is in use (False off CPython or with
+#: FASTWAIT_NO_EXTENSIONS=1, where every name is the stdlib's object).
+NATIVE: Final[bool]
+
+#: The primitives implemented natively in this build.
+NATIVE_NAMES: Final[frozenset[str]]
+
+_T = TypeVar("_T")
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+_C = TypeVar("_C")
+_D = TypeVar("_D")
+_E = TypeVar("_E")
+_F = TypeVar("_F")
+
+# What gather accepts for one child: a future, a coroutine or any awaitable
+# (before 3.12 also a generator-based coroutine).
+if sys.version_info >= (3, 12):
+    _Aw: TypeAlias = Future[_T] | Awaitable[_T]
+else:
+    _Aw: TypeAlias = Future[_T] | Generator[Any, None, _T] | Awaitable[_T]
+
+# return_exceptions=False (the default): the results themselves.
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _Aw[_A], /, *, return_exceptions: Literal[False] = False
+) -> Future[tuple[_A]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _Aw[_A], aw2: _Aw[_B], /, *, return_exceptions: Literal[False] = False
+) -> Future[tuple[_A, _B]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], /, *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_A, _B, _C]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], /, *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_A, _B, _C, _D]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], /, *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_A, _B, _C, _D, _E]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], aw6: _Aw[_F], /, *,
+    return_exceptions: Literal[False] = False,
+) -> Future[tuple[_A, _B, _C, _D, _E, _F]]: ...
+@overload
+def gather(  # type: ignore[overload-overlap]
+    *coros_or_futures: _Aw[_T], return_exceptions: Literal[False] = False
+) -> Future[list[_T]]: ...
+
+# return_exceptions=True (or a bool): each element may be an exception.
+@overload
+def gather(
+    aw1: _Aw[_A], /, *, return_exceptions: bool
+) -> Future[tuple[_A | BaseException]]: ...
+@overload
+def gather(
+    aw1: _Aw[_A], aw2: _Aw[_B], /, *, return_exceptions: bool
+) -> Future[tuple[_A | BaseException, _B | BaseException]]: ...
+@overload
+def gather(
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], /, *, return_exceptions: bool
+) -> Future[tuple[_A | BaseException, _B | BaseException, _C | BaseException]]: ...
+@overload
+def gather(
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], /, *, return_exceptions: bool
+) -> Future[
+    tuple[_A | BaseException, _B | BaseException, _C | BaseException, _D | BaseException]
+]: ...
+@overload
+def gather(
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], /, *,
+    return_exceptions: bool,
+) -> Future[
+    tuple[
+        _A | BaseException,
+        _B | BaseException,
+        _C | BaseException,
+        _D | BaseException,
+        _E | BaseException,
+    ]
+]: ...
+@overload
+def gather(
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], aw6: _Aw[_F], /, *,
+    return_exceptions: bool,
+) -> Future[
+    tuple[
+        _A | BaseException,
+        _B | BaseException,
+        _C | BaseException,
+        _D | BaseException,
+        _E | BaseException,
+        _F | BaseException,
+    ]
+]: ...
+@overload
+def gather(
+    *coros_or_futures: _Aw[_T], return_exceptions: bool
+) -> Future[list[_T | BaseException]]: ...
