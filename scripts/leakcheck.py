@@ -332,6 +332,61 @@ async def wait_first_completed(impl):
     await settle()
 
 
+@scenario("wait")
+async def wait_first_exception(impl):
+    """wait(tasks, FIRST_EXCEPTION): one child fails, the rest are cancelled."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(forever()) for _ in range(N)]
+    failing = loop.create_task(suspend_then_boom())
+    done, pending = await impl.wait(tasks + [failing],
+                                    return_when=impl.FIRST_EXCEPTION)
+    assert done == {failing} and len(pending) == N
+    for t in pending:
+        t.cancel()
+    await settle()
+
+
+@scenario("wait")
+async def wait_timeout(impl):
+    """wait(tasks, timeout=0): returns what is done, cancels nothing."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(forever()) for _ in range(N)]
+    done, pending = await impl.wait(tasks, timeout=0)
+    assert not done and len(pending) == N
+    for t in pending:
+        t.cancel()
+    await settle()
+
+
+@scenario("wait")
+async def wait_cancelled(impl):
+    """The task awaiting wait() is cancelled; the children keep running."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(forever()) for _ in range(N)]
+    waiter = loop.create_task(impl.wait(tasks))
+    await asyncio.sleep(0)
+    waiter.cancel("stop")
+    with expect(asyncio.CancelledError, ("stop",)):
+        await waiter
+    assert not any(t.done() for t in tasks)
+    for t in tasks:
+        t.cancel()
+    await settle()
+
+
+@scenario("wait")
+async def wait_bad_input(impl):
+    """wait() argument errors, raised at the first await."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    with expect(TypeError):
+        await impl.wait(fut)
+    with expect(ValueError, ("Set of Tasks/Futures is empty.",)):
+        await impl.wait([])
+    with expect(ValueError):
+        await impl.wait([fut], return_when="bogus")
+
+
 @scenario("wait_for")
 async def wait_for_result(impl):
     """wait_for(coro, 10) that returns."""

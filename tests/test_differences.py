@@ -23,6 +23,7 @@ during an eager start.
 """
 
 import asyncio
+import gc
 import io
 import re
 
@@ -489,3 +490,63 @@ def test_return_exceptions_is_read_once(impl, loop):
         assert n == 1
     else:
         assert n >= 2
+
+
+def test_wait_returns_a_native_coroutine_object(impl, loop):
+    """wait() is a coroutine function in asyncio.  fastwait.wait returns a
+    native coroutine object: awaitable, accepted by asyncio.iscoroutine()
+    and create_task(), with send/throw/close and the "never awaited"
+    warning, but not an inspect-level coroutine, with no frame or code."""
+    import inspect
+    import warnings
+
+    async def main():
+        t = loop.create_task(asyncio.sleep(0))
+        coro = impl.wait([t])
+        assert asyncio.iscoroutine(coro)
+        assert all(hasattr(coro, name) for name in ("send", "throw", "close"))
+        assert coro.__name__ == "wait" and coro.__qualname__ == "wait"
+        task = loop.create_task(coro)
+        text = repr(task)
+        done, pending = await task
+        assert done == {t} and not pending
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dropped = impl.wait([t])
+            del dropped
+            gc.collect()
+        assert [str(w.message) for w in caught] == [
+            "coroutine 'wait' was never awaited"]
+        assert [w.category for w in caught] == [RuntimeWarning]
+        return coro, text
+
+    coro, text = run(loop, main)
+    if native(impl):
+        assert not inspect.iscoroutine(coro)
+        assert not inspect.iscoroutinefunction(impl.wait)
+        assert coro.cr_frame is None and coro.cr_code is None
+        assert re.search(r"coro=<wait\(\)>", text), text
+    else:
+        assert inspect.iscoroutine(coro)
+        assert re.search(r"coro=<wait\(\) running at .*tasks\.py:\d+>", text), text
+
+
+def test_wait_callback_repr(impl, loop):
+    """The done-callback wait() puts on a future reads like asyncio's
+    closure in the future's repr; fastwait's has no source location."""
+
+    async def main():
+        fut = loop.create_future()
+        w = loop.create_task(impl.wait([fut]))
+        await asyncio.sleep(0)
+        text = repr(fut)
+        fut.set_result(None)
+        await w
+        return text
+
+    text = run(loop, main)
+    if native(impl):
+        assert text.endswith(" cb=[_wait.<locals>._on_completion()]>"), text
+    else:
+        assert re.search(r" cb=\[_wait\.<locals>\._on_completion\(\) at "
+                         r".*tasks\.py:\d+\]>$", text), text

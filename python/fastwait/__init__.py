@@ -1,7 +1,8 @@
 """fastwait: native (C) drop-in replacements for asyncio's waiting primitives.
 
-``fastwait.gather`` is implemented in C (``fastwait._fastwait``); it behaves
-exactly like :func:`asyncio.gather` of the running interpreter, only faster.
+``fastwait.gather`` and ``fastwait.wait`` are implemented in C
+(``fastwait._fastwait``); they behave exactly like :func:`asyncio.gather` and
+:func:`asyncio.wait` of the running interpreter, only faster.
 The other primitives are re-exported from :mod:`asyncio` until their native
 versions land, so ``import fastwait as asyncio_waits`` is already a complete
 drop-in set.
@@ -24,7 +25,6 @@ from asyncio import (
     shield,
     timeout,
     timeout_at,
-    wait,
     wait_for,
 )
 
@@ -50,16 +50,16 @@ if (
     _sys.implementation.name != "cpython"
     or _os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
 ):
-    from asyncio import gather
+    from asyncio import gather, wait
 
     NATIVE = False
 else:
-    from ._fastwait import gather
+    from ._fastwait import gather, wait
 
     NATIVE = True
 
 #: The primitives implemented natively in this build (the rest are the
 #: stdlib's own objects, re-exported).
-NATIVE_NAMES = frozenset({"gather"}) if NATIVE else frozenset()
+NATIVE_NAMES = frozenset({"gather", "wait"}) if NATIVE else frozenset()
 
 del _os, _sys

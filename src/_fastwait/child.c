@@ -344,22 +344,5 @@ fw_child_init(PyObject *module, fw_state *st)
                               (PyObject *)st->ChildType) < 0) {
         return -1;
     }
-    /* asyncio.iscoroutine() accepts it through the ABC's subclass hook
-     * already; registering makes that explicit and cheap. */
-    PyObject *abc = PyImport_ImportModule("collections.abc");
-    if (abc == NULL) {
-        return -1;
-    }
-    PyObject *coroutine = PyObject_GetAttrString(abc, "Coroutine");
-    Py_DECREF(abc);
-    if (coroutine == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallMethod(coroutine, "register", "O", st->ChildType);
-    Py_DECREF(coroutine);
-    if (res == NULL) {
-        return -1;
-    }
-    Py_DECREF(res);
-    return 0;
+    return fw_register_coroutine_type(st->ChildType);
 }

@@ -892,30 +892,6 @@ ensure_future(fw_state *st, PyObject *arg, PyObject *loop)
     return task;
 }
 
-/* fut.add_done_callback(core) (with our empty context for asyncio's own
- * futures, which saves a context copy per child). */
-static int
-add_done_callback(fw_state *st, PyObject *fut, PyObject *callback)
-{
-    PyObject *r;
-    PyTypeObject *tp = Py_TYPE(fut);
-    if (tp == st->FutureType || tp == st->TaskType) {
-        PyObject *stack[3] = {fut, callback, st->empty_context};
-        r = PyObject_VectorcallMethod(st->str_add_done_callback, stack,
-                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                      st->kw_context);
-    }
-    else {
-        r = PyObject_CallMethodOneArg(fut, st->str_add_done_callback,
-                                      callback);
-    }
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
 /* Create the child of argument `pos`.  Returns a new reference. */
 static PyObject *
 core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
@@ -977,7 +953,7 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
     if (done < 0) {
         goto fail;
     }
-    if (done ? core_add_early(self, pos) : add_done_callback(st, fut,
+    if (done ? core_add_early(self, pos) : fw_add_done_callback(st, fut,
                                                              (PyObject *)self)) {
         goto fail;
     }

@@ -104,6 +104,40 @@ fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
 }
 
 int
+fw_add_done_callback(fw_state *st, PyObject *fut, PyObject *callback)
+{
+    PyObject *r;
+    PyTypeObject *tp = Py_TYPE(fut);
+    if (tp == st->FutureType || tp == st->TaskType) {
+        PyObject *stack[3] = {fut, callback, st->empty_context};
+        r = fw_fut_vectorcall(st, FW_ADD_DONE_CALLBACK, stack, 2,
+                              st->kw_context);
+    }
+    else {
+        PyObject *stack[2] = {fut, callback};
+        r = fw_fut_vectorcall(st, FW_ADD_DONE_CALLBACK, stack, 2, NULL);
+    }
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+int
+fw_remove_done_callback(fw_state *st, PyObject *fut, PyObject *callback)
+{
+    PyObject *stack[2] = {fut, callback};
+    PyObject *r = fw_fut_vectorcall(st, FW_REMOVE_DONE_CALLBACK, stack, 2,
+                                    NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+int
 fw_call_bool(PyObject *obj, PyObject *name)
 {
     PyObject *res = PyObject_CallMethodNoArgs(obj, name);
@@ -113,6 +147,27 @@ fw_call_bool(PyObject *obj, PyObject *name)
     int r = PyObject_IsTrue(res);
     Py_DECREF(res);
     return r;
+}
+
+int
+fw_register_coroutine_type(PyTypeObject *tp)
+{
+    PyObject *abc = PyImport_ImportModule("collections.abc");
+    if (abc == NULL) {
+        return -1;
+    }
+    PyObject *coroutine = PyObject_GetAttrString(abc, "Coroutine");
+    Py_DECREF(abc);
+    if (coroutine == NULL) {
+        return -1;
+    }
+    PyObject *res = PyObject_CallMethod(coroutine, "register", "O", tp);
+    Py_DECREF(coroutine);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
 }
 
 /* Is create_task of this loop type one whose behaviour with a factory of
@@ -238,6 +293,8 @@ module_exec(PyObject *module)
     st->method_names[FW_EXCEPTION] = st->str_exception;
     st->method_names[FW_RESULT] = st->str_result;
     st->method_names[FW_GET_LOOP] = st->str_get_loop;
+    st->method_names[FW_ADD_DONE_CALLBACK] = st->str_add_done_callback;
+    st->method_names[FW_REMOVE_DONE_CALLBACK] = st->str_remove_done_callback;
     for (int m = 0; m < FW_NMETHODS; m++) {
         st->future_methods[m] = PyObject_GetAttr(future,
                                                  st->method_names[m]);
@@ -246,6 +303,18 @@ module_exec(PyObject *module)
             return -1;
         }
     }
+
+    PyObject *flags = import_attr("sys", "flags");
+    if (flags == NULL) {
+        return -1;
+    }
+    PyObject *optimize = PyObject_GetAttrString(flags, "optimize");
+    Py_DECREF(flags);
+    if (optimize == NULL) {
+        return -1;
+    }
+    st->optimize = PyObject_IsTrue(optimize);
+    Py_DECREF(optimize);
 
     int v312 = Py_Version >= 0x030C0000;
     st->gather_done_shortcut = v312;
@@ -271,6 +340,20 @@ module_exec(PyObject *module)
     else {
         st->eager_task_factory = Py_NewRef(Py_None);
     }
+    if ((st->get_running_loop =
+             import_attr("asyncio.events", "get_running_loop")) == NULL ||
+        (st->iscoroutine = import_attr("asyncio.coroutines", "iscoroutine")) ==
+            NULL ||
+        (st->warn_unawaited =
+             import_attr("warnings", "_warn_unawaited_coroutine")) == NULL ||
+        (st->FIRST_COMPLETED = import_attr("asyncio", "FIRST_COMPLETED")) ==
+            NULL ||
+        (st->FIRST_EXCEPTION = import_attr("asyncio", "FIRST_EXCEPTION")) ==
+            NULL ||
+        (st->ALL_COMPLETED = import_attr("asyncio", "ALL_COMPLETED")) ==
+            NULL) {
+        return -1;
+    }
     PyObject *base_loop = import_attr("asyncio.base_events", "BaseEventLoop");
     if (base_loop == NULL) {
         return -1;
@@ -285,7 +368,8 @@ module_exec(PyObject *module)
         return -1;
     }
 
-    if (fw_child_init(module, st) < 0 || fw_gather_init(module, st) < 0) {
+    if (fw_child_init(module, st) < 0 || fw_gather_init(module, st) < 0 ||
+        fw_coro_init(module, st) < 0 || fw_wait_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -308,6 +392,14 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->base_create_task);
     Py_VISIT(st->loop_type_cache);
     Py_VISIT(st->empty_context);
+    Py_VISIT(st->CoroType);
+    Py_VISIT(st->WaitStateType);
+    Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->iscoroutine);
+    Py_VISIT(st->warn_unawaited);
+    Py_VISIT(st->FIRST_COMPLETED);
+    Py_VISIT(st->FIRST_EXCEPTION);
+    Py_VISIT(st->ALL_COMPLETED);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_VISIT(st->future_methods[m]);
         Py_VISIT(st->task_methods[m]);
@@ -332,6 +424,14 @@ module_clear(PyObject *module)
     Py_CLEAR(st->base_create_task);
     Py_CLEAR(st->loop_type_cache);
     Py_CLEAR(st->empty_context);
+    Py_CLEAR(st->CoroType);
+    Py_CLEAR(st->WaitStateType);
+    Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->iscoroutine);
+    Py_CLEAR(st->warn_unawaited);
+    Py_CLEAR(st->FIRST_COMPLETED);
+    Py_CLEAR(st->FIRST_EXCEPTION);
+    Py_CLEAR(st->ALL_COMPLETED);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);
         Py_CLEAR(st->task_methods[m]);

@@ -22,6 +22,8 @@
     X(str_cancel_message, "_cancel_message")                            \
     X(str_cancelled, "cancelled")                                       \
     X(str_close, "close")                                               \
+    X(str_call_later, "call_later")                                     \
+    X(str_remove_done_callback, "remove_done_callback")                 \
     X(str_create_future, "create_future")                               \
     X(str_create_task, "create_task")                                   \
     X(str_done, "done")                                                 \
@@ -56,6 +58,8 @@ typedef enum {
     FW_EXCEPTION,
     FW_RESULT,
     FW_GET_LOOP,
+    FW_ADD_DONE_CALLBACK,
+    FW_REMOVE_DONE_CALLBACK,
     FW_NMETHODS
 } fw_method;
 
@@ -64,6 +68,8 @@ typedef struct {
     PyTypeObject *ChildType;           /* child.c: coroutine wrapper */
     PyTypeObject *GatheringFutureType; /* gather.c */
     PyTypeObject *GatherCoreType;      /* gather.c */
+    PyTypeObject *CoroType;            /* coro.c: native coroutine objects */
+    PyTypeObject *WaitStateType;       /* wait.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -73,6 +79,10 @@ typedef struct {
     PyObject *get_running_loop_or_none; /* events._get_running_loop */
     PyObject *ensure_future;     /* tasks.ensure_future (3.11: _ensure_future) */
     PyObject *eager_task_factory; /* tasks.eager_task_factory or None */
+    PyObject *get_running_loop;  /* events.get_running_loop */
+    PyObject *iscoroutine;       /* coroutines.iscoroutine */
+    PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
+    PyObject *FIRST_COMPLETED, *FIRST_EXCEPTION, *ALL_COMPLETED;
     PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
     PyObject *loop_type_cache;   /* dict: loop type -> bool (create_task known) */
     PyObject *empty_context;     /* contextvars.Context() for our callbacks */
@@ -91,6 +101,7 @@ typedef struct {
 #undef FW_NAME_FIELD
 
     /* Behaviour switches, decided once at import from Py_Version. */
+    int optimize; /* sys.flags.optimize: `assert` statements are off */
     int gather_done_shortcut; /* 3.12+: children done at creation are
                                  processed synchronously (gh-104144) */
 } fw_state;
@@ -115,6 +126,34 @@ fw_state_from_type(PyTypeObject *tp)
 /* Parts of the module: each adds its types/functions to the module. */
 int fw_child_init(PyObject *module, fw_state *st);
 int fw_gather_init(PyObject *module, fw_state *st);
+int fw_coro_init(PyObject *module, fw_state *st);
+int fw_wait_init(PyObject *module, fw_state *st);
+
+/* ---- coro.c: native coroutine objects.
+ *
+ * wait(), and later TaskGroup.__aenter__/__aexit__, Timeout's, wait_for()
+ * and as_completed()'s awaitables, are coroutines in the stdlib.  In C they
+ * are FwCoro objects: awaitable, driven by send/throw/close and am_send,
+ * accepted by asyncio.create_task() and asyncio.iscoroutine(), with the
+ * "never awaited" warning.  A primitive supplies a state object and a step
+ * function; the FwCoro does the coroutine protocol.
+ *
+ * step(state, exc, &result) is called when the coroutine starts (exc NULL)
+ * and each time what it awaited finished (exc NULL: it returned; otherwise
+ * the exception it raised, a reference that step takes over -- also
+ * GeneratorExit from close() and whatever throw() brings).  It returns
+ *   - a new reference to an awaitable to wait for next, or
+ *   - NULL with *result set (new reference): the coroutine returns it, or
+ *   - NULL with *result NULL and an exception set: the coroutine raises. */
+typedef PyObject *(*fw_step_fn)(PyObject *state, PyObject *exc,
+                                PyObject **result);
+
+typedef struct {
+    const char *name; /* __name__ and __qualname__, e.g. "wait" */
+    fw_step_fn step;
+} fw_coro_def;
+
+PyObject *fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state);
 
 /* ---- child.c: the coroutine wrapper every "fastwait creates the task"
  * primitive runs its children in.  It forwards send/throw/close to the real
@@ -180,18 +219,31 @@ int fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
 /* Call a no-argument method and return its truth value: -1 error, 0/1. */
 int fw_call_bool(PyObject *obj, PyObject *name);
 
-/* fut.<method>() for a future; direct for asyncio's own types. */
+/* fut.<method>(*args[1:], **kw) where args[0] is fut; direct through the
+ * descriptor for asyncio's own types.  `args` may be written to
+ * (PY_VECTORCALL_ARGUMENTS_OFFSET is not used). */
+static inline PyObject *
+fw_fut_vectorcall(fw_state *st, fw_method m, PyObject *const *args,
+                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyTypeObject *tp = Py_TYPE(args[0]);
+    if (tp == st->TaskType) {
+        return PyObject_Vectorcall(st->task_methods[m], args, (size_t)nargs,
+                                   kwnames);
+    }
+    if (tp == st->FutureType || tp == st->GatheringFutureType) {
+        return PyObject_Vectorcall(st->future_methods[m], args,
+                                   (size_t)nargs, kwnames);
+    }
+    return PyObject_VectorcallMethod(st->method_names[m], args,
+                                     (size_t)nargs, kwnames);
+}
+
+/* fut.<method>() */
 static inline PyObject *
 fw_fut_call(fw_state *st, PyObject *fut, fw_method m)
 {
-    PyTypeObject *tp = Py_TYPE(fut);
-    if (tp == st->TaskType) {
-        return PyObject_Vectorcall(st->task_methods[m], &fut, 1, NULL);
-    }
-    if (tp == st->FutureType || tp == st->GatheringFutureType) {
-        return PyObject_Vectorcall(st->future_methods[m], &fut, 1, NULL);
-    }
-    return PyObject_CallMethodNoArgs(fut, st->method_names[m]);
+    return fw_fut_vectorcall(st, m, &fut, 1, NULL);
 }
 
 /* Truth of fut.<method>(): -1 error, 0/1. */
@@ -206,6 +258,17 @@ fw_fut_bool(fw_state *st, PyObject *fut, fw_method m)
     Py_DECREF(res);
     return r;
 }
+/* fut.add_done_callback(callback); asyncio's own futures get our empty
+ * context instead of a copy of the current one (our callbacks never read
+ * context variables).  fut.remove_done_callback(callback).  -1 error. */
+int fw_add_done_callback(fw_state *st, PyObject *fut, PyObject *callback);
+int fw_remove_done_callback(fw_state *st, PyObject *fut, PyObject *callback);
+
+/* collections.abc.Coroutine.register(tp): asyncio.iscoroutine() accepts
+ * our coroutine-protocol types through the ABC's subclass hook already;
+ * registering makes that explicit and cheap. */
+int fw_register_coroutine_type(PyTypeObject *tp);
+
 /* Is the loop's create_task + task factory one whose behaviour we know
  * (asyncio's BaseEventLoop or uvloop, factory None or eager_task_factory)?
  * Then a task created from a fastwait wrapper runs exactly that wrapper.

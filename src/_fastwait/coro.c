@@ -1,0 +1,491 @@
+/* FwCoro: a native coroutine object (see state.h).
+ *
+ * The stdlib's wait() is an `async def`; so are the methods and helpers the
+ * later primitives need.  FwCoro gives a C state machine the same outside:
+ * __await__, send/throw/close and am_send (asyncio.Task drives it through
+ * am_send), the "coroutine ... was never awaited" warning when it is dropped
+ * unstarted, and the close-on-finalize of a suspended coroutine.  It awaits
+ * what its step function returns the way `await` does: through the
+ * awaitable's __await__ iterator.
+ */
+#include "state.h"
+
+typedef struct {
+    PyObject_HEAD
+    const fw_coro_def *def;
+    PyObject *state;    /* the primitive's state; NULL once finished */
+    PyObject *awaiting; /* __await__ iterator of what we wait for */
+    char started;
+    char finished;
+    char running;
+} FwCoro;
+
+#define Coro_CAST(op) ((FwCoro *)(op))
+
+PyObject *
+fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state)
+{
+    FwCoro *self = PyObject_GC_New(FwCoro, st->CoroType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->def = def;
+    self->state = Py_NewRef(state);
+    self->awaiting = NULL;
+    self->started = 0;
+    self->finished = 0;
+    self->running = 0;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+/* Call the step function until it awaits something not yet done, returns
+ * or raises.  `exc` (owned, may be NULL) is passed to the first step. */
+static PySendResult
+coro_drive(FwCoro *self, PyObject *exc, PyObject **presult)
+{
+    for (;;) {
+        PyObject *result = NULL;
+        PyObject *state = self->state;
+        PyObject *aw = self->def->step(state, exc, &result);
+        exc = NULL;
+        if (aw == NULL) {
+            self->finished = 1;
+            self->running = 0;
+            Py_CLEAR(self->state);
+            *presult = result;
+            return result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+        }
+        PyObject *it;
+        unaryfunc am_await = Py_TYPE(aw)->tp_as_async != NULL
+                                 ? Py_TYPE(aw)->tp_as_async->am_await
+                                 : NULL;
+        if (am_await != NULL) {
+            it = am_await(aw);
+        }
+        else {
+            it = PyObject_CallMethod(aw, "__await__", NULL);
+        }
+        Py_DECREF(aw);
+        if (it == NULL) {
+            exc = fw_err_fetch();
+            continue;
+        }
+        PyObject *yielded;
+        PySendResult r = PyIter_Send(it, Py_None, &yielded);
+        if (r == PYGEN_NEXT) {
+            self->awaiting = it;
+            self->running = 0;
+            *presult = yielded;
+            return PYGEN_NEXT;
+        }
+        Py_DECREF(it);
+        if (r == PYGEN_RETURN) {
+            Py_DECREF(yielded);
+        }
+        else {
+            exc = fw_err_fetch();
+        }
+    }
+}
+
+static int
+coro_enter(FwCoro *self)
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return -1;
+    }
+    if (self->finished) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot reuse already awaited coroutine");
+        return -1;
+    }
+    self->running = 1;
+    return 0;
+}
+
+static PySendResult
+coro_am_send(PyObject *op, PyObject *arg, PyObject **presult)
+{
+    FwCoro *self = Coro_CAST(op);
+    *presult = NULL;
+    if (coro_enter(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    PyObject *exc = NULL;
+    if (self->awaiting != NULL) {
+        PyObject *value;
+        PySendResult r = PyIter_Send(self->awaiting, arg, &value);
+        if (r == PYGEN_NEXT) {
+            self->running = 0;
+            *presult = value;
+            return PYGEN_NEXT;
+        }
+        Py_CLEAR(self->awaiting);
+        if (r == PYGEN_RETURN) {
+            Py_DECREF(value);
+        }
+        else {
+            exc = fw_err_fetch();
+        }
+    }
+    else if (!self->started) {
+        if (arg != Py_None) {
+            self->running = 0;
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started "
+                            "coroutine");
+            return PYGEN_ERROR;
+        }
+        self->started = 1;
+    }
+    return coro_drive(self, exc, presult);
+}
+
+static void
+set_stop_iteration(PyObject *value)
+{
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return;
+    }
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* PySendResult -> the Python-level send()/throw() protocol. */
+static PyObject *
+coro_result(PySendResult r, PyObject *result)
+{
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(result);
+        Py_DECREF(result);
+        return NULL;
+    }
+    return r == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+coro_send(PyObject *op, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult r = coro_am_send(op, arg, &result);
+    return coro_result(r, result);
+}
+
+static PyObject *
+coro_iternext(PyObject *op)
+{
+    PyObject *result;
+    PySendResult r = coro_am_send(op, Py_None, &result);
+    if (r == PYGEN_RETURN && result == Py_None) {
+        Py_DECREF(result);
+        return NULL; /* StopIteration without a value */
+    }
+    return coro_result(r, result);
+}
+
+/* The exception that throw(typ[, val[, tb]]) raises, as generators build
+ * it: a new reference, or NULL with an error. */
+static PyObject *
+make_thrown(PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : Py_None;
+    PyObject *tb = nargs > 2 ? args[2] : Py_None;
+    if (tb != Py_None && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "throw() third argument must be a traceback object");
+        return NULL;
+    }
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        if (val != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "instance exception may not have a separate "
+                            "value");
+            return NULL;
+        }
+        exc = Py_NewRef(typ);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        if (PyExceptionInstance_Check(val) &&
+            PyObject_TypeCheck(val, (PyTypeObject *)typ)) {
+            exc = Py_NewRef(val);
+        }
+        else if (val == Py_None) {
+            exc = PyObject_CallNoArgs(typ);
+        }
+        else if (PyTuple_Check(val)) {
+            exc = PyObject_Call(typ, val, NULL);
+        }
+        else {
+            exc = PyObject_CallOneArg(typ, val);
+        }
+        if (exc == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        PyErr_Format(PyExc_TypeError,
+                     "exceptions must be classes or instances deriving from "
+                     "BaseException, not %.200s",
+                     Py_TYPE(typ)->tp_name);
+        return NULL;
+    }
+    if (tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
+
+static PyObject *
+coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    FwCoro *self = Coro_CAST(op);
+    if (nargs < 1 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
+                               : "throw expected at most 3 arguments, got %zd",
+                     nargs);
+        return NULL;
+    }
+    PyObject *exc = make_thrown(args, nargs);
+    if (exc == NULL) {
+        return NULL;
+    }
+    if (self->finished || !self->started) {
+        /* A finished or never started coroutine raises it right away;
+         * the latter is finished by it (and does not warn any more). */
+        if (!self->running) {
+            self->finished = 1;
+            Py_CLEAR(self->state);
+        }
+        fw_err_restore(exc);
+        return NULL;
+    }
+    if (coro_enter(self) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    Py_CLEAR(self->awaiting);
+    PyObject *result;
+    PySendResult r = coro_drive(self, exc, &result);
+    return coro_result(r, result);
+}
+
+static PyObject *
+coro_close(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    FwCoro *self = Coro_CAST(op);
+    if (self->finished || !self->started) {
+        self->finished = 1;
+        Py_CLEAR(self->state);
+        Py_RETURN_NONE;
+    }
+    if (coro_enter(self) < 0) {
+        return NULL;
+    }
+    Py_CLEAR(self->awaiting);
+    PyObject *exc = PyObject_CallNoArgs(PyExc_GeneratorExit);
+    if (exc == NULL) {
+        self->running = 0;
+        return NULL;
+    }
+    PyObject *result;
+    PySendResult r = coro_drive(self, exc, &result);
+    if (r == PYGEN_NEXT) {
+        Py_DECREF(result);
+        Py_CLEAR(self->awaiting);
+        self->finished = 1;
+        Py_CLEAR(self->state);
+        PyErr_SetString(PyExc_RuntimeError, "coroutine ignored GeneratorExit");
+        return NULL;
+    }
+    if (r == PYGEN_RETURN) {
+        Py_DECREF(result);
+        Py_RETURN_NONE;
+    }
+    if (PyErr_ExceptionMatches(PyExc_GeneratorExit) ||
+        PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return NULL;
+}
+
+static void
+coro_finalize(PyObject *op)
+{
+    FwCoro *self = Coro_CAST(op);
+    if (self->finished) {
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
+    if (!self->started) {
+        /* Like a dropped `async def` coroutine. */
+        fw_state *st = fw_state_from_type(Py_TYPE(op));
+        PyObject *r = PyObject_CallOneArg(st->warn_unawaited, op);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(op);
+        }
+        Py_XDECREF(r);
+        self->finished = 1;
+    }
+    else {
+        PyObject *r = coro_close(op, NULL);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(op);
+        }
+        Py_XDECREF(r);
+    }
+    if (exc != NULL) {
+        fw_err_restore(exc);
+    }
+}
+
+static PyObject *
+coro_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+coro_get_name(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString(Coro_CAST(op)->def->name);
+}
+
+static PyObject *
+coro_get_running(PyObject *op, void *closure)
+{
+    return PyBool_FromLong(Coro_CAST(op)->running);
+}
+
+static PyObject *
+coro_get_suspended(PyObject *op, void *closure)
+{
+    FwCoro *self = Coro_CAST(op);
+    return PyBool_FromLong(self->awaiting != NULL && !self->running);
+}
+
+static PyObject *
+coro_get_none(PyObject *op, void *closure)
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+coro_get_await(PyObject *op, void *closure)
+{
+    FwCoro *self = Coro_CAST(op);
+    return Py_NewRef(self->awaiting != NULL ? self->awaiting : Py_None);
+}
+
+static PyGetSetDef coro_getset[] = {
+    {"__name__", coro_get_name, NULL, NULL, NULL},
+    {"__qualname__", coro_get_name, NULL, NULL, NULL},
+    {"cr_running", coro_get_running, NULL, NULL, NULL},
+    {"cr_suspended", coro_get_suspended, NULL, NULL, NULL},
+    {"cr_await", coro_get_await, NULL,
+     "The __await__ iterator of what the coroutine waits for.", NULL},
+    {"cr_frame", coro_get_none, NULL, "None: native code has no frame.",
+     NULL},
+    {"cr_code", coro_get_none, NULL, "None: native code has no code object.",
+     NULL},
+    {"cr_origin", coro_get_none, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef coro_methods[] = {
+    {"send", (PyCFunction)coro_send, METH_O,
+     "send(arg)\n--\n\nSend arg into the coroutine."},
+    {"throw", (PyCFunction)(void (*)(void))coro_throw, METH_FASTCALL,
+     "throw(typ[, val[, tb]])\n--\n\nRaise an exception in the coroutine."},
+    {"close", coro_close, METH_NOARGS,
+     "close()\n--\n\nRaise GeneratorExit inside the coroutine."},
+    {NULL},
+};
+
+static PyObject *
+coro_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat("<fastwait coroutine object %s at %p>",
+                                Coro_CAST(op)->def->name, op);
+}
+
+static int
+coro_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    FwCoro *self = Coro_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->state);
+    Py_VISIT(self->awaiting);
+    return 0;
+}
+
+static int
+coro_clear(PyObject *op)
+{
+    FwCoro *self = Coro_CAST(op);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->awaiting);
+    return 0;
+}
+
+static void
+coro_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(op);
+    (void)coro_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+PyDoc_STRVAR(coro_doc,
+             "A coroutine implemented in C by fastwait (e.g. what wait() "
+             "returns).");
+
+static PyType_Slot coro_slots[] = {
+    {Py_tp_doc, (void *)coro_doc},
+    {Py_tp_repr, coro_repr},
+    {Py_tp_traverse, coro_traverse},
+    {Py_tp_clear, coro_clear},
+    {Py_tp_dealloc, coro_dealloc},
+    {Py_tp_finalize, coro_finalize},
+    {Py_tp_iter, coro_await},
+    {Py_tp_iternext, coro_iternext},
+    {Py_tp_methods, coro_methods},
+    {Py_tp_getset, coro_getset},
+    {Py_am_await, coro_await},
+    {Py_am_send, coro_am_send},
+    {0, NULL},
+};
+
+static PyType_Spec coro_spec = {
+    .name = "fastwait._fastwait.coroutine",
+    .basicsize = sizeof(FwCoro),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = coro_slots,
+};
+
+int
+fw_coro_init(PyObject *module, fw_state *st)
+{
+    st->CoroType = (PyTypeObject *)PyType_FromModuleAndSpec(module,
+                                                           &coro_spec, NULL);
+    if (st->CoroType == NULL) {
+        return -1;
+    }
+    return fw_register_coroutine_type(st->CoroType);
+}
