@@ -361,14 +361,19 @@ def shield_calls(impl):
 async def _chain_link(i, gates):
     await gates[i]
     if i + 1 < len(gates):
-        gates[i + 1].set_result(None)
+        # Open the next gate in the next iteration, so that the children
+        # really finish one by one (setting it now would let the next
+        # child, not started yet, run through in this same iteration).
+        gate = gates[i + 1]
+        gate.get_loop().call_soon(gate.set_result, None)
     return i
 
 
 def _chain_start(loop, n):
     gates = [loop.create_future() for _ in range(n)]
-    gates[0].set_result(None)
-    return [loop.create_task(_chain_link(i, gates)) for i in range(n)]
+    ts = [loop.create_task(_chain_link(i, gates)) for i in range(n)]
+    loop.call_soon(gates[0].set_result, None)
+    return ts
 
 
 async def floor_chain(loop, n, arg):
@@ -387,6 +392,23 @@ def wait_first_completed_chain(impl):
         pending = set(ts)
         while pending:
             _, pending = await wait(pending, return_when=FIRST_COMPLETED)
+        return ts
+
+    return run
+
+
+def completion_queue_chain(impl):
+    """The dispatcher loop: the stdlib's ``while pending: wait(pending,
+    FIRST_COMPLETED)``, fastwait's ``CompletionQueue``."""
+    if getattr(impl, "CompletionQueue", None) is None:
+        return wait_first_completed_chain(impl)
+    CompletionQueue = impl.CompletionQueue
+
+    async def run(loop, n, arg):
+        ts = _chain_start(loop, n)
+        q = CompletionQueue(ts)
+        while q:
+            await q.next()
         return ts
 
     return run
@@ -413,6 +435,17 @@ CASES += [
         "one child finishes per loop iteration",
         floor=floor_chain,
         make=wait_first_completed_chain,
+        check=check_tasks,
+        max_n=1_000,  # the stdlib's loop is quadratic
+    ),
+    Case(
+        name="completion-queue/dispatch",
+        primitive="CompletionQueue",
+        description="stdlib: while pending: wait(pending, FIRST_COMPLETED); "
+        "fastwait: q = CompletionQueue(ts); while q: await q.next(); "
+        "one child finishes per loop iteration",
+        floor=floor_chain,
+        make=completion_queue_chain,
         check=check_tasks,
         max_n=1_000,  # the stdlib's loop is quadratic
     ),

@@ -23,7 +23,8 @@ PRIMITIVES = ["TaskGroup", "Timeout", "as_completed", "gather", "shield",
 
 def test_all():
     assert sorted(fastwait.__all__) == sorted([
-        "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "NATIVE",
+        "ALL_COMPLETED", "CompletionQueue", "FIRST_COMPLETED",
+        "FIRST_EXCEPTION", "NATIVE",
         "TaskGroup", "Timeout", "as_completed", "gather", "shield",
         "timeout", "timeout_at", "wait", "wait_for",
     ])
@@ -92,3 +93,19 @@ def test_gather_has_a_docstring():
 def test_version_and_typing_marker():
     assert isinstance(fastwait.__version__, str) and fastwait.__version__
     assert importlib.resources.files("fastwait").joinpath("py.typed").is_file()
+
+
+def test_native_names():
+    if not fastwait.NATIVE:
+        assert fastwait.NATIVE_NAMES == frozenset()
+        from fastwait._pycompletion import CompletionQueue
+
+        assert fastwait.CompletionQueue is CompletionQueue
+        return
+    from fastwait import _fastwait
+
+    assert fastwait.NATIVE_NAMES == {"gather", "wait", "CompletionQueue"}
+    for name in fastwait.NATIVE_NAMES:
+        assert getattr(fastwait, name) is getattr(_fastwait, name), name
+    for name in set(PRIMITIVES) - fastwait.NATIVE_NAMES:
+        assert getattr(fastwait, name) is getattr(asyncio, name), name

@@ -826,25 +826,6 @@ arg_index_free(ArgIndex *ix)
 /* ------------------------------------------------------------------ */
 /* gather() */
 
-/* loop.create_task(coro) failed.  Like ensure_future, close the coroutine
- * when the failure is a RuntimeError (a closed loop), keeping the error;
- * an error from close() replaces it. */
-static void
-close_unscheduled(fw_state *st, PyObject *coro)
-{
-    if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-        return;
-    }
-    PyObject *exc = fw_err_fetch();
-    PyObject *r = PyObject_CallMethodNoArgs(coro, st->str_close);
-    if (r == NULL) {
-        Py_DECREF(exc);
-        return;
-    }
-    Py_DECREF(r);
-    fw_err_restore(exc);
-}
-
 /* tasks.ensure_future(arg, loop=loop) for callback mode.  `loop` may be
  * NULL (first argument).  Returns a new reference. */
 static PyObject *
@@ -887,7 +868,7 @@ ensure_future(fw_state *st, PyObject *arg, PyObject *loop)
     PyObject *task = PyObject_CallMethodOneArg(loop, st->str_create_task, arg);
     Py_XDECREF(owned_loop);
     if (task == NULL) {
-        close_unscheduled(st, arg);
+        fw_close_unscheduled(st, arg);
     }
     return task;
 }
@@ -908,7 +889,7 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
                                         wrapper);
         if (fut == NULL) {
             fw_child_detach(wrapper);
-            close_unscheduled(st, arg);
+            fw_close_unscheduled(st, arg);
             Py_DECREF(wrapper);
             return NULL;
         }

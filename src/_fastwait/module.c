@@ -137,6 +137,25 @@ fw_remove_done_callback(fw_state *st, PyObject *fut, PyObject *callback)
     return 0;
 }
 
+/* loop.create_task(coro) failed.  Like ensure_future, close the coroutine
+ * when the failure is a RuntimeError (a closed loop), keeping the error;
+ * an error from close() replaces it. */
+void
+fw_close_unscheduled(fw_state *st, PyObject *coro)
+{
+    if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
+    PyObject *r = PyObject_CallMethodNoArgs(coro, st->str_close);
+    if (r == NULL) {
+        Py_DECREF(exc);
+        return;
+    }
+    Py_DECREF(r);
+    fw_err_restore(exc);
+}
+
 int
 fw_call_bool(PyObject *obj, PyObject *name)
 {
@@ -344,6 +363,8 @@ module_exec(PyObject *module)
              import_attr("asyncio.events", "get_running_loop")) == NULL ||
         (st->iscoroutine = import_attr("asyncio.coroutines", "iscoroutine")) ==
             NULL ||
+        (st->current_task = import_attr("asyncio", "current_task")) == NULL ||
+        (st->QueueEmpty = import_attr("asyncio", "QueueEmpty")) == NULL ||
         (st->warn_unawaited =
              import_attr("warnings", "_warn_unawaited_coroutine")) == NULL ||
         (st->FIRST_COMPLETED = import_attr("asyncio", "FIRST_COMPLETED")) ==
@@ -369,7 +390,8 @@ module_exec(PyObject *module)
     }
 
     if (fw_child_init(module, st) < 0 || fw_gather_init(module, st) < 0 ||
-        fw_coro_init(module, st) < 0 || fw_wait_init(module, st) < 0) {
+        fw_coro_init(module, st) < 0 || fw_wait_init(module, st) < 0 ||
+        fw_completion_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -396,6 +418,10 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->WaitStateType);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->iscoroutine);
+    Py_VISIT(st->current_task);
+    Py_VISIT(st->QueueEmpty);
+    Py_VISIT(st->CompletionQueueType);
+    Py_VISIT(st->CompletionWaitType);
     Py_VISIT(st->warn_unawaited);
     Py_VISIT(st->FIRST_COMPLETED);
     Py_VISIT(st->FIRST_EXCEPTION);
@@ -428,6 +454,10 @@ module_clear(PyObject *module)
     Py_CLEAR(st->WaitStateType);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->iscoroutine);
+    Py_CLEAR(st->current_task);
+    Py_CLEAR(st->QueueEmpty);
+    Py_CLEAR(st->CompletionQueueType);
+    Py_CLEAR(st->CompletionWaitType);
     Py_CLEAR(st->warn_unawaited);
     Py_CLEAR(st->FIRST_COMPLETED);
     Py_CLEAR(st->FIRST_EXCEPTION);

@@ -70,6 +70,8 @@ typedef struct {
     PyTypeObject *GatherCoreType;      /* gather.c */
     PyTypeObject *CoroType;            /* coro.c: native coroutine objects */
     PyTypeObject *WaitStateType;       /* wait.c */
+    PyTypeObject *CompletionQueueType; /* completion.c */
+    PyTypeObject *CompletionWaitType;  /* completion.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -81,6 +83,8 @@ typedef struct {
     PyObject *eager_task_factory; /* tasks.eager_task_factory or None */
     PyObject *get_running_loop;  /* events.get_running_loop */
     PyObject *iscoroutine;       /* coroutines.iscoroutine */
+    PyObject *current_task;      /* asyncio.current_task */
+    PyObject *QueueEmpty;        /* asyncio.QueueEmpty */
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
     PyObject *FIRST_COMPLETED, *FIRST_EXCEPTION, *ALL_COMPLETED;
     PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
@@ -128,6 +132,7 @@ int fw_child_init(PyObject *module, fw_state *st);
 int fw_gather_init(PyObject *module, fw_state *st);
 int fw_coro_init(PyObject *module, fw_state *st);
 int fw_wait_init(PyObject *module, fw_state *st);
+int fw_completion_init(PyObject *module, fw_state *st);
 
 /* ---- coro.c: native coroutine objects.
  *
@@ -263,6 +268,10 @@ fw_fut_bool(fw_state *st, PyObject *fut, fw_method m)
  * context variables).  fut.remove_done_callback(callback).  -1 error. */
 int fw_add_done_callback(fw_state *st, PyObject *fut, PyObject *callback);
 int fw_remove_done_callback(fw_state *st, PyObject *fut, PyObject *callback);
+
+/* loop.create_task(coro) failed: like ensure_future, close the coroutine
+ * when the error is a RuntimeError (a closed loop), keeping the error. */
+void fw_close_unscheduled(fw_state *st, PyObject *coro);
 
 /* collections.abc.Coroutine.register(tp): asyncio.iscoroutine() accepts
  * our coroutine-protocol types through the ABC's subclass hook already;
