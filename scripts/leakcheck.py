@@ -387,6 +387,51 @@ async def wait_bad_input(impl):
         await impl.wait([fut], return_when="bogus")
 
 
+@scenario("CompletionQueue")
+async def completion_queue_dispatch(impl):
+    """CompletionQueue over tasks and coroutines, drained with next()."""
+    loop = asyncio.get_running_loop()
+    q = impl.CompletionQueue([loop.create_task(suspend_then_ret(i)) for i in range(N)])
+    q.add(suspend_then_boom())
+    q.add(ret(1))
+    seen = 0
+    while q:
+        t = await q.next()
+        if t.exception() is None:
+            t.result()
+        seen += 1
+    assert seen == N + 2
+
+
+@scenario("CompletionQueue")
+async def completion_queue_exit_cancels(impl):
+    """async with: the exit cancels what is pending and waits for it."""
+    async with impl.CompletionQueue() as q:
+        for _ in range(N):
+            q.add(forever())
+        first = q.add(suspend_then_ret(0))
+        assert await q.next() is first
+    assert q.pending == 0 and q.ready == N
+    assert all(q.poll().cancelled() for _ in range(N))
+
+
+@scenario("CompletionQueue")
+async def completion_queue_timeout_and_errors(impl):
+    """next(timeout) times out; bad input raises; a closed queue refuses."""
+    loop = asyncio.get_running_loop()
+    q = impl.CompletionQueue()
+    fut = q.add(loop.create_future())
+    with expect(TimeoutError):
+        await q.next(timeout=0)
+    with expect(TypeError):
+        q.add(42)
+    q.close()
+    with expect(RuntimeError):
+        q.add(ret(1))
+    fut.cancel()
+    assert await q.next() is fut
+
+
 @scenario("wait_for")
 async def wait_for_result(impl):
     """wait_for(coro, 10) that returns."""

@@ -72,7 +72,6 @@ fifo_pop(Fifo *q)
 typedef struct {
     PyObject_HEAD
     fw_state *st;
-    PyObject *callback; /* our done-callback: a builtin method of self */
     PyObject *loop;     /* bound at the first add() */
     PyObject *pending;  /* set of added, not yet done futures */
     Fifo ready;         /* done, not yet handed out */
@@ -233,9 +232,19 @@ cq_track(CQ *self, PyObject *fut, int watch)
     if (PySet_Add(self->pending, fut) < 0) {
         return -1;
     }
-    if (watch && fw_add_done_callback(st, fut, self->callback) < 0) {
-        (void)PySet_Discard(self->pending, fut);
-        return -1;
+    if (watch) {
+        /* A bound method per future (as the stdlib's self._on_completion):
+         * a queue that held its callback would be a reference cycle. */
+        PyObject *callback = PyCMethod_New(&cq_on_done_def, (PyObject *)self,
+                                           NULL, NULL);
+        int r = callback == NULL
+                    ? -1
+                    : fw_add_done_callback(st, fut, callback);
+        Py_XDECREF(callback);
+        if (r < 0) {
+            (void)PySet_Discard(self->pending, fut);
+            return -1;
+        }
     }
     return 0;
 }
@@ -834,9 +843,7 @@ cq_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->st = st;
     self->pending = PySet_New(NULL);
-    self->callback = PyCMethod_New(&cq_on_done_def, (PyObject *)self, NULL,
-                                   NULL);
-    if (self->pending == NULL || self->callback == NULL) {
+    if (self->pending == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -870,7 +877,6 @@ cq_traverse(PyObject *op, visitproc visit, void *arg)
     CQ *self = CQ_CAST(op);
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->loop);
-    Py_VISIT(self->callback);
     Py_VISIT(self->pending);
     Py_VISIT(self->ready.list);
     Py_VISIT(self->waiters.list);
@@ -883,7 +889,6 @@ cq_clear(PyObject *op)
 {
     CQ *self = CQ_CAST(op);
     Py_CLEAR(self->loop);
-    Py_CLEAR(self->callback);
     Py_CLEAR(self->pending);
     Py_CLEAR(self->ready.list);
     Py_CLEAR(self->waiters.list);
