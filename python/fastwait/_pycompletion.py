@@ -33,6 +33,7 @@ class CompletionQueue:
         self._loop = None
         self._pending = set()
         self._ready = collections.deque()
+        self._ready_set = set()  # the same, for O(1) membership
         self._waiters = collections.deque()
         self._drainers = collections.deque()
         self._closed = False
@@ -57,7 +58,7 @@ class CompletionQueue:
             raise RuntimeError("add() on a closed CompletionQueue")
         if futures.isfuture(aw):
             self._bind(futures._get_loop(aw))
-            if aw in self._pending or aw in self._ready:
+            if aw in self._pending or aw in self._ready_set:
                 raise ValueError(f"{aw!r} is already in the CompletionQueue")
             fut = aw
         else:
@@ -67,8 +68,7 @@ class CompletionQueue:
             self._bind(loop)
             fut = asyncio.ensure_future(aw, loop=loop)
         if fut.done():
-            self._ready.append(fut)
-            self._wake_one()
+            self._push_ready(fut)
         else:
             self._pending.add(fut)
             fut.add_done_callback(self._on_completion)
@@ -79,13 +79,22 @@ class CompletionQueue:
             self._pending.remove(fut)
         except KeyError:
             return
-        self._ready.append(fut)
-        self._wake_one()
+        self._push_ready(fut)
         if not self._pending:
             while self._drainers:
                 waiter = self._drainers.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def _push_ready(self, fut):
+        self._ready.append(fut)
+        self._ready_set.add(fut)
+        self._wake_one()
+
+    def _pop_ready(self):
+        fut = self._ready.popleft()
+        self._ready_set.discard(fut)
+        return fut
 
     def _wake_one(self):
         while self._waiters:
@@ -98,7 +107,7 @@ class CompletionQueue:
 
     def poll(self):
         """The next completed future or task, or None when none is ready."""
-        return self._ready.popleft() if self._ready else None
+        return self._pop_ready() if self._ready else None
 
     async def next(self, timeout=None):
         """Wait for the next completed future or task and return it."""
@@ -119,7 +128,7 @@ class CompletionQueue:
         try:
             while True:
                 if self._ready:
-                    return self._ready.popleft()
+                    return self._pop_ready()
                 if timed_out:
                     raise TimeoutError
                 if not self._pending:

@@ -75,6 +75,7 @@ typedef struct {
     PyObject *loop;     /* bound at the first add() */
     PyObject *pending;  /* set of added, not yet done futures */
     Fifo ready;         /* done, not yet handed out */
+    PyObject *ready_set; /* the same, for O(1) membership */
     Fifo waiters;       /* futures of next() calls waiting for an item */
     Fifo drainers;      /* futures of __aexit__ calls waiting for the end */
     PyObject *weakreflist;
@@ -82,6 +83,32 @@ typedef struct {
 } CQ;
 
 #define CQ_CAST(op) ((CQ *)(op))
+
+/* Make `fut` ready / hand out the next ready item (new reference, or NULL
+ * with no error when none is ready). */
+static int
+cq_push_ready(CQ *self, PyObject *fut)
+{
+    if (PySet_Add(self->ready_set, fut) < 0) {
+        return -1;
+    }
+    if (fifo_push(&self->ready, fut) < 0) {
+        (void)PySet_Discard(self->ready_set, fut);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+cq_pop_ready(CQ *self)
+{
+    PyObject *item = fifo_pop(&self->ready);
+    if (item != NULL && PySet_Discard(self->ready_set, item) < 0) {
+        /* Cannot fail for futures, which hash by identity. */
+        PyErr_Clear();
+    }
+    return item;
+}
 
 /* Wake the first waiter that is still waiting. */
 static int
@@ -147,7 +174,7 @@ cq_completed(CQ *self, PyObject *fut)
     if (r <= 0) {
         return r; /* not ours (any more) */
     }
-    if (fifo_push(&self->ready, fut) < 0 || cq_wake_one(self) < 0) {
+    if (cq_push_ready(self, fut) < 0 || cq_wake_one(self) < 0) {
         return -1;
     }
     if (PySet_GET_SIZE(self->pending) == 0 && fifo_len(&self->drainers)) {
@@ -224,7 +251,7 @@ cq_track(CQ *self, PyObject *fut, int watch)
     }
     if (done) {
         /* Already done: ready at once. */
-        if (fifo_push(&self->ready, fut) < 0) {
+        if (cq_push_ready(self, fut) < 0) {
             return -1;
         }
         return cq_wake_one(self);
@@ -253,10 +280,7 @@ static int
 cq_contains(CQ *self, PyObject *fut)
 {
     int r = PySet_Contains(self->pending, fut);
-    if (r != 0 || fifo_len(&self->ready) == 0) {
-        return r;
-    }
-    return PySequence_Contains(self->ready.list, fut);
+    return r != 0 ? r : PySet_Contains(self->ready_set, fut);
 }
 
 PyDoc_STRVAR(cq_add_doc,
@@ -379,7 +403,7 @@ PyDoc_STRVAR(cq_poll_doc,
 static PyObject *
 cq_poll(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *item = fifo_pop(&CQ_CAST(op)->ready);
+    PyObject *item = cq_pop_ready(CQ_CAST(op));
     return item != NULL ? item : Py_NewRef(Py_None);
 }
 
@@ -536,7 +560,7 @@ next_step(PyObject *op, PyObject *exc, PyObject **result)
             return NULL;
         }
     }
-    PyObject *item = fifo_pop(&cq->ready);
+    PyObject *item = cq_pop_ready(cq);
     if (item != NULL) {
         *result = item;
         return NULL;
@@ -843,7 +867,8 @@ cq_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->st = st;
     self->pending = PySet_New(NULL);
-    if (self->pending == NULL) {
+    self->ready_set = PySet_New(NULL);
+    if (self->pending == NULL || self->ready_set == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -878,6 +903,7 @@ cq_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->loop);
     Py_VISIT(self->pending);
+    Py_VISIT(self->ready_set);
     Py_VISIT(self->ready.list);
     Py_VISIT(self->waiters.list);
     Py_VISIT(self->drainers.list);
@@ -890,6 +916,7 @@ cq_clear(PyObject *op)
     CQ *self = CQ_CAST(op);
     Py_CLEAR(self->loop);
     Py_CLEAR(self->pending);
+    Py_CLEAR(self->ready_set);
     Py_CLEAR(self->ready.list);
     Py_CLEAR(self->waiters.list);
     Py_CLEAR(self->drainers.list);
