@@ -104,7 +104,8 @@ def test_native_names():
         return
     from fastwait import _fastwait
 
-    assert fastwait.NATIVE_NAMES == {"gather", "wait", "CompletionQueue"}
+    assert fastwait.NATIVE_NAMES == {"gather", "wait", "as_completed",
+                                     "CompletionQueue"}
     for name in fastwait.NATIVE_NAMES:
         assert getattr(fastwait, name) is getattr(_fastwait, name), name
     for name in set(PRIMITIVES) - fastwait.NATIVE_NAMES:

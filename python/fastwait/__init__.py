@@ -1,8 +1,9 @@
 """fastwait: native (C) drop-in replacements for asyncio's waiting primitives.
 
-``fastwait.gather`` and ``fastwait.wait`` are implemented in C
-(``fastwait._fastwait``); they behave exactly like :func:`asyncio.gather` and
-:func:`asyncio.wait` of the running interpreter, only faster.
+``fastwait.gather``, ``fastwait.wait`` and ``fastwait.as_completed`` are
+implemented in C (``fastwait._fastwait``); they behave exactly like their
+:mod:`asyncio` namesakes of the running interpreter, only faster
+(``as_completed`` also offers 3.13's ``async for`` on 3.11 and 3.12).
 The other primitives are re-exported from :mod:`asyncio` until their native
 versions land, so ``import fastwait as asyncio_waits`` is already a complete
 drop-in set.  ``fastwait.CompletionQueue`` goes beyond the stdlib: it hands
@@ -23,7 +24,6 @@ from asyncio import (
     FIRST_EXCEPTION,
     Timeout,
     TaskGroup,
-    as_completed,
     shield,
     timeout,
     timeout_at,
@@ -53,20 +53,22 @@ if (
     _sys.implementation.name != "cpython"
     or _os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
 ):
-    from asyncio import gather, wait
+    from asyncio import as_completed, gather, wait
 
     from ._pycompletion import CompletionQueue
 
     NATIVE = False
 else:
-    from ._fastwait import CompletionQueue, gather, wait
+    from ._fastwait import CompletionQueue, as_completed, gather, wait
 
     NATIVE = True
 
 #: The primitives implemented natively in this build (the rest are the
 #: stdlib's own objects, re-exported).
 NATIVE_NAMES = (
-    frozenset({"gather", "wait", "CompletionQueue"}) if NATIVE else frozenset()
+    frozenset({"gather", "wait", "as_completed", "CompletionQueue"})
+    if NATIVE
+    else frozenset()
 )
 
 del _os, _sys

@@ -448,9 +448,8 @@ cq_cancel(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         (nkw == 1 &&
          PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
                                           "msg") != 0)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "cancel() takes at most 1 argument (msg)");
-        return NULL;
+        return fw_signature_error(CQ_CAST(op)->st, "cq_cancel", op, args,
+                                  nargs, kwnames);
     }
     if (nkw == 1) {
         msg = args[nargs];
@@ -771,9 +770,8 @@ cq_next(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         (nkw == 1 &&
          PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
                                           "timeout") != 0)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "next() takes at most 1 argument (timeout)");
-        return NULL;
+        return fw_signature_error(CQ_CAST(op)->st, "cq_next", op, args,
+                                  nargs, kwnames);
     }
     if (nkw == 1) {
         timeout = args[nargs];

@@ -107,35 +107,13 @@ gfut_cancel(PyObject *self, PyTypeObject *defining_class,
     fw_state *st = (fw_state *)PyType_GetModuleState(defining_class);
     PyObject *msg = Py_None;
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "_GatheringFuture.cancel() takes from 1 to 2 positional "
-                     "arguments but %zd were given",
-                     nargs + 1);
-        return NULL;
+    if (nargs + nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(
+                         PyTuple_GET_ITEM(kwnames, 0), "msg") != 0)) {
+        return fw_signature_error(st, "cancel", self, args, nargs, kwnames);
     }
-    if (nargs == 1) {
+    if (nargs + nkw == 1) {
         msg = args[0];
-    }
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_Check(key) &&
-            PyUnicode_CompareWithASCIIString(key, "msg") == 0) {
-            if (nargs == 1) {
-                PyErr_SetString(PyExc_TypeError,
-                                "_GatheringFuture.cancel() got multiple "
-                                "values for argument 'msg'");
-                return NULL;
-            }
-            msg = args[nargs + i];
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "_GatheringFuture.cancel() got an unexpected "
-                         "keyword argument '%S'",
-                         key);
-            return NULL;
-        }
     }
 
     int done = fw_fut_bool(st, self, FW_DONE);
@@ -1093,14 +1071,10 @@ gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     if (kwnames != NULL) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (!PyUnicode_Check(key) ||
-                PyUnicode_CompareWithASCIIString(key, "return_exceptions") !=
-                    0) {
-                PyErr_Format(PyExc_TypeError,
-                             "gather() got an unexpected keyword argument "
-                             "'%S'",
-                             key);
-                return NULL;
+            if (PyUnicode_CompareWithASCIIString(key, "return_exceptions") !=
+                0) {
+                return fw_signature_error(st, "gather", NULL, args, nargs,
+                                          kwnames);
             }
             return_exceptions = PyObject_IsTrue(args[nargs + i]);
             if (return_exceptions < 0) {

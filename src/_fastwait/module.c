@@ -156,6 +156,54 @@ fw_close_unscheduled(fw_state *st, PyObject *coro)
     fw_err_restore(exc);
 }
 
+/* Python functions with the stdlib's signatures: a call with arguments
+ * that do not bind is handed to one of them, so that the TypeError is the
+ * interpreter's own, word for word (3.13 adds "Did you mean ...?"). */
+static const char signatures_src[] =
+    "def gather(*coros_or_futures, return_exceptions=False): pass\n"
+    "def wait(fs, *, timeout=None, return_when='ALL_COMPLETED'): pass\n"
+    "def as_completed(fs, *, timeout=None): pass\n"
+    "class _GatheringFuture:\n"
+    "    def cancel(self, msg=None): pass\n"
+    "cancel = _GatheringFuture.cancel\n"
+    "class CompletionQueue:\n"
+    "    def next(self, timeout=None): pass\n"
+    "    def cancel(self, msg=None): pass\n"
+    "cq_next = CompletionQueue.next\n"
+    "cq_cancel = CompletionQueue.cancel\n";
+
+PyObject *
+fw_signature_error(fw_state *st, const char *name, PyObject *self,
+                   PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *func = PyDict_GetItemString(st->signatures, name); /* borrowed */
+    if (func == NULL) {
+        PyErr_Format(PyExc_SystemError, "no signature for %s", name);
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject **stack = PyMem_Malloc((size_t)(1 + nargs + nkw) *
+                                    sizeof(PyObject *));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t n = 0;
+    if (self != NULL) {
+        stack[n++] = self;
+    }
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        stack[n + i] = args[i];
+    }
+    PyObject *r = PyObject_Vectorcall(func, stack, (size_t)(n + nargs),
+                                      kwnames);
+    PyMem_Free(stack);
+    if (r != NULL) {
+        Py_DECREF(r);
+        PyErr_Format(PyExc_TypeError, "%s(): bad arguments", name);
+    }
+    return NULL;
+}
+
 int
 fw_call_bool(PyObject *obj, PyObject *name)
 {
@@ -337,6 +385,7 @@ module_exec(PyObject *module)
 
     int v312 = Py_Version >= 0x030C0000;
     st->gather_done_shortcut = v312;
+    st->as_completed_eager = Py_Version >= 0x030D0000;
 
     if ((st->CancelledError = import_attr("asyncio", "CancelledError")) ==
             NULL ||
@@ -365,6 +414,7 @@ module_exec(PyObject *module)
             NULL ||
         (st->current_task = import_attr("asyncio", "current_task")) == NULL ||
         (st->QueueEmpty = import_attr("asyncio", "QueueEmpty")) == NULL ||
+        (st->isawaitable = import_attr("inspect", "isawaitable")) == NULL ||
         (st->warn_unawaited =
              import_attr("warnings", "_warn_unawaited_coroutine")) == NULL ||
         (st->FIRST_COMPLETED = import_attr("asyncio", "FIRST_COMPLETED")) ==
@@ -384,6 +434,20 @@ module_exec(PyObject *module)
     if (st->base_create_task == NULL) {
         return -1;
     }
+    st->signatures = PyDict_New();
+    if (st->signatures == NULL ||
+        PyDict_SetItemString(st->signatures, "__builtins__",
+                             PyEval_GetBuiltins()) < 0 ||
+        PyDict_SetItemString(st->signatures, "__name__",
+                             PyUnicode_FromString("fastwait._fastwait")) < 0) {
+        return -1;
+    }
+    PyObject *ran = PyRun_String(signatures_src, Py_file_input,
+                                 st->signatures, st->signatures);
+    if (ran == NULL) {
+        return -1;
+    }
+    Py_DECREF(ran);
     if ((st->loop_type_cache = PyDict_New()) == NULL ||
         (st->empty_context = PyContext_New()) == NULL) {
         return -1;
@@ -391,7 +455,8 @@ module_exec(PyObject *module)
 
     if (fw_child_init(module, st) < 0 || fw_gather_init(module, st) < 0 ||
         fw_coro_init(module, st) < 0 || fw_wait_init(module, st) < 0 ||
-        fw_completion_init(module, st) < 0) {
+        fw_completion_init(module, st) < 0 ||
+        fw_as_completed_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -413,6 +478,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->eager_task_factory);
     Py_VISIT(st->base_create_task);
     Py_VISIT(st->loop_type_cache);
+    Py_VISIT(st->signatures);
     Py_VISIT(st->empty_context);
     Py_VISIT(st->CoroType);
     Py_VISIT(st->WaitStateType);
@@ -420,6 +486,10 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->iscoroutine);
     Py_VISIT(st->current_task);
     Py_VISIT(st->QueueEmpty);
+    Py_VISIT(st->isawaitable);
+    Py_VISIT(st->AsCompletedGenType);
+    Py_VISIT(st->AsCompletedIterType);
+    Py_VISIT(st->AsCompletedWaitType);
     Py_VISIT(st->CompletionQueueType);
     Py_VISIT(st->CompletionWaitType);
     Py_VISIT(st->warn_unawaited);
@@ -449,6 +519,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->eager_task_factory);
     Py_CLEAR(st->base_create_task);
     Py_CLEAR(st->loop_type_cache);
+    Py_CLEAR(st->signatures);
     Py_CLEAR(st->empty_context);
     Py_CLEAR(st->CoroType);
     Py_CLEAR(st->WaitStateType);
@@ -456,6 +527,10 @@ module_clear(PyObject *module)
     Py_CLEAR(st->iscoroutine);
     Py_CLEAR(st->current_task);
     Py_CLEAR(st->QueueEmpty);
+    Py_CLEAR(st->isawaitable);
+    Py_CLEAR(st->AsCompletedGenType);
+    Py_CLEAR(st->AsCompletedIterType);
+    Py_CLEAR(st->AsCompletedWaitType);
     Py_CLEAR(st->CompletionQueueType);
     Py_CLEAR(st->CompletionWaitType);
     Py_CLEAR(st->warn_unawaited);

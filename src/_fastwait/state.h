@@ -72,6 +72,9 @@ typedef struct {
     PyTypeObject *WaitStateType;       /* wait.c */
     PyTypeObject *CompletionQueueType; /* completion.c */
     PyTypeObject *CompletionWaitType;  /* completion.c */
+    PyTypeObject *AsCompletedGenType;  /* as_completed.c, 3.11/3.12 */
+    PyTypeObject *AsCompletedIterType; /* as_completed.c, 3.13+ */
+    PyTypeObject *AsCompletedWaitType; /* as_completed.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -85,11 +88,14 @@ typedef struct {
     PyObject *iscoroutine;       /* coroutines.iscoroutine */
     PyObject *current_task;      /* asyncio.current_task */
     PyObject *QueueEmpty;        /* asyncio.QueueEmpty */
+    PyObject *isawaitable;       /* inspect.isawaitable */
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
     PyObject *FIRST_COMPLETED, *FIRST_EXCEPTION, *ALL_COMPLETED;
     PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
     PyObject *loop_type_cache;   /* dict: loop type -> bool (create_task known) */
     PyObject *empty_context;     /* contextvars.Context() for our callbacks */
+    PyObject *signatures;        /* dict: Python functions with our
+                                    signatures, for argument errors */
 
     PyObject *future_methods[FW_NMETHODS]; /* descriptors of Future */
     PyObject *task_methods[FW_NMETHODS];   /* descriptors of Task */
@@ -106,6 +112,8 @@ typedef struct {
 
     /* Behaviour switches, decided once at import from Py_Version. */
     int optimize; /* sys.flags.optimize: `assert` statements are off */
+    int as_completed_eager;   /* 3.13+: _AsCompletedIterator, set up at
+                                 the call (gh-77714) */
     int gather_done_shortcut; /* 3.12+: children done at creation are
                                  processed synchronously (gh-104144) */
 } fw_state;
@@ -133,6 +141,7 @@ int fw_gather_init(PyObject *module, fw_state *st);
 int fw_coro_init(PyObject *module, fw_state *st);
 int fw_wait_init(PyObject *module, fw_state *st);
 int fw_completion_init(PyObject *module, fw_state *st);
+int fw_as_completed_init(PyObject *module, fw_state *st);
 
 /* ---- coro.c: native coroutine objects.
  *
@@ -221,6 +230,13 @@ PyObject *fw_get_loop(fw_state *st, PyObject *fut);
 /* loop.call_soon(callback, *args, context=st->empty_context). */
 int fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
                  PyObject *const *args, Py_ssize_t nargs);
+/* The arguments of a call to `name` do not bind: raise the TypeError that
+ * a Python function with the same signature raises (`self` for methods,
+ * or NULL).  Always returns NULL. */
+PyObject *fw_signature_error(fw_state *st, const char *name, PyObject *self,
+                             PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames);
+
 /* Call a no-argument method and return its truth value: -1 error, 0/1. */
 int fw_call_bool(PyObject *obj, PyObject *name);
 

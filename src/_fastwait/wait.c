@@ -389,26 +389,15 @@ wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
      PyObject *kwnames)
 {
     fw_state *st = fw_get_state(module);
-    PyObject *fs = nargs > 0 ? args[0] : NULL;
+    PyObject *fs = nargs == 1 ? args[0] : NULL;
     PyObject *timeout = Py_None;
     PyObject *return_when = st->ALL_COMPLETED;
-    if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "wait() takes 1 positional argument but %zd were given",
-                     nargs);
-        return NULL;
-    }
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t i = 0; i < nkw; i++) {
+    int ok = nargs <= 1;
+    for (Py_ssize_t i = 0; i < nkw && ok; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
         PyObject *value = args[nargs + i];
-        if (PyUnicode_CompareWithASCIIString(key, "fs") == 0) {
-            if (fs != NULL) {
-                PyErr_SetString(PyExc_TypeError,
-                                "wait() got multiple values for argument "
-                                "'fs'");
-                return NULL;
-            }
+        if (PyUnicode_CompareWithASCIIString(key, "fs") == 0 && fs == NULL) {
             fs = value;
         }
         else if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
@@ -418,17 +407,11 @@ wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             return_when = value;
         }
         else {
-            PyErr_Format(PyExc_TypeError,
-                         "wait() got an unexpected keyword argument '%S'",
-                         key);
-            return NULL;
+            ok = 0;
         }
     }
-    if (fs == NULL) {
-        PyErr_SetString(PyExc_TypeError,
-                        "wait() missing 1 required positional argument: "
-                        "'fs'");
-        return NULL;
+    if (!ok || fs == NULL) {
+        return fw_signature_error(st, "wait", NULL, args, nargs, kwnames);
     }
     WaitState *state = PyObject_GC_New(WaitState, st->WaitStateType);
     if (state == NULL) {
