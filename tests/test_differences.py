@@ -550,3 +550,42 @@ def test_wait_callback_repr(impl, loop):
     else:
         assert re.search(r" cb=\[_wait\.<locals>\._on_completion\(\) at "
                          r".*tasks\.py:\d+\]>$", text), text
+
+
+def test_as_completed_object_type(impl, loop):
+    """On 3.11/3.12 the stdlib's as_completed() is a generator; fastwait's
+    is a native object that behaves as one (lazy; next/send/throw/close;
+    the same repr) but is no types.GeneratorType.  On 3.13 both return an
+    _AsCompletedIterator (fastwait's is native).  The yielded awaitables
+    are coroutines named as the stdlib's."""
+    import inspect
+    import sys
+
+    async def child(i):
+        return i
+
+    async def main():
+        it = impl.as_completed([child(1)])
+        text = repr(it)
+        aw = next(it)
+        assert asyncio.iscoroutine(aw)
+        if sys.version_info >= (3, 13):
+            assert aw.__qualname__ == "_AsCompletedIterator._wait_for_one"
+        else:
+            assert aw.__qualname__ == "as_completed.<locals>._wait_for_one"
+        assert await aw == 1
+        with pytest.raises(StopIteration):
+            next(it)
+        return it, text
+
+    it, text = run(loop, main)
+    if sys.version_info >= (3, 13):
+        assert re.fullmatch(
+            r"<asyncio\.tasks\._AsCompletedIterator object at 0x[0-9a-f]+>",
+            text), text
+        assert not hasattr(it, "send")
+    else:
+        assert re.fullmatch(r"<generator object as_completed at 0x[0-9a-f]+>",
+                            text), text
+        assert all(hasattr(it, m) for m in ("send", "throw", "close"))
+        assert inspect.isgenerator(it) is (not native(impl))
