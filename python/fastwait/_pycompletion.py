@@ -91,11 +91,6 @@ class CompletionQueue:
         self._ready_set.add(fut)
         self._wake_one()
 
-    def _pop_ready(self):
-        fut = self._ready.popleft()
-        self._ready_set.discard(fut)
-        return fut
-
     def _wake_one(self):
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -108,6 +103,16 @@ class CompletionQueue:
     def poll(self):
         """The next completed future or task, or None when none is ready."""
         return self._pop_ready() if self._ready else None
+
+    def _pop_ready(self):
+        fut = self._ready.popleft()
+        self._ready_set.discard(fut)
+        if not self._pending and not self._ready:
+            # Run dry: every waiting consumer must end (QueueEmpty /
+            # StopAsyncIteration), not wait for ever.
+            while self._waiters:
+                self._wake_one()
+        return fut
 
     async def next(self, timeout=None):
         """Wait for the next completed future or task and return it."""

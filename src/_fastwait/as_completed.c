@@ -544,36 +544,26 @@ static PyObject *
 ac_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     AsCompleted *self = AC_CAST(op);
-    if (nargs < 1 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
-                               : "throw expected at most 3 arguments, got %zd",
-                     nargs);
+    PyObject *exc = fw_make_thrown(args, nargs);
+    if (exc == NULL) {
         return NULL;
     }
-    /* The generator has no try block: whatever is thrown in (at the start
-     * or at a yield) comes out, and the generator is finished. */
-    PyObject *typ = args[0];
-    PyObject *val = nargs > 1 ? args[1] : Py_None;
+    /* The generator has no try block: what is thrown in comes out and
+     * finishes it.  Raised inside its frame -- at a yield, or on 3.11 at
+     * the start too -- a StopIteration becomes RuntimeError (PEP 479);
+     * a finished generator (and, from 3.12, a new one) raises it as is. */
+    int in_frame = !self->finished &&
+                   (self->started || Py_Version < 0x030C0000);
     self->finished = 1;
-    if (PyExceptionInstance_Check(typ)) {
-        if (val != Py_None) {
-            PyErr_SetString(PyExc_TypeError,
-                            "instance exception may not have a separate "
-                            "value");
-            return NULL;
-        }
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    if (in_frame && PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_StopIteration)) {
+        PyErr_SetString(PyExc_RuntimeError, "generator raised StopIteration");
+        PyObject *rt = fw_err_fetch();
+        PyException_SetCause(rt, Py_NewRef(exc));
+        PyException_SetContext(rt, exc); /* steals exc */
+        fw_err_restore(rt);
+        return NULL;
     }
-    else if (PyExceptionClass_Check(typ)) {
-        PyErr_SetObject(typ, val);
-    }
-    else {
-        PyErr_Format(PyExc_TypeError,
-                     "exceptions must be classes or instances deriving from "
-                     "BaseException, not %.200s",
-                     Py_TYPE(typ)->tp_name);
-    }
+    fw_err_restore(exc);
     return NULL;
 }
 
@@ -642,25 +632,88 @@ ac_dealloc(PyObject *op)
 static PyObject *
 ac_repr(PyObject *op)
 {
-    if (AC_CAST(op)->lazy) {
-        return PyUnicode_FromFormat("<generator object as_completed at %p>",
-                                    op);
-    }
     return PyUnicode_FromFormat(
         "<asyncio.tasks._AsCompletedIterator object at %p>", op);
 }
 
-static PyMethodDef ac_gen_methods[] = {
-    {"send", ac_send, METH_O,
-     "send(arg)\n--\n\nLike next(); a just-started generator only "
-     "takes None."},
-    {"throw", (PyCFunction)(void (*)(void))ac_throw, METH_FASTCALL,
-     "throw(typ[, val[, tb]])\n--\n\nRaise the exception; the generator "
-     "is finished."},
-    {"close", ac_close, METH_NOARGS,
-     "close()\n--\n\nFinish the generator."},
-    {NULL},
-};
+/* ---- 3.11/3.12: the generator ---------------------------------------
+ *
+ * The stdlib's generator is not what its done-callbacks and
+ * _wait_for_one() coroutines hold on to (they close over the queue and the
+ * set of futures), so dropping it frees it.  The generator is therefore a
+ * thin object over the AsCompleted that does the work. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *core; /* AsCompleted */
+    PyObject *weakreflist;
+} AcGen;
+
+#define Gen_CORE(op) (((AcGen *)(op))->core)
+
+static PyObject *
+gen_iternext(PyObject *op)
+{
+    return ac_iternext(Gen_CORE(op));
+}
+
+static PyObject *
+gen_send(PyObject *op, PyObject *value)
+{
+    return ac_send(Gen_CORE(op), value);
+}
+
+static PyObject *
+gen_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    return ac_throw(Gen_CORE(op), args, nargs);
+}
+
+static PyObject *
+gen_close(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return ac_close(Gen_CORE(op), NULL);
+}
+
+static PyObject *
+gen_anext(PyObject *op)
+{
+    return ac_anext(Gen_CORE(op));
+}
+
+static PyObject *
+gen_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat("<generator object as_completed at %p>", op);
+}
+
+static int
+gen_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(Gen_CORE(op));
+    return 0;
+}
+
+static int
+gen_clear(PyObject *op)
+{
+    Py_CLEAR(Gen_CORE(op));
+    return 0;
+}
+
+static void
+gen_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    if (((AcGen *)op)->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(op);
+    }
+    (void)gen_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
 
 static PyMemberDef ac_members[] = {
     {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(AsCompleted, weakreflist),
@@ -674,18 +727,36 @@ PyDoc_STRVAR(ac_doc,
              "iterator of\nthe original futures and tasks as they complete.");
 
 /* 3.11/3.12: the stdlib's is a generator. */
+static PyMethodDef gen_methods[] = {
+    {"send", gen_send, METH_O,
+     "send(arg)\n--\n\nLike next(); a just-started generator only "
+     "takes None."},
+    {"throw", (PyCFunction)(void (*)(void))gen_throw, METH_FASTCALL,
+     "throw(typ[, val[, tb]])\n--\n\nRaise the exception; the generator "
+     "is finished."},
+    {"close", gen_close, METH_NOARGS,
+     "close()\n--\n\nFinish the generator."},
+    {NULL},
+};
+
+static PyMemberDef gen_members[] = {
+    {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(AcGen, weakreflist),
+     Py_READONLY},
+    {NULL},
+};
+
 static PyType_Slot ac_gen_slots[] = {
     {Py_tp_doc, (void *)ac_doc},
-    {Py_tp_repr, ac_repr},
-    {Py_tp_traverse, ac_traverse},
-    {Py_tp_clear, ac_clear},
-    {Py_tp_dealloc, ac_dealloc},
+    {Py_tp_repr, gen_repr},
+    {Py_tp_traverse, gen_traverse},
+    {Py_tp_clear, gen_clear},
+    {Py_tp_dealloc, gen_dealloc},
     {Py_tp_iter, ac_aiter},
-    {Py_tp_iternext, ac_iternext},
-    {Py_tp_methods, ac_gen_methods},
-    {Py_tp_members, ac_members},
+    {Py_tp_iternext, gen_iternext},
+    {Py_tp_methods, gen_methods},
+    {Py_tp_members, gen_members},
     {Py_am_aiter, ac_aiter},
-    {Py_am_anext, ac_anext},
+    {Py_am_anext, gen_anext},
     {0, NULL},
 };
 
@@ -759,8 +830,7 @@ as_completed(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
             return NULL;
         }
     }
-    PyTypeObject *tp = lazy ? st->AsCompletedGenType : st->AsCompletedIterType;
-    AsCompleted *self = PyObject_GC_New(AsCompleted, tp);
+    AsCompleted *self = PyObject_GC_New(AsCompleted, st->AsCompletedIterType);
     if (self == NULL) {
         return NULL;
     }
@@ -779,11 +849,22 @@ as_completed(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     self->started = 0;
     self->finished = 0;
     PyObject_GC_Track(self);
-    if (!lazy && ac_setup(self) < 0) {
+    if (!lazy) {
+        if (ac_setup(self) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        return (PyObject *)self;
+    }
+    AcGen *gen = PyObject_GC_New(AcGen, st->AsCompletedGenType);
+    if (gen == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    return (PyObject *)self;
+    gen->core = (PyObject *)self;
+    gen->weakreflist = NULL;
+    PyObject_GC_Track(gen);
+    return (PyObject *)gen;
 }
 
 static PyMethodDef as_completed_methods[] = {
@@ -797,7 +878,7 @@ fw_as_completed_init(PyObject *module, fw_state *st)
 {
     PyType_Spec gen_spec = {
         .name = "fastwait._fastwait._AsCompletedGenerator",
-        .basicsize = sizeof(AsCompleted),
+        .basicsize = sizeof(AcGen),
         .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
                  Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
         .slots = ac_gen_slots,

@@ -84,6 +84,8 @@ typedef struct {
 
 #define CQ_CAST(op) ((CQ *)(op))
 
+static Py_ssize_t cq_pending_len(CQ *self);
+
 /* Make `fut` ready / hand out the next ready item (new reference, or NULL
  * with no error when none is ready). */
 static int
@@ -138,6 +140,18 @@ cq_wake_one(CQ *self)
         }
     }
     return 0;
+}
+
+/* Nothing is pending or ready: every waiting consumer must end (it finds
+ * nothing and raises QueueEmpty / StopAsyncIteration). */
+static int
+cq_wake_all(CQ *self)
+{
+    int r = 0;
+    while (fifo_len(&self->waiters) > 0 && r == 0) {
+        r = cq_wake_one(self);
+    }
+    return r;
 }
 
 /* Wake every __aexit__ waiting for the pending set to empty. */
@@ -403,8 +417,17 @@ PyDoc_STRVAR(cq_poll_doc,
 static PyObject *
 cq_poll(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *item = cq_pop_ready(CQ_CAST(op));
-    return item != NULL ? item : Py_NewRef(Py_None);
+    CQ *self = CQ_CAST(op);
+    PyObject *item = cq_pop_ready(self);
+    if (item == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (cq_pending_len(self) == 0 && fifo_len(&self->ready) == 0 &&
+        cq_wake_all(self) < 0) {
+        Py_DECREF(item);
+        return NULL;
+    }
+    return item;
 }
 
 PyDoc_STRVAR(cq_cancel_doc,
@@ -545,14 +568,11 @@ next_step(PyObject *op, PyObject *exc, PyObject **result)
     }
     if (self->waiter != NULL) {
         /* Woken up, timed out, or cancelled. */
-        int woken = exc == NULL;
-        if (next_timer_cancel(self) == NULL || next_forget_waiter(self) < 0) {
-            Py_XDECREF(exc);
-            return NULL;
-        }
-        if (!woken) {
+        (void)next_forget_waiter(self);
+        if (exc != NULL) {
             /* Cancelled: a wake-up this waiter got goes to the next. */
-            if (fifo_len(&cq->ready) > 0 && cq_wake_one(cq) < 0) {
+            if (next_timer_cancel(self) == NULL ||
+                (fifo_len(&cq->ready) > 0 && cq_wake_one(cq) < 0)) {
                 PyErr_Clear();
             }
             fw_err_restore(exc);
@@ -561,6 +581,12 @@ next_step(PyObject *op, PyObject *exc, PyObject **result)
     }
     PyObject *item = cq_pop_ready(cq);
     if (item != NULL) {
+        if (next_timer_cancel(self) == NULL ||
+            (cq_pending_len(cq) == 0 && fifo_len(&cq->ready) == 0 &&
+             cq_wake_all(cq) < 0)) {
+            Py_DECREF(item);
+            return NULL;
+        }
         *result = item;
         return NULL;
     }
@@ -569,6 +595,9 @@ next_step(PyObject *op, PyObject *exc, PyObject **result)
         return NULL;
     }
     if (PySet_GET_SIZE(cq->pending) == 0) {
+        if (next_timer_cancel(self) == NULL) {
+            return NULL;
+        }
         if (self->kind == ANEXT_CALL) {
             PyErr_SetNone(PyExc_StopAsyncIteration);
         }
@@ -852,13 +881,30 @@ cq_repr(PyObject *op)
 static PyObject *
 cq_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
+    fw_state *st = fw_state_from_type(type);
     PyObject *aws = NULL;
-    static char *kwlist[] = {"aws", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:CompletionQueue",
-                                     kwlist, &aws)) {
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) ||
+        PyTuple_GET_SIZE(args) > 1) {
+        /* The interpreter's own words for `(self, aws=(), /)`. */
+        PyObject *func = PyDict_GetItemString(st->signatures, "cq_init");
+        PyObject *self_arg = PyTuple_Pack(1, Py_None);
+        PyObject *full = func == NULL || self_arg == NULL
+                             ? NULL
+                             : PySequence_Concat(self_arg, args);
+        Py_XDECREF(self_arg);
+        if (full != NULL) {
+            PyObject *r = PyObject_Call(func, full, kwargs);
+            Py_XDECREF(r);
+            Py_DECREF(full);
+        }
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "CompletionQueue(): bad arguments");
+        }
         return NULL;
     }
-    fw_state *st = fw_state_from_type(type);
+    if (PyTuple_GET_SIZE(args) == 1) {
+        aws = PyTuple_GET_ITEM(args, 0);
+    }
     CQ *self = (CQ *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;

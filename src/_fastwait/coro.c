@@ -189,11 +189,23 @@ coro_iternext(PyObject *op)
     return coro_result(r, result);
 }
 
-/* The exception that throw(typ[, val[, tb]]) raises, as generators build
- * it: a new reference, or NULL with an error. */
-static PyObject *
-make_thrown(PyObject *const *args, Py_ssize_t nargs)
+PyObject *
+fw_make_thrown(PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
+                               : "throw expected at most 3 arguments, got %zd",
+                     nargs);
+        return NULL;
+    }
+    if (nargs > 1 && Py_Version >= 0x030C0000 &&
+        PyErr_WarnEx(PyExc_DeprecationWarning,
+                     "the (type, exc, tb) signature of throw() is deprecated, "
+                     "use the single-arg signature instead.",
+                     1) < 0) {
+        return NULL;
+    }
     PyObject *typ = args[0];
     PyObject *val = nargs > 1 ? args[1] : Py_None;
     PyObject *tb = nargs > 2 ? args[2] : Py_None;
@@ -248,14 +260,7 @@ static PyObject *
 coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     FwCoro *self = Coro_CAST(op);
-    if (nargs < 1 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
-                               : "throw expected at most 3 arguments, got %zd",
-                     nargs);
-        return NULL;
-    }
-    PyObject *exc = make_thrown(args, nargs);
+    PyObject *exc = fw_make_thrown(args, nargs);
     if (exc == NULL) {
         return NULL;
     }

@@ -167,8 +167,10 @@ static const char signatures_src[] =
     "    def cancel(self, msg=None): pass\n"
     "cancel = _GatheringFuture.cancel\n"
     "class CompletionQueue:\n"
+    "    def __init__(self, aws=(), /): pass\n"
     "    def next(self, timeout=None): pass\n"
     "    def cancel(self, msg=None): pass\n"
+    "cq_init = CompletionQueue.__init__\n"
     "cq_next = CompletionQueue.next\n"
     "cq_cancel = CompletionQueue.cancel\n";
 

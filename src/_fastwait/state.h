@@ -169,6 +169,11 @@ typedef struct {
 
 PyObject *fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state);
 
+/* The exception that throw(typ[, val[, tb]]) raises, built as generators
+ * build it (with 3.12+'s DeprecationWarning for the three-argument form):
+ * a new reference, or NULL with an error. */
+PyObject *fw_make_thrown(PyObject *const *args, Py_ssize_t nargs);
+
 /* ---- child.c: the coroutine wrapper every "fastwait creates the task"
  * primitive runs its children in.  It forwards send/throw/close to the real
  * coroutine and calls `finish` the moment the coroutine returns or raises,
