@@ -315,8 +315,11 @@ static int
 wait_state_clear(PyObject *op)
 {
     WaitState *self = Wait_CAST(op);
-    Py_CLEAR(self->fs);
+    /* The list first: the set then drops the last references in its own
+     * order, as the stdlib's `fs` does (which decides, e.g., the order of
+     * "exception was never retrieved" reports). */
     Py_CLEAR(self->items);
+    Py_CLEAR(self->fs);
     Py_CLEAR(self->timeout);
     Py_CLEAR(self->return_when);
     Py_CLEAR(self->waiter);
