@@ -229,21 +229,11 @@ ac_setup(AsCompleted *self)
     self->started = 1;
     if (self->lazy) {
         /* if futures.isfuture(fs) or coroutines.iscoroutine(fs): ... */
-        int bad = fw_isfuture(st, fs);
-        if (bad == 0) {
-            PyObject *r = PyObject_CallOneArg(st->iscoroutine, fs);
-            bad = r == NULL ? -1 : PyObject_IsTrue(r);
-            Py_XDECREF(r);
-        }
+        int bad = fw_is_future_or_coroutine(st, fs);
         if (bad != 0) {
             if (bad > 0) {
-                PyObject *name = PyType_GetName(Py_TYPE(fs));
-                if (name != NULL) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "expect an iterable of futures, not %U",
-                                 name);
-                    Py_DECREF(name);
-                }
+                fw_type_error_naming_type(
+                    "expect an iterable of futures, not %U", fs);
             }
             return -1;
         }
@@ -819,13 +809,8 @@ as_completed(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         Py_XDECREF(r);
         if (bad != 0) {
             if (bad > 0) {
-                PyObject *name = PyType_GetName(Py_TYPE(fs));
-                if (name != NULL) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "expects an iterable of awaitables, not %U",
-                                 name);
-                    Py_DECREF(name);
-                }
+                fw_type_error_naming_type(
+                    "expects an iterable of awaitables, not %U", fs);
             }
             return NULL;
         }

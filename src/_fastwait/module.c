@@ -59,6 +59,32 @@ fw_isfuture(fw_state *st, PyObject *obj)
     return r;
 }
 
+int
+fw_is_future_or_coroutine(fw_state *st, PyObject *obj)
+{
+    int r = fw_isfuture(st, obj);
+    if (r != 0) {
+        return r;
+    }
+    PyObject *res = PyObject_CallOneArg(st->iscoroutine, obj);
+    if (res == NULL) {
+        return -1;
+    }
+    r = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return r;
+}
+
+void
+fw_type_error_naming_type(const char *fmt, PyObject *obj)
+{
+    PyObject *name = PyType_GetName(Py_TYPE(obj));
+    if (name != NULL) {
+        PyErr_Format(PyExc_TypeError, fmt, name);
+        Py_DECREF(name);
+    }
+}
+
 PyObject *
 fw_get_loop(fw_state *st, PyObject *fut)
 {

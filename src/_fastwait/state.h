@@ -230,6 +230,11 @@ fw_err_restore(PyObject *exc)
 
 /* asyncio.futures.isfuture(obj): -1 error, 0/1. */
 int fw_isfuture(fw_state *st, PyObject *obj);
+/* futures.isfuture(obj) or coroutines.iscoroutine(obj): -1 error, 0/1. */
+int fw_is_future_or_coroutine(fw_state *st, PyObject *obj);
+/* TypeError(fmt % type(obj).__name__), `fmt` holding one %U. */
+void fw_type_error_naming_type(const char *fmt, PyObject *obj);
+
 /* asyncio.futures._get_loop(fut): new reference or NULL. */
 PyObject *fw_get_loop(fw_state *st, PyObject *fut);
 /* loop.call_soon(callback, *args, context=st->empty_context). */

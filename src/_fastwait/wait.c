@@ -113,23 +113,10 @@ wait_start(WaitState *self)
     PyObject *fs = self->fs;
 
     /* if futures.isfuture(fs) or coroutines.iscoroutine(fs): TypeError */
-    int bad = fw_isfuture(st, fs);
-    if (bad == 0) {
-        PyObject *r = PyObject_CallOneArg(st->iscoroutine, fs);
-        if (r == NULL) {
-            return NULL;
-        }
-        bad = PyObject_IsTrue(r);
-        Py_DECREF(r);
-    }
+    int bad = fw_is_future_or_coroutine(st, fs);
     if (bad != 0) {
         if (bad > 0) {
-            PyObject *name = PyType_GetName(Py_TYPE(fs));
-            if (name != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             "expect a list of futures, not %U", name);
-                Py_DECREF(name);
-            }
+            fw_type_error_naming_type("expect a list of futures, not %U", fs);
         }
         return NULL;
     }
