@@ -1939,3 +1939,52 @@ def test_differential_runner_is_deterministic():
     assert (first.events, first.status, by_kind(first.handouts)) == (
         second.events, second.status, by_kind(second.handouts))
     assert first.status == {0: "got", 1: "got"}
+
+
+def test_coroutine_needs_the_queues_running_loop(cq_impl, loop):
+    """A coroutine (or other awaitable) is run on the running loop, which
+    must be the one the queue is bound to; a refused coroutine is closed,
+    so it does not warn "never awaited"."""
+    import warnings
+
+    other = asyncio.new_event_loop()
+    try:
+        q = cq_impl()
+        foreign = other.create_future()
+        q.add(foreign)  # binds the queue to `other`
+
+        async def child():
+            return 1
+
+        async def main():
+            coro = child()
+            with pytest.raises(ValueError, match="different loop"):
+                q.add(coro)
+            assert coro.cr_frame is None  # closed
+            return True
+
+        assert run(loop, main)
+        # No running loop at all: RuntimeError, and the coroutine closed.
+        coro = child()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(RuntimeError, match="no running event loop"):
+                cq_impl().add(coro)
+        assert coro.cr_frame is None
+        foreign.cancel()
+    finally:
+        other.close()
+
+
+def test_next_binds_the_loop_when_awaited(cq_impl, loop):
+    """next() on an empty, unbound queue: calling it outside a loop is
+    fine (it is a coroutine); awaiting it raises QueueEmpty."""
+    q = cq_impl()
+    waiting = q.next()
+
+    async def main():
+        with pytest.raises(asyncio.QueueEmpty):
+            await waiting
+        return True
+
+    assert run(loop, main)

@@ -53,7 +53,7 @@ class CompletionQueue:
     def add(self, aw, /):
         """Add an awaitable; return the future or task that stands for it."""
         if self._closed:
-            if asyncio.iscoroutine(aw) and inspect.iscoroutine(aw):
+            if inspect.iscoroutine(aw):
                 aw.close()
             raise RuntimeError("add() on a closed CompletionQueue")
         if futures.isfuture(aw):
@@ -62,10 +62,15 @@ class CompletionQueue:
                 raise ValueError(f"{aw!r} is already in the CompletionQueue")
             fut = aw
         else:
-            loop = self._loop
-            if loop is None:
+            # Coroutines and other awaitables run on the running loop,
+            # which must be the queue's.
+            try:
                 loop = asyncio.get_running_loop()
-            self._bind(loop)
+                self._bind(loop)
+            except BaseException:
+                if inspect.iscoroutine(aw):
+                    aw.close()
+                raise
             fut = asyncio.ensure_future(aw, loop=loop)
         if fut.done():
             self._push_ready(fut)
@@ -119,8 +124,7 @@ class CompletionQueue:
         return await self._next(timeout, anext=False)
 
     async def _next(self, timeout, anext):
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        self._bind(asyncio.get_running_loop())
         timed_out = False
         handle = None
 

@@ -243,14 +243,34 @@ cq_bind_loop(CQ *self, PyObject *loop)
     return 0;
 }
 
-/* The loop to create tasks on: the bound one, else the running one. */
+/* The running loop, which must be the queue's (binding an unbound queue
+ * to it): a new reference, or NULL with an error. */
 static PyObject *
-cq_loop(CQ *self)
+cq_running_loop(CQ *self)
 {
-    if (self->loop != NULL) {
-        return Py_NewRef(self->loop);
+    PyObject *loop = PyObject_CallNoArgs(self->st->get_running_loop);
+    if (loop != NULL && cq_bind_loop(self, loop) < 0) {
+        Py_CLEAR(loop);
     }
-    return PyObject_CallNoArgs(self->st->get_running_loop);
+    return loop;
+}
+
+/* A coroutine the queue refuses is closed (it would warn "never awaited"
+ * otherwise); the error in flight stays. */
+static void
+cq_close_refused(CQ *self, PyObject *aw)
+{
+    if (!PyCoro_CheckExact(aw)) {
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
+    PyObject *r = PyObject_CallMethodNoArgs(aw, self->st->str_close);
+    if (r == NULL) {
+        Py_XDECREF(exc);
+        return;
+    }
+    Py_DECREF(r);
+    fw_err_restore(exc);
 }
 
 /* Track `fut` (a future of our loop, not yet tracked).  `watch`: add our
@@ -310,17 +330,10 @@ cq_add(PyObject *op, PyObject *aw)
     CQ *self = CQ_CAST(op);
     fw_state *st = self->st;
     if (self->closed) {
-        /* A coroutine refused here is closed, as TaskGroup.create_task
-         * does (3.13), so it does not warn "never awaited". */
-        if (PyCoro_CheckExact(aw)) {
-            PyObject *r = PyObject_CallMethodNoArgs(aw, st->str_close);
-            if (r == NULL) {
-                return NULL;
-            }
-            Py_DECREF(r);
-        }
+        /* Closed like TaskGroup.create_task (3.13) closes what it refuses. */
         PyErr_SetString(PyExc_RuntimeError,
                         "add() on a closed CompletionQueue");
+        cq_close_refused(self, aw);
         return NULL;
     }
     int isfut = fw_isfuture(st, aw);
@@ -351,12 +364,11 @@ cq_add(PyObject *op, PyObject *aw)
         return Py_NewRef(aw);
     }
 
-    PyObject *loop = cq_loop(self);
+    /* Coroutines and other awaitables run on the running loop, which must
+     * be the queue's. */
+    PyObject *loop = cq_running_loop(self);
     if (loop == NULL) {
-        return NULL;
-    }
-    if (cq_bind_loop(self, loop) < 0) {
-        Py_DECREF(loop);
+        cq_close_refused(self, aw);
         return NULL;
     }
     PyObject *fut;
@@ -566,6 +578,15 @@ next_step(PyObject *op, PyObject *exc, PyObject **result)
         *result = Py_NewRef((PyObject *)cq);
         return NULL;
     }
+    if (cq->loop == NULL) {
+        /* Nothing was ever added: the queue is the running loop's. */
+        PyObject *loop = cq_running_loop(cq);
+        if (loop == NULL) {
+            Py_XDECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(loop);
+    }
     if (self->waiter != NULL) {
         /* Woken up, timed out, or cancelled. */
         (void)next_forget_waiter(self);
@@ -754,14 +775,6 @@ static PyObject *
 cq_make_wait(CQ *self, int kind, PyObject *timeout)
 {
     fw_state *st = self->st;
-    if (kind != AENTER_CALL && self->loop == NULL) {
-        /* Nothing was ever added: bind to the running loop now. */
-        PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
-        if (loop == NULL) {
-            return NULL;
-        }
-        self->loop = loop;
-    }
     NextState *state = PyObject_GC_New(NextState, st->CompletionWaitType);
     if (state == NULL) {
         return NULL;
