@@ -110,20 +110,6 @@ child_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     return r;
 }
 
-/* Raise StopIteration(value) the way a returning generator does. */
-static void
-set_stop_iteration(PyObject *value)
-{
-    if (value == Py_None) {
-        PyErr_SetNone(PyExc_StopIteration);
-        return;
-    }
-    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
-    if (exc != NULL) {
-        PyErr_SetObject(PyExc_StopIteration, exc);
-        Py_DECREF(exc);
-    }
-}
 
 static PyObject *
 child_send(PyObject *op, PyObject *arg)
@@ -131,7 +117,7 @@ child_send(PyObject *op, PyObject *arg)
     PyObject *result;
     PySendResult r = child_am_send(op, arg, &result);
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(result);
+        fw_set_stop_iteration(result);
         Py_DECREF(result);
         return NULL;
     }
@@ -145,7 +131,7 @@ child_iternext(PyObject *op)
     PySendResult r = child_am_send(op, Py_None, &result);
     if (r == PYGEN_RETURN) {
         if (result != Py_None) {
-            set_stop_iteration(result);
+            fw_set_stop_iteration(result);
         }
         Py_DECREF(result);
         return NULL;

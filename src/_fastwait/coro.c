@@ -143,26 +143,13 @@ coro_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     return coro_drive(self, exc, presult);
 }
 
-static void
-set_stop_iteration(PyObject *value)
-{
-    if (value == Py_None) {
-        PyErr_SetNone(PyExc_StopIteration);
-        return;
-    }
-    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
-    if (exc != NULL) {
-        PyErr_SetObject(PyExc_StopIteration, exc);
-        Py_DECREF(exc);
-    }
-}
 
 /* PySendResult -> the Python-level send()/throw() protocol. */
 static PyObject *
 coro_result(PySendResult r, PyObject *result)
 {
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(result);
+        fw_set_stop_iteration(result);
         Py_DECREF(result);
         return NULL;
     }

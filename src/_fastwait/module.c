@@ -232,6 +232,22 @@ fw_signature_error(fw_state *st, const char *name, PyObject *self,
     return NULL;
 }
 
+void
+fw_set_stop_iteration(PyObject *value)
+{
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return;
+    }
+    /* StopIteration(value) built first: a tuple value must not become
+     * the exception's args. */
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+}
+
 int
 fw_call_bool(PyObject *obj, PyObject *name)
 {

@@ -247,6 +247,9 @@ PyObject *fw_signature_error(fw_state *st, const char *name, PyObject *self,
                              PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames);
 
+/* Raise StopIteration(value) the way a returning generator does. */
+void fw_set_stop_iteration(PyObject *value);
+
 /* Call a no-argument method and return its truth value: -1 error, 0/1. */
 int fw_call_bool(PyObject *obj, PyObject *name);
 
