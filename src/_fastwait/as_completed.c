@@ -436,20 +436,11 @@ wait_one_clear(PyObject *op)
     return 0;
 }
 
-static void
-wait_one_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    (void)wait_one_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
 
 static PyType_Slot wait_one_slots[] = {
     {Py_tp_traverse, wait_one_traverse},
     {Py_tp_clear, wait_one_clear},
-    {Py_tp_dealloc, wait_one_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {0, NULL},
 };
 
@@ -606,18 +597,6 @@ ac_clear(PyObject *op)
     return 0;
 }
 
-static void
-ac_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    if (AC_CAST(op)->weakreflist != NULL) {
-        PyObject_ClearWeakRefs(op);
-    }
-    (void)ac_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
 
 static PyObject *
 ac_repr(PyObject *op)
@@ -692,19 +671,6 @@ gen_clear(PyObject *op)
     return 0;
 }
 
-static void
-gen_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    if (((AcGen *)op)->weakreflist != NULL) {
-        PyObject_ClearWeakRefs(op);
-    }
-    (void)gen_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
 static PyMemberDef ac_members[] = {
     {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(AsCompleted, weakreflist),
      Py_READONLY},
@@ -740,7 +706,7 @@ static PyType_Slot ac_gen_slots[] = {
     {Py_tp_repr, gen_repr},
     {Py_tp_traverse, gen_traverse},
     {Py_tp_clear, gen_clear},
-    {Py_tp_dealloc, gen_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_iter, ac_aiter},
     {Py_tp_iternext, gen_iternext},
     {Py_tp_methods, gen_methods},
@@ -756,7 +722,7 @@ static PyType_Slot ac_iter_slots[] = {
     {Py_tp_repr, ac_repr},
     {Py_tp_traverse, ac_traverse},
     {Py_tp_clear, ac_clear},
-    {Py_tp_dealloc, ac_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_iter, ac_aiter},
     {Py_tp_iternext, ac_iternext},
     {Py_tp_members, ac_members},

@@ -280,15 +280,6 @@ child_clear(PyObject *op)
     return 0;
 }
 
-static void
-child_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    (void)child_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
 
 PyDoc_STRVAR(child_doc,
              "Runs a coroutine inside a task that fastwait created, and tells\n"
@@ -300,7 +291,7 @@ static PyType_Slot child_slots[] = {
     {Py_tp_repr, child_repr},
     {Py_tp_traverse, child_traverse},
     {Py_tp_clear, child_clear},
-    {Py_tp_dealloc, child_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_iter, child_await},
     {Py_tp_iternext, child_iternext},
     {Py_tp_methods, child_methods},

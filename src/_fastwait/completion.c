@@ -738,21 +738,12 @@ next_clear(PyObject *op)
     return 0;
 }
 
-static void
-next_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    (void)next_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
 
 static PyType_Slot next_slots[] = {
     {Py_tp_doc, (void *)"State of one CompletionQueue wait (internal)."},
     {Py_tp_traverse, next_traverse},
     {Py_tp_clear, next_clear},
-    {Py_tp_dealloc, next_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_call, next_state_call},
     {0, NULL},
 };
@@ -981,18 +972,6 @@ cq_clear(PyObject *op)
     return 0;
 }
 
-static void
-cq_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    if (CQ_CAST(op)->weakreflist != NULL) {
-        PyObject_ClearWeakRefs(op);
-    }
-    (void)cq_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
 
 static PyMethodDef cq_methods[] = {
     {"add", cq_add, METH_O, cq_add_doc},
@@ -1047,7 +1026,7 @@ static PyType_Slot cq_slots[] = {
     {Py_tp_repr, cq_repr},
     {Py_tp_traverse, cq_traverse},
     {Py_tp_clear, cq_clear},
-    {Py_tp_dealloc, cq_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_methods, cq_methods},
     {Py_tp_getset, cq_getset},
     {Py_tp_members, cq_members},

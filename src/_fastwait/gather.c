@@ -267,16 +267,6 @@ core_clear(PyObject *op)
     return 0;
 }
 
-static void
-core_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    core_release(Core_CAST(op));
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
 /* The stdlib's results list: for each position, the child's result, its
  * exception, or CancelledError(message) for a cancelled child. */
 static PyObject *
@@ -596,7 +586,7 @@ static PyType_Slot core_slots[] = {
     {Py_tp_doc, (void *)"State of one fastwait.gather() call (internal)."},
     {Py_tp_traverse, core_traverse},
     {Py_tp_clear, core_clear},
-    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_members, core_members},
     {Py_tp_getset, core_getset},

@@ -248,16 +248,18 @@ fw_set_stop_iteration(PyObject *value)
     }
 }
 
-int
-fw_call_bool(PyObject *obj, PyObject *name)
+void
+fw_gc_dealloc(PyObject *op)
 {
-    PyObject *res = PyObject_CallMethodNoArgs(obj, name);
-    if (res == NULL) {
-        return -1;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    if (tp->tp_weaklistoffset > 0 &&
+        *(PyObject **)((char *)op + tp->tp_weaklistoffset) != NULL) {
+        PyObject_ClearWeakRefs(op);
     }
-    int r = PyObject_IsTrue(res);
-    Py_DECREF(res);
-    return r;
+    (void)tp->tp_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
 }
 
 int

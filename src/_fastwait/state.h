@@ -34,20 +34,10 @@
     X(str_log_destroy_pending, "_log_destroy_pending")                  \
     X(str_make_cancelled_error, "_make_cancelled_error")                \
     X(str_must_cancel, "_must_cancel")                                  \
-    X(str_name, "__name__")                                             \
-    X(str_qualname, "__qualname__")                                     \
-    X(str_cr_await, "cr_await")                                         \
-    X(str_cr_code, "cr_code")                                           \
-    X(str_cr_frame, "cr_frame")                                         \
-    X(str_cr_origin, "cr_origin")                                       \
-    X(str_cr_running, "cr_running")                                     \
-    X(str_cr_suspended, "cr_suspended")                                 \
     X(str_result, "result")                                             \
-    X(str_send, "send")                                                 \
     X(str_set_exception, "set_exception")                               \
     X(str_set_result, "set_result")                                     \
     X(str_throw, "throw")                                               \
-    X(str_value, "value")
 
 /* Methods of asyncio's C Future and Task that the hot paths call.  For
  * instances of exactly those types (and our _GatheringFuture) we call the
@@ -247,11 +237,13 @@ PyObject *fw_signature_error(fw_state *st, const char *name, PyObject *self,
                              PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames);
 
+/* tp_dealloc of our GC types without a finalizer: untrack, clear weak
+ * references, tp_clear, free, release the type. */
+void fw_gc_dealloc(PyObject *op);
+
 /* Raise StopIteration(value) the way a returning generator does. */
 void fw_set_stop_iteration(PyObject *value);
 
-/* Call a no-argument method and return its truth value: -1 error, 0/1. */
-int fw_call_bool(PyObject *obj, PyObject *name);
 
 /* fut.<method>(*args[1:], **kw) where args[0] is fut; direct through the
  * descriptor for asyncio's own types.  `args` may be written to

@@ -314,15 +314,6 @@ wait_state_clear(PyObject *op)
     return 0;
 }
 
-static void
-wait_state_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    (void)wait_state_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
 
 /* Read like the stdlib's closure where a future's repr lists callbacks. */
 static PyObject *
@@ -348,7 +339,7 @@ static PyType_Slot wait_state_slots[] = {
     {Py_tp_doc, (void *)"State of one fastwait.wait() call (internal)."},
     {Py_tp_traverse, wait_state_traverse},
     {Py_tp_clear, wait_state_clear},
-    {Py_tp_dealloc, wait_state_dealloc},
+    {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_members, wait_state_members},
     {Py_tp_getset, wait_state_getset},
