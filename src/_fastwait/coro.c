@@ -348,9 +348,18 @@ coro_await(PyObject *op)
 }
 
 static PyObject *
-coro_get_name(PyObject *op, void *closure)
+coro_get_qualname(PyObject *op, void *closure)
 {
     return PyUnicode_FromString(Coro_CAST(op)->def->name);
+}
+
+/* __name__: the last component of the qualified name. */
+static PyObject *
+coro_get_name(PyObject *op, void *closure)
+{
+    const char *name = Coro_CAST(op)->def->name;
+    const char *dot = strrchr(name, '.');
+    return PyUnicode_FromString(dot != NULL ? dot + 1 : name);
 }
 
 static PyObject *
@@ -381,7 +390,7 @@ coro_get_await(PyObject *op, void *closure)
 
 static PyGetSetDef coro_getset[] = {
     {"__name__", coro_get_name, NULL, NULL, NULL},
-    {"__qualname__", coro_get_name, NULL, NULL, NULL},
+    {"__qualname__", coro_get_qualname, NULL, NULL, NULL},
     {"cr_running", coro_get_running, NULL, NULL, NULL},
     {"cr_suspended", coro_get_suspended, NULL, NULL, NULL},
     {"cr_await", coro_get_await, NULL,

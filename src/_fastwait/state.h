@@ -153,7 +153,8 @@ typedef PyObject *(*fw_step_fn)(PyObject *state, PyObject *exc,
                                 PyObject **result);
 
 typedef struct {
-    const char *name; /* __name__ and __qualname__, e.g. "wait" */
+    const char *name; /* __qualname__, e.g. "wait" or "Timeout.__aenter__";
+                         __name__ is its last component */
     fw_step_fn step;
 } fw_coro_def;
 
