@@ -41,13 +41,83 @@ fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state)
 
 /* Call the step function until it awaits something not yet done, returns
  * or raises.  `exc` (owned, may be NULL) is passed to the first step. */
+PyObject *
+fw_get_awaitable_iter(PyObject *aw)
+{
+    if (PyCoro_CheckExact(aw)) {
+        return Py_NewRef(aw); /* sendable as it is (am_send) */
+    }
+    PyTypeObject *tp = Py_TYPE(aw);
+    unaryfunc am_await = tp->tp_as_async != NULL ? tp->tp_as_async->am_await
+                                                 : NULL;
+    if (am_await != NULL) {
+        PyObject *it = am_await(aw);
+        if (it == NULL) {
+            return NULL;
+        }
+        if (PyCoro_CheckExact(it)) {
+            Py_DECREF(it);
+            PyErr_SetString(PyExc_TypeError,
+                            "__await__() returned a coroutine");
+            return NULL;
+        }
+        if (!PyIter_Check(it)) {
+            PyErr_Format(PyExc_TypeError,
+                         "__await__() returned non-iterator of type "
+                         "'%.100s'",
+                         Py_TYPE(it)->tp_name);
+            Py_DECREF(it);
+            return NULL;
+        }
+        return it;
+    }
+    if (PyGen_Check(aw)) {
+        /* A @types.coroutine generator (CO_ITERABLE_COROUTINE) is its own
+         * iterator. */
+        PyObject *code = PyObject_GetAttrString(aw, "gi_code");
+        PyObject *flags = code != NULL
+                              ? PyObject_GetAttrString(code, "co_flags")
+                              : NULL;
+        Py_XDECREF(code);
+        if (flags == NULL) {
+            return NULL;
+        }
+        long f = PyLong_AsLong(flags);
+        Py_DECREF(flags);
+        if (f == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (f & CO_ITERABLE_COROUTINE) {
+            return Py_NewRef(aw);
+        }
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "object %.100s can't be used in 'await' expression",
+                 tp->tp_name);
+    return NULL;
+}
+
+/* One step: the primitive's step function, given what the last await
+ * returned (`value`, owned, or NULL) or raised (`exc`, owned, or NULL). */
+static PyObject *
+coro_step(FwCoro *self, PyObject *value, PyObject *exc, PyObject **result)
+{
+    if (self->def->vstep != NULL) {
+        return self->def->vstep(self->state, value, exc, result);
+    }
+    Py_XDECREF(value);
+    return self->def->step(self->state, exc, result);
+}
+
+/* Call the step function until it awaits something not yet done, returns
+ * or raises.  `value`/`exc` (owned, may be NULL) go to the first step. */
 static PySendResult
-coro_drive(FwCoro *self, PyObject *exc, PyObject **presult)
+coro_drive(FwCoro *self, PyObject *value, PyObject *exc, PyObject **presult)
 {
     for (;;) {
         PyObject *result = NULL;
-        PyObject *state = self->state;
-        PyObject *aw = self->def->step(state, exc, &result);
+        PyObject *aw = coro_step(self, value, exc, &result);
+        value = NULL;
         exc = NULL;
         if (aw == NULL) {
             self->finished = 1;
@@ -56,16 +126,7 @@ coro_drive(FwCoro *self, PyObject *exc, PyObject **presult)
             *presult = result;
             return result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
         }
-        PyObject *it;
-        unaryfunc am_await = Py_TYPE(aw)->tp_as_async != NULL
-                                 ? Py_TYPE(aw)->tp_as_async->am_await
-                                 : NULL;
-        if (am_await != NULL) {
-            it = am_await(aw);
-        }
-        else {
-            it = PyObject_CallMethod(aw, "__await__", NULL);
-        }
+        PyObject *it = fw_get_awaitable_iter(aw);
         Py_DECREF(aw);
         if (it == NULL) {
             exc = fw_err_fetch();
@@ -81,7 +142,7 @@ coro_drive(FwCoro *self, PyObject *exc, PyObject **presult)
         }
         Py_DECREF(it);
         if (r == PYGEN_RETURN) {
-            Py_DECREF(yielded);
+            value = yielded;
         }
         else {
             exc = fw_err_fetch();
@@ -113,9 +174,8 @@ coro_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     if (coro_enter(self) < 0) {
         return PYGEN_ERROR;
     }
-    PyObject *exc = NULL;
+    PyObject *exc = NULL, *value = NULL;
     if (self->awaiting != NULL) {
-        PyObject *value;
         PySendResult r = PyIter_Send(self->awaiting, arg, &value);
         if (r == PYGEN_NEXT) {
             self->running = 0;
@@ -123,10 +183,8 @@ coro_am_send(PyObject *op, PyObject *arg, PyObject **presult)
             return PYGEN_NEXT;
         }
         Py_CLEAR(self->awaiting);
-        if (r == PYGEN_RETURN) {
-            Py_DECREF(value);
-        }
-        else {
+        if (r != PYGEN_RETURN) {
+            value = NULL;
             exc = fw_err_fetch();
         }
     }
@@ -140,7 +198,7 @@ coro_am_send(PyObject *op, PyObject *arg, PyObject **presult)
         }
         self->started = 1;
     }
-    return coro_drive(self, exc, presult);
+    return coro_drive(self, value, exc, presult);
 }
 
 
@@ -243,6 +301,76 @@ fw_make_thrown(PyObject *const *args, Py_ssize_t nargs)
     return exc;
 }
 
+/* What we await gets a thrown exception first, as `await` delegates
+ * (PEP 380): it may handle it and yield again (returned, new reference),
+ * return (*pvalue set) or raise (*pexc replaced); NULL when the exception
+ * comes back to our step.  An awaited iterator without throw() leaves the
+ * exception to us. */
+static PyObject *
+throw_awaiting(FwCoro *self, PyObject **pexc, PyObject **pvalue)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(self));
+    PyObject *it = self->awaiting;
+    self->awaiting = NULL;
+    PyObject *meth;
+    if (fw_getattr_optional(it, st->str_throw, &meth) < 0) {
+        Py_DECREF(it);
+        Py_SETREF(*pexc, fw_err_fetch());
+        return NULL;
+    }
+    if (meth == NULL) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    PyObject *yielded = PyObject_CallOneArg(meth, *pexc);
+    Py_DECREF(meth);
+    if (yielded != NULL) {
+        self->awaiting = it;
+        Py_CLEAR(*pexc);
+        return yielded;
+    }
+    Py_DECREF(it);
+    Py_CLEAR(*pexc);
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *stop = fw_err_fetch();
+        *pvalue = PyObject_GetAttrString(stop, "value");
+        Py_DECREF(stop);
+        if (*pvalue == NULL) {
+            *pexc = fw_err_fetch();
+        }
+        return NULL;
+    }
+    *pexc = fw_err_fetch();
+    return NULL;
+}
+
+/* close() (or a thrown GeneratorExit) closes what we await first; an error
+ * from its close() replaces the GeneratorExit.  Returns the exception for
+ * our step (owned; `exc` is consumed). */
+static PyObject *
+close_awaiting(FwCoro *self, PyObject *exc)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(self));
+    PyObject *it = self->awaiting;
+    self->awaiting = NULL;
+    PyObject *meth;
+    int found = fw_getattr_optional(it, st->str_close, &meth);
+    Py_DECREF(it);
+    if (found > 0) {
+        PyObject *r = PyObject_CallNoArgs(meth);
+        Py_DECREF(meth);
+        if (r != NULL) {
+            Py_DECREF(r);
+            return exc;
+        }
+    }
+    else if (found == 0) {
+        return exc;
+    }
+    Py_DECREF(exc);
+    return fw_err_fetch();
+}
+
 static PyObject *
 coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -265,9 +393,21 @@ coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(exc);
         return NULL;
     }
-    Py_CLEAR(self->awaiting);
+    PyObject *value = NULL;
+    if (self->awaiting != NULL) {
+        if (PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit)) {
+            exc = close_awaiting(self, exc);
+        }
+        else {
+            PyObject *yielded = throw_awaiting(self, &exc, &value);
+            if (yielded != NULL) {
+                self->running = 0;
+                return yielded;
+            }
+        }
+    }
     PyObject *result;
-    PySendResult r = coro_drive(self, exc, &result);
+    PySendResult r = coro_drive(self, value, exc, &result);
     return coro_result(r, result);
 }
 
@@ -283,14 +423,16 @@ coro_close(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (coro_enter(self) < 0) {
         return NULL;
     }
-    Py_CLEAR(self->awaiting);
     PyObject *exc = PyObject_CallNoArgs(PyExc_GeneratorExit);
     if (exc == NULL) {
         self->running = 0;
         return NULL;
     }
+    if (self->awaiting != NULL) {
+        exc = close_awaiting(self, exc);
+    }
     PyObject *result;
-    PySendResult r = coro_drive(self, exc, &result);
+    PySendResult r = coro_drive(self, NULL, exc, &result);
     if (r == PYGEN_NEXT) {
         Py_DECREF(result);
         Py_CLEAR(self->awaiting);

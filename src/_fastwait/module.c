@@ -5,26 +5,6 @@
  */
 #include "state.h"
 
-/* getattr(obj, name) that reports a missing attribute as 0 instead of an
- * AttributeError: -1 error, 0 missing, 1 found (*res is a new reference). */
-static int
-getattr_optional(PyObject *obj, PyObject *name, PyObject **res)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyObject_GetOptionalAttr(obj, name, res);
-#else
-    *res = PyObject_GetAttr(obj, name);
-    if (*res != NULL) {
-        return 1;
-    }
-    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
-#endif
-}
-
 int
 fw_isfuture(fw_state *st, PyObject *obj)
 {
@@ -36,13 +16,13 @@ fw_isfuture(fw_state *st, PyObject *obj)
         return 1;
     }
     PyObject *attr;
-    int r = getattr_optional((PyObject *)tp, st->str_asyncio_future_blocking,
+    int r = fw_getattr_optional((PyObject *)tp, st->str_asyncio_future_blocking,
                              &attr);
     if (r <= 0) {
         return r;
     }
     Py_DECREF(attr);
-    r = getattr_optional(obj, st->str_asyncio_future_blocking, &attr);
+    r = fw_getattr_optional(obj, st->str_asyncio_future_blocking, &attr);
     if (r <= 0) {
         /* hasattr() on the class but not on the instance: the stdlib's
          * attribute access would raise AttributeError here. */
@@ -95,7 +75,7 @@ fw_get_loop(fw_state *st, PyObject *fut)
         return fw_fut_call(st, fut, FW_GET_LOOP);
     }
     PyObject *get_loop;
-    int r = getattr_optional(fut, st->str_get_loop, &get_loop);
+    int r = fw_getattr_optional(fut, st->str_get_loop, &get_loop);
     if (r < 0) {
         return NULL;
     }

@@ -152,13 +152,23 @@ int fw_as_completed_init(PyObject *module, fw_state *st);
 typedef PyObject *(*fw_step_fn)(PyObject *state, PyObject *exc,
                                 PyObject **result);
 
+/* A step that also wants what the last await returned: `value` (owned,
+ * or NULL when it raised or on the first step). */
+typedef PyObject *(*fw_vstep_fn)(PyObject *state, PyObject *value,
+                                 PyObject *exc, PyObject **result);
+
 typedef struct {
     const char *name; /* __qualname__, e.g. "wait" or "Timeout.__aenter__";
                          __name__ is its last component */
     fw_step_fn step;
+    fw_vstep_fn vstep; /* used instead of `step` when set */
 } fw_coro_def;
 
 PyObject *fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state);
+
+/* The iterator `await aw` drives (coroutines are sent to directly), or
+ * NULL with the TypeError `await` raises. */
+PyObject *fw_get_awaitable_iter(PyObject *aw);
 
 /* The exception that throw(typ[, val[, tb]]) raises, built as generators
  * build it (with 3.12+'s DeprecationWarning for the three-argument form):
@@ -218,6 +228,25 @@ fw_err_restore(PyObject *exc)
 #endif
 }
 
+/* getattr(obj, name) that reports a missing attribute as 0 instead of an
+ * AttributeError: -1 error, 0 missing, 1 found (*res is a new reference). */
+static inline int
+fw_getattr_optional(PyObject *obj, PyObject *name, PyObject **res)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, res);
+#else
+    *res = PyObject_GetAttr(obj, name);
+    if (*res != NULL) {
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+#endif
+}
 
 /* asyncio.futures.isfuture(obj): -1 error, 0/1. */
 int fw_isfuture(fw_state *st, PyObject *obj);
