@@ -22,12 +22,8 @@ from asyncio import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
-    Timeout,
     TaskGroup,
     shield,
-    timeout,
-    timeout_at,
-    wait_for,
 )
 
 __version__ = "0.1.0"
@@ -53,20 +49,40 @@ if (
     _sys.implementation.name != "cpython"
     or _os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
 ):
-    from asyncio import as_completed, gather, wait
+    from asyncio import (
+        Timeout,
+        as_completed,
+        gather,
+        timeout,
+        timeout_at,
+        wait,
+        wait_for,
+    )
 
     from ._pycompletion import CompletionQueue
 
     NATIVE = False
 else:
-    from ._fastwait import CompletionQueue, as_completed, gather, wait
+    from ._fastwait import (
+        CompletionQueue,
+        Timeout,
+        as_completed,
+        gather,
+        timeout,
+        timeout_at,
+        wait,
+        wait_for,
+    )
 
     NATIVE = True
 
 #: The primitives implemented natively in this build (the rest are the
 #: stdlib's own objects, re-exported).
 NATIVE_NAMES = (
-    frozenset({"gather", "wait", "as_completed", "CompletionQueue"})
+    frozenset({
+        "gather", "wait", "as_completed", "CompletionQueue",
+        "Timeout", "timeout", "timeout_at", "wait_for",
+    })
     if NATIVE
     else frozenset()
 )

@@ -178,11 +178,78 @@ static const char signatures_src[] =
     "    def cancel(self, msg=None): pass\n"
     "cq_init = CompletionQueue.__init__\n"
     "cq_next = CompletionQueue.next\n"
-    "cq_cancel = CompletionQueue.cancel\n";
+    "cq_cancel = CompletionQueue.cancel\n"
+    "class Timeout:\n"
+    "    def __init__(self, when): return (when,)\n"
+    "    def when(self): pass\n"
+    "    def reschedule(self, when): return (when,)\n"
+    "    def expired(self): pass\n"
+    "    def __aenter__(self): pass\n"
+    "    def __aexit__(self, exc_type, exc_val, exc_tb):\n"
+    "        return (exc_type, exc_val, exc_tb)\n"
+    "for _name in ('__init__', 'when', 'reschedule', 'expired',\n"
+    "              '__aenter__', '__aexit__'):\n"
+    "    globals()['Timeout.' + _name] = getattr(Timeout, _name)\n"
+    "def timeout(delay): return (delay,)\n"
+    "def timeout_at(when): return (when,)\n"
+    "def wait_for(fut, timeout): return (fut, timeout)\n"
+    "\n"
+    "# asyncio.tasks._cancel_and_wait (3.12's form; 3.11's differs only in\n"
+    "# taking the running loop as an argument), for wait_for's rare paths.\n"
+    "import functools as _functools\n"
+    "from asyncio import events as _events\n"
+    "def _release_waiter(waiter, *args):\n"
+    "    if not waiter.done():\n"
+    "        waiter.set_result(None)\n"
+    "async def _cancel_and_wait(fut):\n"
+    "    loop = _events.get_running_loop()\n"
+    "    waiter = loop.create_future()\n"
+    "    cb = _functools.partial(_release_waiter, waiter)\n"
+    "    fut.add_done_callback(cb)\n"
+    "    try:\n"
+    "        fut.cancel()\n"
+    "        await waiter\n"
+    "    finally:\n"
+    "        fut.remove_done_callback(cb)\n";
 
 PyObject *
 fw_signature_error(fw_state *st, const char *name, PyObject *self,
                    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *r = fw_bind(st, name, self, args, nargs, kwnames);
+    if (r != NULL) {
+        Py_DECREF(r);
+        PyErr_Format(PyExc_TypeError, "%s(): bad arguments", name);
+    }
+    return NULL;
+}
+
+PyObject *
+fw_bind_call(fw_state *st, const char *name, PyObject *self, PyObject *args,
+             PyObject *kwds)
+{
+    PyObject *func = PyDict_GetItemString(st->signatures, name); /* borrowed */
+    if (func == NULL) {
+        PyErr_Format(PyExc_SystemError, "no signature for %s", name);
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *full = PyTuple_New(n + 1);
+    if (full == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(full, 0, Py_NewRef(self));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(full, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+    }
+    PyObject *r = PyObject_Call(func, full, kwds);
+    Py_DECREF(full);
+    return r;
+}
+
+PyObject *
+fw_bind(fw_state *st, const char *name, PyObject *self,
+        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *func = PyDict_GetItemString(st->signatures, name); /* borrowed */
     if (func == NULL) {
@@ -205,11 +272,7 @@ fw_signature_error(fw_state *st, const char *name, PyObject *self,
     PyObject *r = PyObject_Vectorcall(func, stack, (size_t)(n + nargs),
                                       kwnames);
     PyMem_Free(stack);
-    if (r != NULL) {
-        Py_DECREF(r);
-        PyErr_Format(PyExc_TypeError, "%s(): bad arguments", name);
-    }
-    return NULL;
+    return r;
 }
 
 void
@@ -456,10 +519,15 @@ module_exec(PyObject *module)
         return -1;
     }
     st->base_create_task = PyObject_GetAttr(base_loop, st->str_create_task);
+    st->base_call_at = PyObject_GetAttr(base_loop, st->str_call_at);
     Py_DECREF(base_loop);
-    if (st->base_create_task == NULL) {
+    if (st->base_create_task == NULL || st->base_call_at == NULL ||
+        (st->round = import_attr("builtins", "round")) == NULL ||
+        (st->ExceptionGroup = import_attr("builtins", "ExceptionGroup")) ==
+            NULL) {
         return -1;
     }
+    st->wait_for_own_task = !v312;
     st->signatures = PyDict_New();
     if (st->signatures == NULL ||
         PyDict_SetItemString(st->signatures, "__builtins__",
@@ -474,6 +542,13 @@ module_exec(PyObject *module)
         return -1;
     }
     Py_DECREF(ran);
+    st->cancel_and_wait = PyDict_GetItemString(st->signatures,
+                                               "_cancel_and_wait");
+    if (st->cancel_and_wait == NULL) {
+        PyErr_SetString(PyExc_SystemError, "no _cancel_and_wait");
+        return -1;
+    }
+    Py_INCREF(st->cancel_and_wait);
     if ((st->loop_type_cache = PyDict_New()) == NULL ||
         (st->empty_context = PyContext_New()) == NULL) {
         return -1;
@@ -482,7 +557,8 @@ module_exec(PyObject *module)
     if (fw_child_init(module, st) < 0 || fw_gather_init(module, st) < 0 ||
         fw_coro_init(module, st) < 0 || fw_wait_init(module, st) < 0 ||
         fw_completion_init(module, st) < 0 ||
-        fw_as_completed_init(module, st) < 0) {
+        fw_as_completed_init(module, st) < 0 ||
+        fw_timeout_init(module, st) < 0 || fw_wait_for_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -522,6 +598,19 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FIRST_COMPLETED);
     Py_VISIT(st->FIRST_EXCEPTION);
     Py_VISIT(st->ALL_COMPLETED);
+    Py_VISIT(st->TimeoutType);
+    Py_VISIT(st->SchedulerType);
+    Py_VISIT(st->ReleaseType);
+    Py_VISIT(st->WaitForStateType);
+    Py_VISIT(st->cancel_and_wait);
+    Py_VISIT(st->base_call_at);
+    Py_VISIT(st->round);
+    Py_VISIT(st->ExceptionGroup);
+    Py_VISIT(st->task_cancel);
+    Py_VISIT(st->task_cancelling);
+    Py_VISIT(st->task_uncancel);
+    Py_VISIT(st->schedulers);
+    Py_VISIT(st->timer_loop_types);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_VISIT(st->future_methods[m]);
         Py_VISIT(st->task_methods[m]);
@@ -563,6 +652,20 @@ module_clear(PyObject *module)
     Py_CLEAR(st->FIRST_COMPLETED);
     Py_CLEAR(st->FIRST_EXCEPTION);
     Py_CLEAR(st->ALL_COMPLETED);
+    Py_CLEAR(st->TimeoutType);
+    Py_CLEAR(st->SchedulerType);
+    Py_CLEAR(st->ReleaseType);
+    Py_CLEAR(st->WaitForStateType);
+    Py_CLEAR(st->cancel_and_wait);
+    Py_CLEAR(st->base_call_at);
+    Py_CLEAR(st->round);
+    Py_CLEAR(st->ExceptionGroup);
+    Py_CLEAR(st->task_cancel);
+    Py_CLEAR(st->task_cancelling);
+    Py_CLEAR(st->task_uncancel);
+    Py_CLEAR(st->schedulers);
+    Py_CLEAR(st->timer_loop_types);
+    st->last_scheduler = NULL;
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);
         Py_CLEAR(st->task_methods[m]);

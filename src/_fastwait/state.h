@@ -38,6 +38,13 @@
     X(str_set_exception, "set_exception")                               \
     X(str_set_result, "set_result")                                     \
     X(str_throw, "throw")                                               \
+    X(str_time, "time")                                                 \
+    X(str_call_at, "call_at")                                           \
+    X(str_cancelling, "cancelling")                                     \
+    X(str_uncancel, "uncancel")                                         \
+    X(str_exceptions, "exceptions")                                     \
+    X(str_clock_resolution, "_clock_resolution")                        \
+    X(str_on_timeout, "_on_timeout")                                    \
 
 /* Methods of asyncio's C Future and Task that the hot paths call.  For
  * instances of exactly those types (and our _GatheringFuture) we call the
@@ -65,6 +72,10 @@ typedef struct {
     PyTypeObject *AsCompletedGenType;  /* as_completed.c, 3.11/3.12 */
     PyTypeObject *AsCompletedIterType; /* as_completed.c, 3.13+ */
     PyTypeObject *AsCompletedWaitType; /* as_completed.c */
+    PyTypeObject *TimeoutType;         /* timeout.c */
+    PyTypeObject *SchedulerType;       /* timeout.c: a loop's deadlines */
+    PyTypeObject *ReleaseType;         /* timeout.c: _release_waiter */
+    PyTypeObject *WaitForStateType;    /* wait_for.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -86,6 +97,16 @@ typedef struct {
     PyObject *empty_context;     /* contextvars.Context() for our callbacks */
     PyObject *signatures;        /* dict: Python functions with our
                                     signatures, for argument errors */
+    PyObject *cancel_and_wait;   /* tasks._cancel_and_wait's logic */
+    PyObject *base_call_at;      /* base_events.BaseEventLoop.call_at */
+    PyObject *round;             /* builtins.round */
+    PyObject *ExceptionGroup;    /* builtins.ExceptionGroup */
+    PyObject *task_cancel, *task_cancelling, *task_uncancel; /* Task's */
+    PyObject *schedulers;        /* dict: id(loop) -> address of its
+                                    deadline scheduler (no references) */
+    PyObject *timer_loop_types;  /* dict: loop type -> "asyncio" |
+                                    "uvloop" | "" (timers unknown) */
+    struct Scheduler *last_scheduler; /* borrowed; cleared by its dealloc */
 
     PyObject *future_methods[FW_NMETHODS]; /* descriptors of Future */
     PyObject *task_methods[FW_NMETHODS];   /* descriptors of Task */
@@ -106,6 +127,10 @@ typedef struct {
                                  the call (gh-77714) */
     int gather_done_shortcut; /* 3.12+: children done at creation are
                                  processed synchronously (gh-104144) */
+    int timeout_splices_context; /* 3.13+: Timeout puts a TimeoutError
+                                    into the context chain (gh-96037) */
+    int wait_for_own_task;    /* 3.11: wait_for runs its awaitable in a
+                                 task of its own */
 } fw_state;
 
 extern PyModuleDef fw_module_def;
@@ -132,6 +157,25 @@ int fw_coro_init(PyObject *module, fw_state *st);
 int fw_wait_init(PyObject *module, fw_state *st);
 int fw_completion_init(PyObject *module, fw_state *st);
 int fw_as_completed_init(PyObject *module, fw_state *st);
+int fw_timeout_init(PyObject *module, fw_state *st);
+int fw_wait_for_init(PyObject *module, fw_state *st);
+
+/* ---- timeout.c, for wait_for.c */
+/* Timeout(when); timeout(delay) */
+PyObject *fw_timeout_new(fw_state *st, PyObject *when);
+PyObject *fw_timeout_for_delay(fw_state *st, PyObject *delay);
+/* What awaiting __aenter__() does; -1 error. */
+int fw_timeout_enter(fw_state *st, PyObject *timeout);
+/* What awaiting __aexit__() does after the body returned (exc NULL) or
+ * raised exc: 0, or -1 with the exception to raise instead. */
+int fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc);
+/* loop.call_later(delay, _release_waiter, waiter), on the shared loop
+ * timer where possible: a timer object (new reference) or NULL. */
+PyObject *fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
+                           PyObject *waiter);
+int fw_release_timer_cancel(fw_state *st, PyObject *timer);
+/* functools.partial(_release_waiter, waiter) as a C callable. */
+PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 
 /* ---- coro.c: native coroutine objects.
  *
@@ -266,6 +310,14 @@ int fw_call_soon(fw_state *st, PyObject *loop, PyObject *callback,
 PyObject *fw_signature_error(fw_state *st, const char *name, PyObject *self,
                              PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames);
+
+/* Bind a call to `name`'s signature (see fw_signature_error): the tuple
+ * of its parameters' values, or NULL with the interpreter's TypeError.
+ * fw_bind_call() takes the arguments as a tuple and a dict. */
+PyObject *fw_bind(fw_state *st, const char *name, PyObject *self,
+                  PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *fw_bind_call(fw_state *st, const char *name, PyObject *self,
+                       PyObject *args, PyObject *kwds);
 
 /* tp_dealloc of our GC types without a finalizer: untrack, clear weak
  * references, tp_clear, free, release the type. */

@@ -1,0 +1,1456 @@
+/* Timeout, timeout() and timeout_at(): asyncio.timeouts in C.
+ *
+ * The stdlib gives every entered scope its own loop TimerHandle: creating
+ * and cancelling it is most of what a scope that does not expire costs.
+ * Here the deadlines of all scopes on a loop live in one binary heap (a
+ * Scheduler per loop) behind ONE loop timer, armed at the earliest deadline
+ * and re-armed only when a deadline earlier than the armed one arrives.  A
+ * scope that exits just leaves the heap; a timer left armed for a deadline
+ * that is gone fires with nothing due and re-arms for the next one.
+ *
+ * When the timer fires it expires every deadline the loop's own timer
+ * processing would have run in that iteration: the stdlib runs each timer
+ * whose `when < loop.time() + clock resolution`.  So a deadline fires in
+ * the same loop iteration as the stdlib's TimerHandle would (exactly so on a
+ * loop whose clock stands still within an iteration, as a virtual clock
+ * does), also when a test replaces loop.time(): we read the loop's clock,
+ * never our own.
+ *
+ * A deadline in the past is pushed like any other: on asyncio's loop a past
+ * timer runs in the next iteration, as the stdlib's call_soon() would; on
+ * uvloop it runs in the next timer phase, which comes before the callbacks
+ * call_soon() queues.  The heap is used only for finite float/int deadlines
+ * on loops whose timers we know (asyncio's BaseEventLoop and uvloop's Loop
+ * with their own call_at); anything else (NaN, infinity, other number types,
+ * other loops) takes the stdlib's path, a TimerHandle per scope, so that its
+ * behaviour -- including the loop's own failures -- is the stdlib's.
+ */
+#include "state.h"
+#include <math.h>
+
+#if PY_VERSION_HEX < 0x030C0000
+#  include <structmember.h>
+#  define Py_T_PYSSIZET T_PYSSIZET
+#  define Py_READONLY READONLY
+#endif
+
+enum { T_CREATED, T_ENTERED, T_EXPIRING, T_EXPIRED, T_EXITED };
+static const char *const state_values[] = {
+    "created", "active", "expiring", "expired", "finished",
+};
+
+typedef struct Scheduler Scheduler;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *when;      /* the deadline as given: None or a number */
+    PyObject *task;      /* the task the scope was entered in */
+    PyObject *cancelling; /* task.cancelling() at entry */
+    PyObject *handle;    /* per-scope TimerHandle/Handle (the stdlib's
+                            path), or NULL */
+    PyObject *waiter;    /* wait_for (3.11) timers: the future to release
+                            instead of cancelling a task */
+    Scheduler *sched;    /* the heap we are in, or NULL */
+    double deadline;     /* `when` as a double while in the heap */
+    uint64_t seq;        /* ties in the heap go by arrival */
+    Py_ssize_t index;    /* position in sched->heap */
+    int state;
+    PyObject *weakreflist;
+} TimeoutObject;
+
+struct Scheduler {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *module;  /* ours: its state registers us (our type may be
+                          gone already when the collector frees us) */
+    PyObject *loop;
+    PyObject *handle;  /* the armed TimerHandle, or NULL */
+    double armed;      /* its deadline */
+    double resolution; /* the loop's clock resolution */
+    TimeoutObject **heap; /* strong references, ordered by (deadline, seq) */
+    Py_ssize_t len, cap;
+    uint64_t seq;
+};
+
+#define Timeout_CAST(op) ((TimeoutObject *)(op))
+#define Sched_CAST(op) ((Scheduler *)(op))
+
+/* ------------------------------------------------------------------ */
+/* The heap */
+
+static inline int
+heap_less(TimeoutObject *a, TimeoutObject *b)
+{
+    return a->deadline < b->deadline ||
+           (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+static inline void
+heap_set(Scheduler *s, Py_ssize_t i, TimeoutObject *t)
+{
+    s->heap[i] = t;
+    t->index = i;
+}
+
+static void
+heap_sift_up(Scheduler *s, Py_ssize_t i)
+{
+    TimeoutObject *t = s->heap[i];
+    while (i > 0) {
+        Py_ssize_t parent = (i - 1) / 2;
+        if (!heap_less(t, s->heap[parent])) {
+            break;
+        }
+        heap_set(s, i, s->heap[parent]);
+        i = parent;
+    }
+    heap_set(s, i, t);
+}
+
+static void
+heap_sift_down(Scheduler *s, Py_ssize_t i)
+{
+    TimeoutObject *t = s->heap[i];
+    for (;;) {
+        Py_ssize_t child = 2 * i + 1;
+        if (child >= s->len) {
+            break;
+        }
+        if (child + 1 < s->len && heap_less(s->heap[child + 1],
+                                            s->heap[child])) {
+            child++;
+        }
+        if (!heap_less(s->heap[child], t)) {
+            break;
+        }
+        heap_set(s, i, s->heap[child]);
+        i = child;
+    }
+    heap_set(s, i, t);
+}
+
+/* Take t out of its scheduler's heap; the heap's references to t and
+ * t's to the scheduler are released (t must be kept alive by the caller). */
+static void
+heap_remove(TimeoutObject *t)
+{
+    Scheduler *s = t->sched;
+    Py_ssize_t i = t->index;
+    assert(s != NULL && i >= 0 && i < s->len && s->heap[i] == t);
+    TimeoutObject *last = s->heap[--s->len];
+    if (i < s->len) {
+        heap_set(s, i, last);
+        if (i > 0 && heap_less(last, s->heap[(i - 1) / 2])) {
+            heap_sift_up(s, i);
+        }
+        else {
+            heap_sift_down(s, i);
+        }
+    }
+    t->sched = NULL;
+    t->index = -1;
+    Py_DECREF(t);
+    Py_DECREF(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Schedulers: one per loop */
+
+/* Arm the loop timer at `when`.  -1 error. */
+static int
+sched_arm(fw_state *st, Scheduler *s, double when)
+{
+    PyObject *w = PyFloat_FromDouble(when);
+    if (w == NULL) {
+        return -1;
+    }
+    PyObject *args[4] = {s->loop, w, (PyObject *)s, st->empty_context};
+    PyObject *h = PyObject_VectorcallMethod(
+        st->str_call_at, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+        st->kw_context);
+    Py_DECREF(w);
+    if (h == NULL) {
+        return -1;
+    }
+    Py_XSETREF(s->handle, h);
+    s->armed = when;
+    return 0;
+}
+
+static int
+cancel_handle(fw_state *st, PyObject **phandle)
+{
+    PyObject *h = *phandle;
+    *phandle = NULL;
+    PyObject *r = PyObject_CallMethodNoArgs(h, st->str_cancel);
+    Py_DECREF(h);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Put t into s at `deadline`.  -1 error (t not added). */
+static int
+sched_push(fw_state *st, Scheduler *s, TimeoutObject *t, double deadline)
+{
+    if (s->len == s->cap) {
+        Py_ssize_t cap = s->cap < 8 ? 8 : s->cap * 2;
+        TimeoutObject **heap = PyMem_Realloc(s->heap,
+                                             (size_t)cap * sizeof(*heap));
+        if (heap == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->heap = heap;
+        s->cap = cap;
+    }
+    t->deadline = deadline;
+    t->seq = s->seq++;
+    t->sched = (Scheduler *)Py_NewRef(s);
+    s->heap[s->len] = (TimeoutObject *)Py_NewRef(t);
+    t->index = s->len++;
+    heap_sift_up(s, t->index);
+    if (s->handle == NULL || deadline < s->armed) {
+        if ((s->handle != NULL && cancel_handle(st, &s->handle) < 0) ||
+            sched_arm(st, s, deadline) < 0) {
+            heap_remove(t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int timeout_fire(fw_state *st, TimeoutObject *t);
+
+/* The loop timer: expire every deadline due in this iteration, re-arm for
+ * the next one.  Expiring runs task.cancel(), i.e. possibly user code that
+ * enters or leaves other scopes: the heap is re-read after each one. */
+static PyObject *
+sched_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                 PyObject *kwnames)
+{
+    Scheduler *s = Sched_CAST(op);
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    Py_INCREF(s);
+    Py_CLEAR(s->handle); /* the handle running us */
+    PyObject *error = NULL;
+    PyObject *now = PyObject_CallMethodNoArgs(s->loop, st->str_time);
+    double cutoff = now != NULL ? PyFloat_AsDouble(now) : -1.0;
+    Py_XDECREF(now);
+    if (now == NULL || (cutoff == -1.0 && PyErr_Occurred())) {
+        error = fw_err_fetch();
+    }
+    else {
+        cutoff += s->resolution;
+        while (s->len > 0 && s->heap[0]->deadline < cutoff) {
+            TimeoutObject *t = (TimeoutObject *)Py_NewRef(s->heap[0]);
+            heap_remove(t);
+            int r = timeout_fire(st, t);
+            Py_DECREF(t);
+            if (r < 0) {
+                error = fw_err_fetch();
+                break;
+            }
+        }
+    }
+    if (s->len > 0 && s->handle == NULL &&
+        sched_arm(st, s, s->heap[0]->deadline) < 0) {
+        PyObject *e = fw_err_fetch();
+        if (error == NULL) {
+            error = e;
+        }
+        else {
+            Py_DECREF(e);
+        }
+    }
+    Py_DECREF(s);
+    if (error != NULL) {
+        fw_err_restore(error);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The resolution the loop's timer processing adds to its clock, or -1 if
+ * we do not know this loop's timers (then scopes take the stdlib's path).
+ * Known: asyncio's BaseEventLoop subclasses (its _clock_resolution) and
+ * uvloop's Loop (millisecond timers: a deadline is due once its rounded
+ * millisecond is), as long as call_at is their own. */
+static double
+loop_timer_resolution(fw_state *st, PyObject *loop)
+{
+    PyTypeObject *tp = Py_TYPE(loop);
+    PyObject *known = PyDict_GetItemWithError(st->timer_loop_types,
+                                              (PyObject *)tp);
+    if (known == NULL) {
+        if (PyErr_Occurred()) {
+            return -2.0;
+        }
+        PyObject *call_at = PyObject_GetAttr((PyObject *)tp, st->str_call_at);
+        if (call_at == NULL) {
+            return -2.0;
+        }
+        const char *kind = "";
+        if (call_at == st->base_call_at) {
+            kind = "asyncio";
+        }
+        else {
+            PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+            PyObject *uvloop = PyDict_GetItemString(modules, "uvloop");
+            PyObject *uv_loop = uvloop != NULL
+                                    ? PyObject_GetAttrString(uvloop, "Loop")
+                                    : NULL;
+            PyObject *uv_call_at = uv_loop != NULL
+                                       ? PyObject_GetAttr(uv_loop,
+                                                          st->str_call_at)
+                                       : NULL;
+            PyErr_Clear();
+            if (uv_call_at != NULL && uv_call_at == call_at) {
+                kind = "uvloop";
+            }
+            Py_XDECREF(uv_loop);
+            Py_XDECREF(uv_call_at);
+        }
+        Py_DECREF(call_at);
+        known = PyUnicode_FromString(kind);
+        if (known == NULL ||
+            PyDict_SetItem(st->timer_loop_types, (PyObject *)tp, known) < 0) {
+            Py_XDECREF(known);
+            return -2.0;
+        }
+        Py_DECREF(known); /* the dict keeps it */
+    }
+    if (PyUnicode_GetLength(known) == 0) {
+        return -1.0;
+    }
+    if (PyUnicode_CompareWithASCIIString(known, "uvloop") == 0) {
+        return 0.0005;
+    }
+    PyObject *res;
+    int found = fw_getattr_optional(loop, st->str_clock_resolution, &res);
+    if (found <= 0) {
+        return found < 0 ? -2.0 : 0.0;
+    }
+    double r = PyFloat_AsDouble(res);
+    Py_DECREF(res);
+    if (r == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1.0; /* a strange resolution: the stdlib's path */
+    }
+    return r;
+}
+
+/* The scheduler of `loop` (a new reference), or NULL: with an error set,
+ * or none when the loop's timers are not ones we know. */
+static Scheduler *
+sched_for(fw_state *st, PyObject *loop)
+{
+    Scheduler *s = st->last_scheduler;
+    if (s != NULL && s->loop == loop) {
+        return (Scheduler *)Py_NewRef(s);
+    }
+    PyObject *key = PyLong_FromVoidPtr(loop);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *ptr = PyDict_GetItemWithError(st->schedulers, key);
+    if (ptr != NULL) {
+        Py_DECREF(key);
+        s = (Scheduler *)PyLong_AsVoidPtr(ptr);
+        st->last_scheduler = s;
+        return (Scheduler *)Py_NewRef(s);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    double resolution = loop_timer_resolution(st, loop);
+    if (resolution < 0) {
+        Py_DECREF(key);
+        return NULL; /* -1: unknown loop; -2: error */
+    }
+    s = PyObject_GC_New(Scheduler, st->SchedulerType);
+    if (s == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    s->vectorcall = sched_vectorcall;
+    s->module = PyType_GetModuleByDef(st->SchedulerType, &fw_module_def);
+    Py_XINCREF(s->module);
+    s->loop = Py_NewRef(loop);
+    s->handle = NULL;
+    s->armed = 0.0;
+    s->resolution = resolution;
+    s->heap = NULL;
+    s->len = s->cap = 0;
+    s->seq = 0;
+    PyObject_GC_Track(s);
+    /* The registry maps the loop's address to the scheduler's, without
+     * references: a scheduler lives as long as a scope in its heap or its
+     * armed timer holds it, and removes itself when it goes. */
+    ptr = PyLong_FromVoidPtr(s);
+    if (ptr == NULL || PyDict_SetItem(st->schedulers, key, ptr) < 0) {
+        Py_XDECREF(ptr);
+        Py_DECREF(key);
+        Py_DECREF(s);
+        return NULL;
+    }
+    Py_DECREF(ptr);
+    Py_DECREF(key);
+    st->last_scheduler = s;
+    return s;
+}
+
+static int
+sched_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Scheduler *s = Sched_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(s->module);
+    Py_VISIT(s->loop);
+    Py_VISIT(s->handle);
+    for (Py_ssize_t i = 0; i < s->len; i++) {
+        Py_VISIT(s->heap[i]);
+    }
+    return 0;
+}
+
+static int
+sched_clear(PyObject *op)
+{
+    Scheduler *s = Sched_CAST(op);
+    Py_CLEAR(s->handle);
+    /* Only the collector gets here with scopes in the heap (each of them
+     * holds the scheduler); it keeps us alive while we let them go. */
+    while (s->len > 0) {
+        TimeoutObject *t = s->heap[--s->len];
+        t->sched = NULL;
+        t->index = -1;
+        Py_DECREF(t);
+        Py_DECREF(s);
+    }
+    return 0;
+}
+
+static void
+sched_dealloc(PyObject *op)
+{
+    Scheduler *s = Sched_CAST(op);
+    fw_state *st = s->module != NULL ? fw_get_state(s->module) : NULL;
+    PyObject_GC_UnTrack(op);
+    if (st != NULL && st->last_scheduler == s) {
+        st->last_scheduler = NULL;
+    }
+    if (st != NULL && st->schedulers != NULL && s->loop != NULL) {
+        PyObject *exc = fw_err_fetch();
+        PyObject *key = PyLong_FromVoidPtr(s->loop);
+        if (key == NULL || PyDict_DelItem(st->schedulers, key) < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(key);
+        if (exc != NULL) {
+            fw_err_restore(exc);
+        }
+    }
+    (void)sched_clear(op);
+    Py_CLEAR(s->loop);
+    Py_CLEAR(s->module);
+    PyMem_Free(s->heap);
+    PyTypeObject *tp = Py_TYPE(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+sched_repr(PyObject *op)
+{
+    Scheduler *s = Sched_CAST(op);
+    return PyUnicode_FromFormat("<fastwait deadlines: %zd pending>", s->len);
+}
+
+static PyMemberDef sched_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(Scheduler, vectorcall),
+     Py_READONLY},
+    {NULL},
+};
+
+static PyType_Slot sched_slots[] = {
+    {Py_tp_doc, (void *)"The deadlines of one loop's timeout scopes, behind "
+                        "one loop timer (calling it expires the due ones)."},
+    {Py_tp_repr, sched_repr},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, sched_traverse},
+    {Py_tp_clear, sched_clear},
+    {Py_tp_dealloc, sched_dealloc},
+    {Py_tp_members, sched_members},
+    {0, NULL},
+};
+
+static PyType_Spec sched_spec = {
+    .name = "fastwait._fastwait.Deadlines",
+    .basicsize = sizeof(Scheduler),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = sched_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* _release_waiter: wait_for's (3.11) callback, also its timer's action */
+
+static int
+release_waiter(fw_state *st, PyObject *waiter)
+{
+    int done = fw_fut_bool(st, waiter, FW_DONE);
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(waiter, st->str_set_result,
+                                            Py_None);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *waiter;
+} Release;
+
+static PyObject *
+release_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                   PyObject *kwnames)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    if (release_waiter(st, ((Release *)op)->waiter) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+fw_release_waiter_new(fw_state *st, PyObject *waiter)
+{
+    Release *self = PyObject_GC_New(Release, st->ReleaseType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = release_vectorcall;
+    self->waiter = Py_NewRef(waiter);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static int
+release_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(((Release *)op)->waiter);
+    return 0;
+}
+
+static int
+release_clear(PyObject *op)
+{
+    Py_CLEAR(((Release *)op)->waiter);
+    return 0;
+}
+
+static PyObject *
+release_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat("<fastwait _release_waiter(%R)>",
+                                ((Release *)op)->waiter);
+}
+
+static PyMemberDef release_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(Release, vectorcall),
+     Py_READONLY},
+    {NULL},
+};
+
+static PyType_Slot release_slots[] = {
+    {Py_tp_doc, (void *)"wait_for's _release_waiter bound to its waiter."},
+    {Py_tp_repr, release_repr},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, release_traverse},
+    {Py_tp_clear, release_clear},
+    {Py_tp_dealloc, fw_gc_dealloc},
+    {Py_tp_members, release_members},
+    {0, NULL},
+};
+
+static PyType_Spec release_spec = {
+    .name = "fastwait._fastwait._release_waiter",
+    .basicsize = sizeof(Release),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = release_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* Timeout */
+
+static TimeoutObject *
+timeout_init_fields(TimeoutObject *t, PyObject *when)
+{
+    t->when = Py_NewRef(when);
+    t->task = NULL;
+    t->cancelling = NULL;
+    t->handle = NULL;
+    t->waiter = NULL;
+    t->sched = NULL;
+    t->deadline = 0.0;
+    t->seq = 0;
+    t->index = -1;
+    t->state = T_CREATED;
+    t->weakreflist = NULL;
+    return t;
+}
+
+PyObject *
+fw_timeout_new(fw_state *st, PyObject *when)
+{
+    TimeoutObject *t = PyObject_GC_New(TimeoutObject, st->TimeoutType);
+    if (t == NULL) {
+        return NULL;
+    }
+    timeout_init_fields(t, when);
+    PyObject_GC_Track(t);
+    return (PyObject *)t;
+}
+
+static PyObject *
+task_call(fw_state *st, PyObject *task, PyObject *name, PyObject *desc)
+{
+    if (task != NULL && Py_TYPE(task) == st->TaskType) {
+        return PyObject_CallOneArg(desc, task);
+    }
+    return PyObject_CallMethodNoArgs(task != NULL ? task : Py_None, name);
+}
+
+/* _on_timeout: the deadline passed. */
+static int
+timeout_fire(fw_state *st, TimeoutObject *t)
+{
+    if (t->waiter != NULL) {
+        return release_waiter(st, t->waiter);
+    }
+    if (t->state != T_ENTERED && !st->optimize) {
+        PyErr_SetNone(PyExc_AssertionError);
+        return -1;
+    }
+    PyObject *r = task_call(st, t->task, st->str_cancel, st->task_cancel);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    t->state = T_EXPIRING;
+    Py_CLEAR(t->handle); /* drop the reference early, as the stdlib does */
+    return 0;
+}
+
+/* Leave the heap or cancel the per-scope handle.  -1 error. */
+static int
+timeout_unschedule(fw_state *st, TimeoutObject *t)
+{
+    if (t->sched != NULL) {
+        heap_remove(t);
+    }
+    if (t->handle != NULL) {
+        return cancel_handle(st, &t->handle);
+    }
+    return 0;
+}
+
+/* Arm the deadline t->when on `loop` (NULL: the running loop). */
+static int
+timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
+{
+    PyObject *when = t->when;
+    if (when == Py_None) {
+        return 0;
+    }
+    if (loop == NULL) {
+        loop = PyObject_CallNoArgs(st->get_running_loop);
+        if (loop == NULL) {
+            return -1;
+        }
+    }
+    else {
+        Py_INCREF(loop);
+    }
+    int r = -1;
+    double d = 0.0;
+    int fast = 0;
+    if (PyFloat_CheckExact(when)) {
+        d = PyFloat_AS_DOUBLE(when);
+        fast = isfinite(d);
+    }
+    else if (PyLong_CheckExact(when)) {
+        d = PyLong_AsDouble(when);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear(); /* too large for a double: the stdlib's path */
+        }
+        else {
+            fast = isfinite(d);
+        }
+    }
+    if (fast) {
+        Scheduler *s = sched_for(st, loop);
+        if (s != NULL) {
+            r = sched_push(st, s, t, d);
+            Py_DECREF(s);
+            goto done;
+        }
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    /* The stdlib's path: its own handle, call_soon for a past deadline. */
+    PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
+    if (now == NULL) {
+        goto done;
+    }
+    int past = PyObject_RichCompareBool(when, now, Py_LE);
+    Py_DECREF(now);
+    if (past < 0) {
+        goto done;
+    }
+    PyObject *cb = PyObject_GetAttr((PyObject *)t, st->str_on_timeout);
+    if (cb == NULL) {
+        goto done;
+    }
+    PyObject *h = past ? PyObject_CallMethodOneArg(loop, st->str_call_soon,
+                                                   cb)
+                       : PyObject_CallMethodObjArgs(loop, st->str_call_at,
+                                                    when, cb, NULL);
+    Py_DECREF(cb);
+    if (h != NULL) {
+        t->handle = h;
+        r = 0;
+    }
+done:
+    Py_DECREF(loop);
+    return r;
+}
+
+/* reschedule(when): -1 error. */
+static int
+timeout_reschedule(fw_state *st, TimeoutObject *t, PyObject *when,
+                   PyObject *loop)
+{
+    if (t->state != T_ENTERED) {
+        if (t->state == T_CREATED) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "Timeout has not been entered");
+        }
+        else {
+            PyErr_Format(PyExc_RuntimeError,
+                         "Cannot change state of %s Timeout",
+                         state_values[t->state]);
+        }
+        return -1;
+    }
+    Py_SETREF(t->when, Py_NewRef(when));
+    if (timeout_unschedule(st, t) < 0) {
+        return -1;
+    }
+    return timeout_schedule(st, t, loop);
+}
+
+int
+fw_timeout_enter(fw_state *st, PyObject *op)
+{
+    TimeoutObject *t = Timeout_CAST(op);
+    if (t->state != T_CREATED) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Timeout has already been entered");
+        return -1;
+    }
+    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    if (loop == NULL) {
+        return -1;
+    }
+    PyObject *task = PyObject_CallOneArg(st->current_task, loop);
+    if (task == NULL) {
+        Py_DECREF(loop);
+        return -1;
+    }
+    if (task == Py_None) {
+        Py_DECREF(task);
+        Py_DECREF(loop);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Timeout should be used inside a task");
+        return -1;
+    }
+    t->state = T_ENTERED;
+    Py_XSETREF(t->task, task);
+    PyObject *n = task_call(st, task, st->str_cancelling, st->task_cancelling);
+    if (n == NULL) {
+        Py_DECREF(loop);
+        return -1;
+    }
+    Py_XSETREF(t->cancelling, n);
+    int r = timeout_reschedule(st, t, t->when, loop);
+    Py_DECREF(loop);
+    return r;
+}
+
+/* raise TimeoutError from cause */
+static void
+raise_timeout_from(PyObject *cause)
+{
+    PyObject *te = PyObject_CallNoArgs(PyExc_TimeoutError);
+    if (te == NULL) {
+        return;
+    }
+    if (cause == Py_None) {
+        PyException_SetCause(te, NULL);
+    }
+    else if (PyExceptionInstance_Check(cause)) {
+        PyException_SetCause(te, Py_NewRef(cause));
+    }
+    else if (PyExceptionClass_Check(cause)) {
+        PyObject *c = PyObject_CallNoArgs(cause);
+        if (c == NULL) {
+            Py_DECREF(te);
+            return;
+        }
+        PyException_SetCause(te, c);
+    }
+    else {
+        Py_DECREF(te);
+        PyErr_SetString(PyExc_TypeError,
+                        "exception causes must derive from BaseException");
+        return;
+    }
+    PyErr_SetObject(PyExc_TimeoutError, te);
+    Py_DECREF(te);
+}
+
+/* 3.13's _insert_timeout_error: splice a TimeoutError into exc's context
+ * chain just above the first CancelledError.  -1 error. */
+static int
+insert_timeout_error(fw_state *st, PyObject *exc)
+{
+    if (!PyExceptionInstance_Check(exc)) {
+        /* Not an exception: the attribute lookup fails (or finds
+         * something), as `exc_val.__context__` would. */
+        PyObject *ctx = PyObject_GetAttrString(exc, "__context__");
+        Py_XDECREF(ctx);
+        return ctx == NULL ? -1 : 0;
+    }
+    Py_INCREF(exc);
+    for (;;) {
+        PyObject *ctx = PyException_GetContext(exc);
+        if (ctx == NULL) {
+            break;
+        }
+        int is_cancel = PyObject_IsInstance(ctx, st->CancelledError);
+        if (is_cancel < 0) {
+            Py_DECREF(ctx);
+            Py_DECREF(exc);
+            return -1;
+        }
+        if (is_cancel) {
+            PyObject *te = PyObject_CallNoArgs(PyExc_TimeoutError);
+            if (te == NULL) {
+                Py_DECREF(ctx);
+                Py_DECREF(exc);
+                return -1;
+            }
+            PyException_SetContext(te, Py_NewRef(ctx));
+            PyException_SetCause(te, ctx);
+            PyException_SetContext(exc, te);
+            break;
+        }
+        Py_SETREF(exc, ctx);
+    }
+    Py_DECREF(exc);
+    return 0;
+}
+
+/* __aexit__(exc_type, exc_val, ...): 0 (the body's outcome stands), or -1
+ * with the exception to raise instead. */
+static int
+timeout_exit(fw_state *st, TimeoutObject *t, PyObject *exc_type,
+             PyObject *exc_val)
+{
+    if (t->state != T_ENTERED && t->state != T_EXPIRING && !st->optimize) {
+        PyErr_SetNone(PyExc_AssertionError);
+        return -1;
+    }
+    if (timeout_unschedule(st, t) < 0) {
+        return -1;
+    }
+    if (t->state == T_EXPIRING) {
+        t->state = T_EXPIRED;
+        PyObject *n = task_call(st, t->task, st->str_uncancel,
+                                st->task_uncancel);
+        if (n == NULL) {
+            return -1;
+        }
+        int ours = PyObject_RichCompareBool(n, t->cancelling, Py_LE);
+        Py_DECREF(n);
+        if (ours < 0) {
+            return -1;
+        }
+        if (!ours) {
+            return 0; /* a cancellation of someone else's is pending */
+        }
+        if (!st->timeout_splices_context) {
+            /* 3.11, 3.12 */
+            if (exc_type == st->CancelledError) {
+                raise_timeout_from(exc_val);
+                return -1;
+            }
+            return 0;
+        }
+        if (exc_type == Py_None) {
+            return 0;
+        }
+        int is_cancel = PyObject_IsSubclass(exc_type, st->CancelledError);
+        if (is_cancel < 0) {
+            return -1;
+        }
+        if (is_cancel) {
+            raise_timeout_from(exc_val);
+            return -1;
+        }
+        if (exc_val != Py_None) {
+            if (insert_timeout_error(st, exc_val) < 0) {
+                return -1;
+            }
+            int group = PyObject_IsInstance(exc_val, st->ExceptionGroup);
+            if (group < 0) {
+                return -1;
+            }
+            if (group) {
+                PyObject *excs = PyObject_GetAttr(exc_val, st->str_exceptions);
+                PyObject *it = excs != NULL ? PyObject_GetIter(excs) : NULL;
+                Py_XDECREF(excs);
+                if (it == NULL) {
+                    return -1;
+                }
+                PyObject *e;
+                while ((e = PyIter_Next(it)) != NULL) {
+                    int r = insert_timeout_error(st, e);
+                    Py_DECREF(e);
+                    if (r < 0) {
+                        Py_DECREF(it);
+                        return -1;
+                    }
+                }
+                Py_DECREF(it);
+                if (PyErr_Occurred()) {
+                    return -1;
+                }
+            }
+        }
+    }
+    else if (t->state == T_ENTERED) {
+        t->state = T_EXITED;
+    }
+    return 0;
+}
+
+int
+fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc)
+{
+    if (exc == NULL) {
+        return timeout_exit(st, Timeout_CAST(timeout), Py_None, Py_None);
+    }
+    return timeout_exit(st, Timeout_CAST(timeout), (PyObject *)Py_TYPE(exc),
+                        exc);
+}
+
+/* wait_for's (3.11) timer: call_later(delay, _release_waiter, waiter) on
+ * the shared deadlines.  A new reference to cancel with
+ * fw_release_timer_cancel(), or NULL with an error. */
+PyObject *
+fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
+                 PyObject *waiter)
+{
+    TimeoutObject *t = (TimeoutObject *)fw_timeout_new(st, Py_None);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->waiter = Py_NewRef(waiter);
+    t->state = T_ENTERED;
+    double d = 0.0;
+    int fast = 0;
+    if (PyFloat_CheckExact(delay) || PyLong_CheckExact(delay)) {
+        d = PyFloat_AsDouble(delay);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        else {
+            fast = isfinite(d);
+        }
+    }
+    if (fast) {
+        Scheduler *s = sched_for(st, loop);
+        if (s == NULL && PyErr_Occurred()) {
+            goto error;
+        }
+        if (s != NULL) {
+            PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
+            double n = now != NULL ? PyFloat_AsDouble(now) : -1.0;
+            Py_XDECREF(now);
+            int r = (n == -1.0 && PyErr_Occurred())
+                        ? -1
+                        : sched_push(st, s, t, n + d);
+            Py_DECREF(s);
+            if (r < 0) {
+                goto error;
+            }
+            return (PyObject *)t;
+        }
+    }
+    PyObject *cb = fw_release_waiter_new(st, waiter);
+    if (cb == NULL) {
+        goto error;
+    }
+    t->handle = PyObject_CallMethodObjArgs(loop, st->str_call_later, delay,
+                                           cb, NULL);
+    Py_DECREF(cb);
+    if (t->handle == NULL) {
+        goto error;
+    }
+    return (PyObject *)t;
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
+int
+fw_release_timer_cancel(fw_state *st, PyObject *timer)
+{
+    return timeout_unschedule(st, Timeout_CAST(timer));
+}
+
+/* ---- Python-level methods */
+
+static int
+timeout_tp_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    PyObject *bound = fw_bind_call(st, "Timeout.__init__", op, args, kwds);
+    if (bound == NULL) {
+        return -1;
+    }
+    TimeoutObject *t = Timeout_CAST(op);
+    /* As the stdlib's __init__: a fresh state; a handle of an earlier
+     * life is forgotten, not cancelled. */
+    t->state = T_CREATED;
+    Py_CLEAR(t->handle);
+    Py_CLEAR(t->task);
+    Py_XSETREF(t->when, Py_NewRef(PyTuple_GET_ITEM(bound, 0)));
+    Py_DECREF(bound);
+    return 0;
+}
+
+static PyObject *
+timeout_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    TimeoutObject *t = (TimeoutObject *)type->tp_alloc(type, 0);
+    if (t == NULL) {
+        return NULL;
+    }
+    timeout_init_fields(t, Py_None);
+    return (PyObject *)t;
+}
+
+static PyObject *
+timeout_when(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    if (nargs != 0 || kwnames != NULL) {
+        return fw_signature_error(fw_state_from_type(Py_TYPE(op)),
+                                  "Timeout.when", op, args, nargs, kwnames);
+    }
+    return Py_NewRef(Timeout_CAST(op)->when);
+}
+
+static PyObject *
+timeout_expired(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    if (nargs != 0 || kwnames != NULL) {
+        return fw_signature_error(fw_state_from_type(Py_TYPE(op)),
+                                  "Timeout.expired", op, args, nargs,
+                                  kwnames);
+    }
+    int s = Timeout_CAST(op)->state;
+    return PyBool_FromLong(s == T_EXPIRING || s == T_EXPIRED);
+}
+
+static PyObject *
+timeout_reschedule_meth(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    PyObject *when;
+    PyObject *bound = NULL;
+    if (nargs == 1 && kwnames == NULL) {
+        when = args[0];
+    }
+    else {
+        bound = fw_bind(st, "Timeout.reschedule", op, args, nargs, kwnames);
+        if (bound == NULL) {
+            return NULL;
+        }
+        when = PyTuple_GET_ITEM(bound, 0);
+    }
+    int r = timeout_reschedule(st, Timeout_CAST(op), when, NULL);
+    Py_XDECREF(bound);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+timeout_on_timeout(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    if (timeout_fire(st, Timeout_CAST(op)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* __aenter__/__aexit__ are coroutines, as in the stdlib: nothing happens
+ * until they are awaited, and an un-awaited one warns. */
+static PyObject *
+aenter_step(PyObject *state, PyObject *exc, PyObject **result)
+{
+    if (exc != NULL) {
+        fw_err_restore(exc);
+        return NULL;
+    }
+    fw_state *st = fw_state_from_type(Py_TYPE(state));
+    if (fw_timeout_enter(st, state) < 0) {
+        return NULL;
+    }
+    *result = Py_NewRef(state);
+    return NULL;
+}
+
+/* state: the Timeout (no exception) or (timeout, exc_type, exc_val) */
+static PyObject *
+aexit_step(PyObject *state, PyObject *exc, PyObject **result)
+{
+    if (exc != NULL) {
+        fw_err_restore(exc);
+        return NULL;
+    }
+    PyObject *t = state, *exc_type = Py_None, *exc_val = Py_None;
+    if (PyTuple_Check(state)) {
+        t = PyTuple_GET_ITEM(state, 0);
+        exc_type = PyTuple_GET_ITEM(state, 1);
+        exc_val = PyTuple_GET_ITEM(state, 2);
+    }
+    fw_state *st = fw_state_from_type(Py_TYPE(t));
+    if (timeout_exit(st, Timeout_CAST(t), exc_type, exc_val) < 0) {
+        return NULL;
+    }
+    *result = Py_NewRef(Py_None);
+    return NULL;
+}
+
+static const fw_coro_def aenter_def = {"Timeout.__aenter__", aenter_step};
+static const fw_coro_def aexit_def = {"Timeout.__aexit__", aexit_step};
+
+static PyObject *
+timeout_aenter(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    if (nargs != 0 || kwnames != NULL) {
+        return fw_signature_error(st, "Timeout.__aenter__", op, args, nargs,
+                                  kwnames);
+    }
+    return fw_coro_new(st, &aenter_def, op);
+}
+
+static PyObject *
+timeout_aexit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    PyObject *bound = NULL;
+    PyObject *exc_type, *exc_val;
+    if (nargs == 3 && kwnames == NULL) {
+        exc_type = args[0];
+        exc_val = args[1];
+    }
+    else {
+        bound = fw_bind(st, "Timeout.__aexit__", op, args, nargs, kwnames);
+        if (bound == NULL) {
+            return NULL;
+        }
+        exc_type = PyTuple_GET_ITEM(bound, 0);
+        exc_val = PyTuple_GET_ITEM(bound, 1);
+    }
+    PyObject *res;
+    if (exc_type == Py_None) {
+        res = fw_coro_new(st, &aexit_def, op);
+    }
+    else {
+        PyObject *state = PyTuple_Pack(3, op, exc_type, exc_val);
+        res = state != NULL ? fw_coro_new(st, &aexit_def, state) : NULL;
+        Py_XDECREF(state);
+    }
+    Py_XDECREF(bound);
+    return res;
+}
+
+static PyObject *
+timeout_repr(PyObject *op)
+{
+    TimeoutObject *t = Timeout_CAST(op);
+    if (t->state != T_ENTERED) {
+        return PyUnicode_FromFormat("<Timeout [%s]>", state_values[t->state]);
+    }
+    PyObject *when;
+    if (t->when == Py_None) {
+        when = Py_NewRef(Py_None);
+    }
+    else {
+        fw_state *st = fw_state_from_type(Py_TYPE(op));
+        PyObject *three = PyLong_FromLong(3);
+        when = three != NULL ? PyObject_CallFunctionObjArgs(st->round,
+                                                            t->when, three,
+                                                            NULL)
+                             : NULL;
+        Py_XDECREF(three);
+        if (when == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *empty = PyUnicode_New(0, 0);
+    PyObject *text = empty != NULL ? PyObject_Format(when, empty) : NULL;
+    Py_XDECREF(empty);
+    Py_DECREF(when);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyUnicode_FromFormat("<Timeout [active] when=%U>", text);
+    Py_DECREF(text);
+    return res;
+}
+
+static int
+timeout_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    TimeoutObject *t = Timeout_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(t->when);
+    Py_VISIT(t->task);
+    Py_VISIT(t->cancelling);
+    Py_VISIT(t->handle);
+    Py_VISIT(t->waiter);
+    Py_VISIT(t->sched);
+    return 0;
+}
+
+static int
+timeout_clear(PyObject *op)
+{
+    TimeoutObject *t = Timeout_CAST(op);
+    if (t->sched != NULL) {
+        heap_remove(t);
+    }
+    Py_CLEAR(t->when);
+    Py_CLEAR(t->task);
+    Py_CLEAR(t->cancelling);
+    Py_CLEAR(t->handle);
+    Py_CLEAR(t->waiter);
+    return 0;
+}
+
+static PyMethodDef timeout_methods[] = {
+    {"when", (PyCFunction)(void (*)(void))timeout_when,
+     METH_FASTCALL | METH_KEYWORDS,
+     "when($self, /)\n--\n\nReturn the current deadline."},
+    {"reschedule", (PyCFunction)(void (*)(void))timeout_reschedule_meth,
+     METH_FASTCALL | METH_KEYWORDS,
+     "reschedule($self, /, when)\n--\n\nReschedule the timeout."},
+    {"expired", (PyCFunction)(void (*)(void))timeout_expired,
+     METH_FASTCALL | METH_KEYWORDS,
+     "expired($self, /)\n--\n\nIs timeout expired during execution?"},
+    {"__aenter__", (PyCFunction)(void (*)(void))timeout_aenter,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"__aexit__", (PyCFunction)(void (*)(void))timeout_aexit,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_on_timeout", timeout_on_timeout, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyMemberDef timeout_members[] = {
+    {"__weaklistoffset__", Py_T_PYSSIZET,
+     offsetof(TimeoutObject, weakreflist), Py_READONLY},
+    {NULL},
+};
+
+static void
+timeout_dealloc(PyObject *op)
+{
+    TimeoutObject *t = Timeout_CAST(op);
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    if (t->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(op);
+    }
+    (void)timeout_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+PyDoc_STRVAR(timeout_doc,
+"Timeout(when)\n--\n\n"
+"Asynchronous context manager for cancelling overdue coroutines.\n\n"
+"Use `timeout()` or `timeout_at()` rather than instantiating this class "
+"directly.");
+
+static PyType_Slot timeout_slots[] = {
+    {Py_tp_doc, (void *)timeout_doc},
+    {Py_tp_repr, timeout_repr},
+    {Py_tp_new, timeout_tp_new},
+    {Py_tp_init, timeout_tp_init},
+    {Py_tp_traverse, timeout_traverse},
+    {Py_tp_clear, timeout_clear},
+    {Py_tp_dealloc, timeout_dealloc},
+    {Py_tp_methods, timeout_methods},
+    {Py_tp_members, timeout_members},
+    {0, NULL},
+};
+
+static PyType_Spec timeout_spec = {
+    .name = "fastwait.Timeout",
+    .basicsize = sizeof(TimeoutObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = timeout_slots,
+};
+
+/* ------------------------------------------------------------------ */
+/* timeout(), timeout_at() */
+
+PyObject *
+fw_timeout_for_delay(fw_state *st, PyObject *delay)
+{
+    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    if (loop == NULL) {
+        return NULL;
+    }
+    PyObject *when;
+    if (delay == Py_None) {
+        when = Py_NewRef(Py_None);
+    }
+    else {
+        PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
+        when = now != NULL ? PyNumber_Add(now, delay) : NULL;
+        Py_XDECREF(now);
+    }
+    Py_DECREF(loop);
+    if (when == NULL) {
+        return NULL;
+    }
+    PyObject *t = fw_timeout_new(st, when);
+    Py_DECREF(when);
+    return t;
+}
+
+static PyObject *
+fw_timeout(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    fw_state *st = fw_get_state(module);
+    if (nargs == 1 && kwnames == NULL) {
+        return fw_timeout_for_delay(st, args[0]);
+    }
+    PyObject *bound = fw_bind(st, "timeout", NULL, args, nargs, kwnames);
+    if (bound == NULL) {
+        return NULL;
+    }
+    PyObject *t = fw_timeout_for_delay(st, PyTuple_GET_ITEM(bound, 0));
+    Py_DECREF(bound);
+    return t;
+}
+
+static PyObject *
+fw_timeout_at(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    fw_state *st = fw_get_state(module);
+    if (nargs == 1 && kwnames == NULL) {
+        return fw_timeout_new(st, args[0]);
+    }
+    PyObject *bound = fw_bind(st, "timeout_at", NULL, args, nargs, kwnames);
+    if (bound == NULL) {
+        return NULL;
+    }
+    PyObject *t = fw_timeout_new(st, PyTuple_GET_ITEM(bound, 0));
+    Py_DECREF(bound);
+    return t;
+}
+
+PyDoc_STRVAR(timeout_fn_doc,
+"timeout($module, /, delay)\n--\n\n"
+"Timeout async context manager, like asyncio.timeout().\n\n"
+"    async with fastwait.timeout(10):  # 10 seconds timeout\n"
+"        await long_running_task()\n\n"
+"delay - value in seconds or None to disable timeout logic.  The body is\n"
+"interrupted by CancelledError; the top-most affected timeout() context\n"
+"manager converts it into TimeoutError.  Deadlines are kept natively,\n"
+"behind one loop timer shared by every scope on the loop.");
+
+PyDoc_STRVAR(timeout_at_doc,
+"timeout_at($module, /, when)\n--\n\n"
+"Schedule the timeout at absolute time, like asyncio.timeout_at().\n\n"
+"`when` is in the same clock system as loop.time(), or None to disable\n"
+"timeout logic.");
+
+static PyMethodDef timeout_functions[] = {
+    {"timeout", (PyCFunction)(void (*)(void))fw_timeout,
+     METH_FASTCALL | METH_KEYWORDS, timeout_fn_doc},
+    {"timeout_at", (PyCFunction)(void (*)(void))fw_timeout_at,
+     METH_FASTCALL | METH_KEYWORDS, timeout_at_doc},
+    {NULL},
+};
+
+int
+fw_timeout_init(PyObject *module, fw_state *st)
+{
+    st->SchedulerType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &sched_spec, NULL);
+    st->ReleaseType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &release_spec, NULL);
+    st->TimeoutType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &timeout_spec, NULL);
+    if (st->SchedulerType == NULL || st->ReleaseType == NULL ||
+        st->TimeoutType == NULL) {
+        return -1;
+    }
+    PyObject *task = (PyObject *)st->TaskType;
+    if ((st->task_cancel = PyObject_GetAttr(task, st->str_cancel)) == NULL ||
+        (st->task_cancelling = PyObject_GetAttr(task, st->str_cancelling)) ==
+            NULL ||
+        (st->task_uncancel = PyObject_GetAttr(task, st->str_uncancel)) ==
+            NULL ||
+        (st->schedulers = PyDict_New()) == NULL ||
+        (st->timer_loop_types = PyDict_New()) == NULL) {
+        return -1;
+    }
+    st->timeout_splices_context = Py_Version >= 0x030D0000;
+    if (PyModule_AddType(module, st->TimeoutType) < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, timeout_functions);
+}
