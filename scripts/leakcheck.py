@@ -445,6 +445,33 @@ async def wait_for_times_out(impl):
         await impl.wait_for(forever(), 0)
 
 
+@scenario("wait_for")
+async def wait_for_timer_fires(impl):
+    """wait_for(never, 1 ns): the timer fires, TimeoutError."""
+    with expect(TimeoutError):
+        await impl.wait_for(forever(), 1e-9)
+
+
+@scenario("wait_for")
+async def wait_for_outer_cancelled(impl):
+    """The caller of wait_for is cancelled: the inner is cancelled too."""
+    loop = asyncio.get_running_loop()
+    inner = loop.create_future()
+    t = loop.create_task(impl.wait_for(inner, 10))
+    await asyncio.sleep(0)
+    t.cancel()
+    with expect(asyncio.CancelledError):
+        await t
+    assert inner.cancelled()
+
+
+@scenario("wait_for")
+async def wait_for_inner_raises(impl):
+    """wait_for(coro that raises, 10)."""
+    with expect(Boom):
+        await impl.wait_for(suspend_then_boom(), 10)
+
+
 @scenario("as_completed")
 async def as_completed_tasks(impl):
     """Iterate as_completed(tasks) and await each."""
@@ -495,6 +522,78 @@ async def timeout_expires(impl):
     with expect(TimeoutError):
         async with impl.timeout(0):
             await forever()
+
+
+@scenario("timeout")
+async def timeout_fires_later(impl):
+    """A deadline that fires through the loop timer (a nanosecond ahead:
+    due at the next iteration, no sleep)."""
+    loop = asyncio.get_running_loop()
+    with expect(TimeoutError):
+        async with impl.timeout_at(loop.time() + 1e-9):
+            await forever()
+    assert asyncio.current_task().cancelling() == 0
+
+
+@scenario("timeout")
+async def timeout_nested_reschedule(impl):
+    """Nested scopes, reschedule() later/None/earlier, the inner fires."""
+    loop = asyncio.get_running_loop()
+    async with impl.timeout(10) as outer:
+        outer.reschedule(loop.time() + 20)
+        with expect(TimeoutError):
+            async with impl.timeout(None) as inner:
+                inner.reschedule(loop.time() + 30)
+                inner.reschedule(None)
+                inner.reschedule(loop.time() - 1)
+                await forever()
+        assert inner.expired() and not outer.expired()
+    assert asyncio.current_task().cancelling() == 0
+
+
+@scenario("timeout")
+async def timeout_many_concurrent(impl):
+    """N tasks each in its own scope; half of the deadlines fire."""
+    loop = asyncio.get_running_loop()
+
+    async def one(i):
+        try:
+            async with impl.timeout(0 if i % 2 else 10):
+                await suspend_then_ret(i)
+                await suspend_then_ret(i)
+        except TimeoutError:
+            return -1
+        return i
+
+    got = await asyncio.gather(*[one(i) for i in range(N)])
+    assert got == [-1 if i % 2 else i for i in range(N)]
+
+
+@scenario("timeout")
+async def timeout_body_raises_after_expiry(impl):
+    """The body turns the cancellation into another error (3.13 splices
+    a TimeoutError into its context chain)."""
+    with expect(KeyError):
+        async with impl.timeout(0):
+            try:
+                await forever()
+            finally:
+                raise KeyError("k")
+
+
+@scenario("timeout")
+async def timeout_outer_cancel(impl):
+    """task.cancel() inside an active scope: CancelledError, not
+    TimeoutError."""
+    async def body():
+        async with impl.timeout(10):
+            await forever()
+
+    t = asyncio.get_running_loop().create_task(body())
+    await asyncio.sleep(0)
+    t.cancel("bye")
+    with expect(asyncio.CancelledError):
+        await t
 
 
 # --------------------------------------------------------------------------
