@@ -589,3 +589,82 @@ def test_as_completed_object_type(impl, loop):
                             text), text
         assert all(hasattr(it, m) for m in ("send", "throw", "close"))
         assert inspect.isgenerator(it) is (not native(impl))
+
+
+# ---------------------------------------------------------------------------
+# Timeouts: one loop timer shared by every scope on the loop
+
+
+def fastwait_shares_timers(impl):
+    import fastwait
+
+    return impl is fastwait and "timeout" in fastwait.NATIVE_NAMES
+
+
+def test_stale_deadline_wakes_an_idle_loop_once(impl, vloop):
+    """A scope that exits leaves the shared loop timer armed for its
+    deadline (re-arming on every exit would cost a TimerHandle per scope,
+    which is what the native timeout saves).  If the loop is otherwise idle
+    at that deadline, it wakes once, finds nothing due and sleeps on:
+    one loop iteration with nothing in it.  Every event a program can see
+    happens at the same (virtual) time, in the same order, and no deadline
+    fires late or early; only a count of loop iterations sees the extra
+    one."""
+
+    def observe(timeout):
+        log = []
+
+        async def main():
+            async with timeout(10):
+                await asyncio.sleep(1)
+            log.append(("scope done", vloop.time() - t0,
+                        vloop.fw_iteration - i0))
+            await asyncio.sleep(19)
+            log.append(("slept", vloop.time() - t0, vloop.fw_iteration - i0))
+            try:
+                async with timeout(5):
+                    await asyncio.sleep(10)
+            except TimeoutError:
+                log.append(("expired", vloop.time() - t0,
+                            vloop.fw_iteration - i0))
+
+        t0 = vloop.time()
+        i0 = vloop.fw_iteration
+        run(vloop, main)
+        return log
+
+    want = observe(asyncio.timeout)
+    got = observe(impl.timeout)
+    assert [e[:2] for e in got] == [e[:2] for e in want] == [
+        ("scope done", 1.0), ("slept", 20.0), ("expired", 25.0)]
+    extra = [0, 1, 1] if fastwait_shares_timers(impl) else [0, 0, 0]
+    assert [g[2] - w[2] for g, w in zip(got, want)] == extra
+
+
+def test_one_loop_timer_for_many_scopes(impl, vloop):
+    """The stdlib schedules one TimerHandle per entered scope; fastwait
+    keeps the deadlines natively behind one loop timer (it shows in the
+    loop's private ``_scheduled`` list and in debug-mode slow-callback
+    reports, which name that one timer instead of ``Timeout._on_timeout``).
+    (asyncio's own loop on every axis: uvloop has no ``_scheduled``.)
+    """
+    loop = vloop
+    n = 50
+    seen = []
+
+    async def scope(i, gate):
+        async with impl.timeout(100 + i):
+            await gate
+
+    async def main():
+        gate = loop.create_future()
+        before = len(loop._scheduled)
+        tasks = [loop.create_task(scope(i, gate)) for i in range(n)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(len(loop._scheduled) - before)
+        gate.set_result(None)
+        await asyncio.gather(*tasks)
+
+    run(loop, main)
+    assert seen == [1 if fastwait_shares_timers(impl) else n]
