@@ -105,7 +105,8 @@ def test_native_names():
     from fastwait import _fastwait
 
     assert fastwait.NATIVE_NAMES == {"gather", "wait", "as_completed",
-                                     "CompletionQueue"}
+                                     "CompletionQueue", "Timeout", "timeout",
+                                     "timeout_at", "wait_for"}
     for name in fastwait.NATIVE_NAMES:
         assert getattr(fastwait, name) is getattr(_fastwait, name), name
     for name in set(PRIMITIVES) - fastwait.NATIVE_NAMES:
