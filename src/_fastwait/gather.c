@@ -208,8 +208,10 @@ typedef struct {
                            child when building the results */
     Py_ssize_t *first;  /* NULL, or for each position the first position of
                            the same child (duplicates) */
-    Py_ssize_t *early;  /* positions of children done at creation */
+    Py_ssize_t *early;  /* positions of children done at creation; on 3.11
+                           -1 ends a batch (see core_add_early) */
     Py_ssize_t nearly;
+    Py_ssize_t early_head; /* the next batch starts here */
     Py_ssize_t nargs;
     Py_ssize_t nfuts;     /* unique children */
     Py_ssize_t nfinished; /* children processed (callback mode) or
@@ -242,6 +244,7 @@ core_release(GatherCore *self)
     PyMem_Free(self->early);
     self->early = NULL;
     self->nearly = 0;
+    self->early_head = 0;
 }
 
 static int
@@ -452,22 +455,40 @@ mark_retrieved: {
 static int
 core_process_early(GatherCore *self)
 {
-    /* Take the list: processing may release the core's buffers. */
-    Py_ssize_t *early = self->early;
-    Py_ssize_t nearly = self->nearly;
-    self->early = NULL;
-    self->nearly = 0;
+    /* The next batch: up to the next -1 (3.11) or the end.  Take it out
+     * first: processing may release the core's buffers. */
+    Py_ssize_t start = self->early_head, end = start;
+    while (end < self->nearly && self->early[end] >= 0) {
+        end++;
+    }
+    Py_ssize_t n = end - start;
+    Py_ssize_t *batch = PyMem_Malloc((size_t)(n > 0 ? n : 1) *
+                                     sizeof(Py_ssize_t));
+    if (batch == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (n > 0) {
+        memcpy(batch, self->early + start, (size_t)n * sizeof(Py_ssize_t));
+    }
+    self->early_head = end + 1;
+    if (self->early_head >= self->nearly) {
+        PyMem_Free(self->early);
+        self->early = NULL;
+        self->nearly = 0;
+        self->early_head = 0;
+    }
     PyObject *children = Py_XNewRef(self->children);
     int r = 0;
-    for (Py_ssize_t i = 0; i < nearly && r == 0; i++) {
-        PyObject *fut = PyList_GET_ITEM(children, early[i]);
+    for (Py_ssize_t i = 0; i < n && r == 0 && children != NULL; i++) {
+        PyObject *fut = PyList_GET_ITEM(children, batch[i]);
         Py_INCREF(fut);
         int is_last = ++self->nfinished == self->nfuts && !self->aborted;
-        r = core_child_done(self, fut, early[i], is_last);
+        r = core_child_done(self, fut, batch[i], is_last);
         Py_DECREF(fut);
     }
     Py_XDECREF(children);
-    PyMem_Free(early);
+    PyMem_Free(batch);
     return r;
 }
 
@@ -617,6 +638,7 @@ core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
     self->first = NULL;
     self->early = NULL;
     self->nearly = 0;
+    self->early_head = 0;
     self->nargs = nargs;
     self->nfuts = 0;
     self->nfinished = 0;
@@ -641,14 +663,19 @@ core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
 }
 
 /* Remember that the child at `pos` was done when gather() created it.
- * On 3.11 the stdlib's callbacks for these run in the next iteration, in
- * this order: schedule one loop callback for all of them, at the place of
- * the first. */
+ * On 3.11 the stdlib's callbacks for these run in the next iteration, each
+ * at the place where gather() scheduled it: one loop callback serves a
+ * batch of them, at the place of its first, until gather() schedules
+ * something else (a task for a later argument); the next one starts a new
+ * batch (core_end_early_batch), so that the callbacks keep their places
+ * relative to the tasks' first steps. */
 static int
 core_add_early(GatherCore *self, Py_ssize_t pos)
 {
     if (self->early == NULL) {
-        self->early = PyMem_Malloc((size_t)self->nargs * sizeof(Py_ssize_t));
+        /* Room for a -1 after each position. */
+        self->early = PyMem_Malloc(2 * (size_t)self->nargs *
+                                   sizeof(Py_ssize_t));
         if (self->early == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -663,6 +690,17 @@ core_add_early(GatherCore *self, Py_ssize_t pos)
         self->batch_scheduled = 1;
     }
     return 0;
+}
+
+/* gather() scheduled something else (3.11): later children done at
+ * creation go into a new batch. */
+static void
+core_end_early_batch(GatherCore *self)
+{
+    if (self->batch_scheduled) {
+        self->early[self->nearly++] = -1;
+        self->batch_scheduled = 0;
+    }
 }
 
 /* Position `pos` repeats the child first seen at `first_pos`. */
@@ -894,9 +932,14 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
             goto fail;
         }
     }
-    if (fut != arg &&
-        PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) < 0) {
-        goto fail;
+    if (fut != arg) {
+        /* A task for a coroutine or awaitable: its first step is now
+         * scheduled. */
+        core_end_early_batch(self);
+        if (PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) <
+            0) {
+            goto fail;
+        }
     }
     int done = fw_fut_bool(st, fut, FW_DONE);
     if (done < 0) {
@@ -1035,6 +1078,7 @@ fail:
         PyMem_Free(core->early);
         core->early = NULL;
         core->nearly = 0;
+        core->early_head = 0;
     }
     Py_DECREF(core);
     return NULL;
