@@ -322,6 +322,72 @@ def timeout_scopes(impl):
     return run
 
 
+# N concurrent tasks, each inside its own scope: the deadlines all pending
+# at once (100 000 of them at the largest N).
+
+
+def _scoped_child(timeout):
+    async def child(i):
+        async with timeout(10):
+            await _sleep(0)
+        return i
+
+    return child
+
+
+def timeout_concurrent(impl):
+    child = _scoped_child(impl.timeout)
+
+    async def run(loop, n, arg):
+        ts = [loop.create_task(child(i)) for i in range(n)]
+        for t in ts:
+            await t
+        return ts
+
+    return run
+
+
+# ... and scopes whose deadline fires: each task's deadline is already due
+# when it enters, so it is cancelled in the next iteration and the scope
+# raises TimeoutError.  Floor: the same tasks cancelled by task.cancel().
+
+
+async def _cancelled_child(i):
+    try:
+        await _sleep(3600)
+    except asyncio.CancelledError:
+        return i
+
+
+async def floor_cancelled_tasks(loop, n, arg):
+    ts = [loop.create_task(_cancelled_child(i)) for i in range(n)]
+    await _sleep(0)
+    for t in ts:
+        t.cancel()
+    for t in ts:
+        await t
+    return ts
+
+
+def timeout_firing(impl):
+    timeout_at = impl.timeout_at
+
+    async def child(i):
+        try:
+            async with timeout_at(0):
+                await _sleep(3600)
+        except TimeoutError:
+            return i
+
+    async def run(loop, n, arg):
+        ts = [loop.create_task(child(i)) for i in range(n)]
+        for t in ts:
+            await t
+        return ts
+
+    return run
+
+
 def wait_for_calls(impl):
     wait_for = impl.wait_for
 
@@ -476,6 +542,25 @@ CASES += [
         make=timeout_scopes,
         check=check_last_index,
         max_n=10_000,
+    ),
+    Case(
+        name="timeout/concurrent",
+        primitive="timeout",
+        description="N tasks at once, each: async with timeout(10): "
+        "await sleep(0); floor: the same tasks without the scope",
+        floor=floor_tasks(child_sleep0),
+        make=timeout_concurrent,
+        check=check_tasks,
+    ),
+    Case(
+        name="timeout/firing",
+        primitive="timeout",
+        description="N tasks at once, each: async with timeout_at(0) "
+        "around a long sleep -> TimeoutError; floor: the same tasks "
+        "cancelled by task.cancel()",
+        floor=floor_cancelled_tasks,
+        make=timeout_firing,
+        check=check_tasks,
     ),
     Case(
         name="wait_for/sequential",
