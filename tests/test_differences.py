@@ -668,3 +668,50 @@ def test_one_loop_timer_for_many_scopes(impl, vloop):
 
     run(loop, main)
     assert seen == [1 if fastwait_shares_timers(impl) else n]
+
+
+def test_timers_due_at_the_same_instant(impl, vloop):
+    """asyncio runs timers due at exactly the same loop time in the order
+    its heap pops them, which depends on every timer in the heap (heapq is
+    not first-in-first-out for equal keys).  fastwait schedules one timer
+    where asyncio schedules one per scope, so among timers due at exactly
+    the same instant the order can differ.  Here a scope's deadline and a
+    timer that completes the very future the body awaits are due together,
+    and a stale deadline made fastwait re-arm its timer after the other
+    one was created: asyncio cancels the future first (its TimerHandle is
+    older) and the other timer's set_result() then fails, fastwait sets the
+    result first and the cancellation reaches the body through the task.
+    Either way the scope raises TimeoutError in the same iteration, at the
+    same time, and cancelling() is 0 afterwards."""
+
+    def observe(timeout):
+        log = []
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            async with timeout(0.5):
+                pass  # leaves a stale deadline at +0.5 with fastwait
+            t0 = loop.time()
+            fut = loop.create_future()
+            try:
+                async with timeout(1):
+                    loop.call_at(t0 + 1, fut.set_result, "set")
+                    await fut
+            except TimeoutError:
+                log.append(("timeout", loop.time() - t0,
+                            asyncio.current_task().cancelling()))
+            log.append(("future", fut.cancelled() or fut.result()))
+
+        run(vloop, main)
+        reports = [type(r.get("exception")).__name__
+                   for r in vloop.fw_exceptions.take()]
+        return log, reports
+
+    want = observe(asyncio.timeout)
+    got = observe(impl.timeout)
+    assert want == ([("timeout", 1.0, 0), ("future", True)],
+                    ["InvalidStateError"])
+    if fastwait_shares_timers(impl):
+        assert got == ([("timeout", 1.0, 0), ("future", "set")], [])
+    else:
+        assert got == want

@@ -169,11 +169,6 @@ int fw_timeout_enter(fw_state *st, PyObject *timeout);
 /* What awaiting __aexit__() does after the body returned (exc NULL) or
  * raised exc: 0, or -1 with the exception to raise instead. */
 int fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc);
-/* loop.call_later(delay, _release_waiter, waiter), on the shared loop
- * timer where possible: a timer object (new reference) or NULL. */
-PyObject *fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
-                           PyObject *waiter);
-int fw_release_timer_cancel(fw_state *st, PyObject *timer);
 /* functools.partial(_release_waiter, waiter) as a C callable. */
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 

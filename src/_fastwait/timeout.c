@@ -16,14 +16,15 @@
  * does), also when a test replaces loop.time(): we read the loop's clock,
  * never our own.
  *
- * A deadline in the past is pushed like any other: on asyncio's loop a past
- * timer runs in the next iteration, as the stdlib's call_soon() would; on
- * uvloop it runs in the next timer phase, which comes before the callbacks
- * call_soon() queues.  The heap is used only for finite float/int deadlines
- * on loops whose timers we know (asyncio's BaseEventLoop and uvloop's Loop
- * with their own call_at); anything else (NaN, infinity, other number types,
- * other loops) takes the stdlib's path, a TimerHandle per scope, so that its
- * behaviour -- including the loop's own failures -- is the stdlib's.
+ * The heap is used only for deadlines still in the future that are finite
+ * floats or ints, on loops whose timers we know (asyncio's BaseEventLoop
+ * and uvloop's Loop with their own call_at).  A deadline already passed is
+ * expired by a call_soon() callback as in the stdlib (its place in the
+ * ready queue, before the task's own next step, decides the iteration in
+ * which the body sees the cancellation); anything else (NaN, infinity,
+ * other number types, other loops) takes the stdlib's path too, a handle
+ * per scope, so that its behaviour -- including the loop's own failures --
+ * is the stdlib's.
  */
 #include "state.h"
 #include <math.h>
@@ -48,8 +49,6 @@ typedef struct {
     PyObject *cancelling; /* task.cancelling() at entry */
     PyObject *handle;    /* per-scope TimerHandle/Handle (the stdlib's
                             path), or NULL */
-    PyObject *waiter;    /* wait_for (3.11) timers: the future to release
-                            instead of cancelling a task */
     Scheduler *sched;    /* the heap we are in, or NULL */
     double deadline;     /* `when` as a double while in the heap */
     uint64_t seq;        /* ties in the heap go by arrival */
@@ -498,7 +497,7 @@ static PyType_Spec sched_spec = {
 };
 
 /* ------------------------------------------------------------------ */
-/* _release_waiter: wait_for's (3.11) callback, also its timer's action */
+/* _release_waiter: wait_for's (3.11) callback and timer action */
 
 static int
 release_waiter(fw_state *st, PyObject *waiter)
@@ -601,7 +600,6 @@ timeout_init_fields(TimeoutObject *t, PyObject *when)
     t->task = NULL;
     t->cancelling = NULL;
     t->handle = NULL;
-    t->waiter = NULL;
     t->sched = NULL;
     t->deadline = 0.0;
     t->seq = 0;
@@ -636,9 +634,6 @@ task_call(fw_state *st, PyObject *task, PyObject *name, PyObject *desc)
 static int
 timeout_fire(fw_state *st, TimeoutObject *t)
 {
-    if (t->waiter != NULL) {
-        return release_waiter(st, t->waiter);
-    }
     if (t->state != T_ENTERED && !st->optimize) {
         PyErr_SetNone(PyExc_AssertionError);
         return -1;
@@ -666,7 +661,9 @@ timeout_unschedule(fw_state *st, TimeoutObject *t)
     return 0;
 }
 
-/* Arm the deadline t->when on `loop` (NULL: the running loop). */
+/* Arm the deadline t->when on `loop` (NULL: the running loop): a future
+ * finite deadline goes into the loop's heap, anything else gets a handle
+ * of its own exactly as the stdlib's reschedule() makes it. */
 static int
 timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
 {
@@ -684,22 +681,36 @@ timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
         Py_INCREF(loop);
     }
     int r = -1;
+    /* As the stdlib: a deadline that has passed is expired by a callback
+     * queued now (it runs before what is queued after it in this
+     * iteration, e.g. the task's next step), a later one by a timer. */
+    PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
+    if (now == NULL) {
+        goto done;
+    }
+    int past;
     double d = 0.0;
     int fast = 0;
-    if (PyFloat_CheckExact(when)) {
-        d = PyFloat_AS_DOUBLE(when);
-        fast = isfinite(d);
-    }
-    else if (PyLong_CheckExact(when)) {
-        d = PyLong_AsDouble(when);
+    if (PyFloat_CheckExact(when) || PyLong_CheckExact(when)) {
+        d = PyFloat_AsDouble(when);
         if (d == -1.0 && PyErr_Occurred()) {
             PyErr_Clear(); /* too large for a double: the stdlib's path */
         }
         else {
-            fast = isfinite(d);
+            fast = isfinite(d) && PyFloat_CheckExact(now);
         }
     }
     if (fast) {
+        past = d <= PyFloat_AS_DOUBLE(now);
+    }
+    else {
+        past = PyObject_RichCompareBool(when, now, Py_LE);
+    }
+    Py_DECREF(now);
+    if (past < 0) {
+        goto done;
+    }
+    if (fast && !past) {
         Scheduler *s = sched_for(st, loop);
         if (s != NULL) {
             r = sched_push(st, s, t, d);
@@ -710,16 +721,7 @@ timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
             goto done;
         }
     }
-    /* The stdlib's path: its own handle, call_soon for a past deadline. */
-    PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
-    if (now == NULL) {
-        goto done;
-    }
-    int past = PyObject_RichCompareBool(when, now, Py_LE);
-    Py_DECREF(now);
-    if (past < 0) {
-        goto done;
-    }
+    /* The stdlib's path: a handle of our own. */
     PyObject *cb = PyObject_GetAttr((PyObject *)t, st->str_on_timeout);
     if (cb == NULL) {
         goto done;
@@ -968,71 +970,6 @@ fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc)
                         exc);
 }
 
-/* wait_for's (3.11) timer: call_later(delay, _release_waiter, waiter) on
- * the shared deadlines.  A new reference to cancel with
- * fw_release_timer_cancel(), or NULL with an error. */
-PyObject *
-fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
-                 PyObject *waiter)
-{
-    TimeoutObject *t = (TimeoutObject *)fw_timeout_new(st, Py_None);
-    if (t == NULL) {
-        return NULL;
-    }
-    t->waiter = Py_NewRef(waiter);
-    t->state = T_ENTERED;
-    double d = 0.0;
-    int fast = 0;
-    if (PyFloat_CheckExact(delay) || PyLong_CheckExact(delay)) {
-        d = PyFloat_AsDouble(delay);
-        if (d == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-        }
-        else {
-            fast = isfinite(d);
-        }
-    }
-    if (fast) {
-        Scheduler *s = sched_for(st, loop);
-        if (s == NULL && PyErr_Occurred()) {
-            goto error;
-        }
-        if (s != NULL) {
-            PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
-            double n = now != NULL ? PyFloat_AsDouble(now) : -1.0;
-            Py_XDECREF(now);
-            int r = (n == -1.0 && PyErr_Occurred())
-                        ? -1
-                        : sched_push(st, s, t, n + d);
-            Py_DECREF(s);
-            if (r < 0) {
-                goto error;
-            }
-            return (PyObject *)t;
-        }
-    }
-    PyObject *cb = fw_release_waiter_new(st, waiter);
-    if (cb == NULL) {
-        goto error;
-    }
-    t->handle = PyObject_CallMethodObjArgs(loop, st->str_call_later, delay,
-                                           cb, NULL);
-    Py_DECREF(cb);
-    if (t->handle == NULL) {
-        goto error;
-    }
-    return (PyObject *)t;
-error:
-    Py_DECREF(t);
-    return NULL;
-}
-
-int
-fw_release_timer_cancel(fw_state *st, PyObject *timer)
-{
-    return timeout_unschedule(st, Timeout_CAST(timer));
-}
-
 /* ---- Python-level methods */
 
 static int
@@ -1254,7 +1191,6 @@ timeout_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(t->task);
     Py_VISIT(t->cancelling);
     Py_VISIT(t->handle);
-    Py_VISIT(t->waiter);
     Py_VISIT(t->sched);
     return 0;
 }
@@ -1270,7 +1206,6 @@ timeout_clear(PyObject *op)
     Py_CLEAR(t->task);
     Py_CLEAR(t->cancelling);
     Py_CLEAR(t->handle);
-    Py_CLEAR(t->waiter);
     return 0;
 }
 
@@ -1449,6 +1384,12 @@ fw_timeout_init(PyObject *module, fw_state *st)
         return -1;
     }
     st->timeout_splices_context = Py_Version >= 0x030D0000;
+    /* @typing.final marks the class (it does not prevent subclassing). */
+    if (PyDict_SetItemString(st->TimeoutType->tp_dict, "__final__",
+                             Py_True) < 0) {
+        return -1;
+    }
+    PyType_Modified(st->TimeoutType);
     if (PyModule_AddType(module, st->TimeoutType) < 0) {
         return -1;
     }

@@ -4,8 +4,9 @@
  *   (`async with timeout(t): return await fut`), with our native Timeout
  *   and its shared loop timer.
  * 3.11: the awaitable runs in a task of its own and the caller waits on a
- *   waiter future released by the task's completion or by the timer; on a
- *   timeout or a cancellation the task is cancelled and waited for.
+ *   waiter future released by the task's completion or by a loop timer of
+ *   its own; on a timeout or a cancellation the task is cancelled and
+ *   waited for.
  * Both: `timeout <= 0` cancels the awaitable's future and waits for it
  *   (`_cancel_and_wait`, the stdlib's own logic: a rare path).
  *
@@ -31,16 +32,48 @@ typedef struct {
     PyObject *delay;   /* the timeout argument */
     PyObject *timeout; /* 3.12+: the scope */
     PyObject *waiter;  /* 3.11 */
-    PyObject *timer;   /* 3.11: the waiter's timer */
-    PyObject *cb;      /* 3.11: _release_waiter on fut */
+    PyObject *timer;   /* 3.11: the waiter's TimerHandle */
+    PyObject *cb;      /* 3.11: _release_waiter(waiter), on fut and timer */
     PyObject *saved;   /* 3.11: the cancellation to re-raise */
     int phase;
 } WaitForState;
 
 #define WF_CAST(op) ((WaitForState *)(op))
 
-/* Chain `context` below the exception being raised, as raising it inside
- * an `except` block of the Python version would. */
+/* The exception being raised was raised by a call made, in the Python
+ * version, inside an `except` block handling `handled`: chain it as the
+ * interpreter does (its __context__ becomes `handled`, replacing what it
+ * had, without making a cycle). */
+static void
+chain_handled(PyObject *handled)
+{
+    if (handled == NULL) {
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
+    if (exc == NULL) {
+        return;
+    }
+    if (exc != handled) {
+        PyObject *o = Py_NewRef(handled);
+        PyObject *ctx;
+        while ((ctx = PyException_GetContext(o)) != NULL) {
+            if (ctx == exc) {
+                PyException_SetContext(o, NULL);
+                Py_DECREF(ctx);
+                break;
+            }
+            Py_SETREF(o, ctx);
+        }
+        Py_DECREF(o);
+        PyException_SetContext(exc, Py_NewRef(handled));
+    }
+    fw_err_restore(exc);
+}
+
+/* An exception that came out of an awaited coroutine while `context` was
+ * being handled: in the Python version it got `context` as __context__
+ * where it was raised, unless it had one already. */
 static void
 chain_context(PyObject *context)
 {
@@ -89,9 +122,10 @@ cancel_timer(fw_state *st, WaitForState *s)
     if (s->timer == NULL) {
         return 0;
     }
-    int r = fw_release_timer_cancel(st, s->timer);
+    PyObject *r = PyObject_CallMethodNoArgs(s->timer, st->str_cancel);
     Py_CLEAR(s->timer);
-    return r;
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
 }
 
 /* `timeout <= 0` (None excluded): -1 error, 0/1. */
@@ -183,12 +217,16 @@ start_311(fw_state *st, WaitForState *s, PyObject **result)
     if (s->waiter == NULL) {
         goto done;
     }
-    s->timer = fw_release_timer(st, loop, s->delay, s->waiter);
-    if (s->timer == NULL) {
-        goto done;
-    }
+    /* A TimerHandle of its own, as the stdlib's: where its deadline ties
+     * with the inner's own timer, which runs first decides between the
+     * result and a TimeoutError, and that is the order of creation. */
     s->cb = fw_release_waiter_new(st, s->waiter);
     if (s->cb == NULL) {
+        goto done;
+    }
+    s->timer = PyObject_CallMethodObjArgs(loop, st->str_call_later, s->delay,
+                                          s->cb, NULL);
+    if (s->timer == NULL) {
         goto done;
     }
     PyObject *args[2] = {s->fut, loop};
@@ -226,7 +264,9 @@ after_wait_311(fw_state *st, WaitForState *s, PyObject *exc,
         if (done > 0) {
             *result = fw_fut_call(st, s->fut, FW_RESULT);
         }
-        chain_context(exc);
+        if (*result == NULL) {
+            chain_handled(exc);
+        }
         Py_XDECREF(exc);
         PyObject *err = *result == NULL ? fw_err_fetch() : NULL;
         (void)cancel_timer(st, s);
@@ -236,7 +276,7 @@ after_wait_311(fw_state *st, WaitForState *s, PyObject *exc,
         return NULL;
     }
     if (fw_remove_done_callback(st, s->fut, s->cb) < 0) {
-        chain_context(exc);
+        chain_handled(exc);
         Py_XDECREF(exc);
         PyObject *err = fw_err_fetch();
         (void)cancel_timer(st, s);
@@ -273,7 +313,7 @@ wait_for_step(PyObject *state, PyObject *value, PyObject *exc,
         break;
     case P_SCOPE:
         if (fw_timeout_exit(st, s->timeout, exc) < 0) {
-            chain_context(exc);
+            chain_handled(exc);
             Py_XDECREF(exc);
             Py_XDECREF(value);
             return NULL;
