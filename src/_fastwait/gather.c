@@ -832,10 +832,8 @@ arg_index_free(ArgIndex *ix)
 /* ------------------------------------------------------------------ */
 /* gather() */
 
-/* tasks.ensure_future(arg, loop=loop) for callback mode.  `loop` may be
- * NULL (first argument).  Returns a new reference. */
-static PyObject *
-ensure_future(fw_state *st, PyObject *arg, PyObject *loop)
+PyObject *
+fw_ensure_future(fw_state *st, PyObject *arg, PyObject *loop)
 {
     int isfut = fw_isfuture(st, arg);
     if (isfut < 0) {
@@ -922,7 +920,7 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
         return fut;
     }
 
-    fut = ensure_future(st, arg, self->loop);
+    fut = fw_ensure_future(st, arg, self->loop);
     if (fut == NULL) {
         return NULL;
     }

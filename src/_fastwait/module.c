@@ -15,6 +15,11 @@ fw_isfuture(fw_state *st, PyObject *obj)
     if (tp == st->FutureType || tp == st->TaskType) {
         return 1;
     }
+    if (tp == &PyCoro_Type) {
+        /* The coroutine type has no such attribute (and a failed lookup
+         * costs an AttributeError before 3.13). */
+        return 0;
+    }
     PyObject *attr;
     int r = fw_getattr_optional((PyObject *)tp, st->str_asyncio_future_blocking,
                              &attr);

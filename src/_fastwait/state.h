@@ -169,6 +169,11 @@ int fw_timeout_enter(fw_state *st, PyObject *timeout);
 /* What awaiting __aexit__() does after the body returned (exc NULL) or
  * raised exc: 0, or -1 with the exception to raise instead. */
 int fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc);
+/* loop.call_later(delay, _release_waiter, waiter), on the shared loop
+ * timer where possible: a timer object (new reference) or NULL. */
+PyObject *fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
+                           PyObject *waiter);
+int fw_release_timer_cancel(fw_state *st, PyObject *timer);
 /* functools.partial(_release_waiter, waiter) as a C callable. */
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 
@@ -293,6 +298,11 @@ int fw_isfuture(fw_state *st, PyObject *obj);
 int fw_is_future_or_coroutine(fw_state *st, PyObject *obj);
 /* TypeError(fmt % type(obj).__name__), `fmt` holding one %U. */
 void fw_type_error_naming_type(const char *fmt, PyObject *obj);
+
+/* tasks.ensure_future(arg, loop=loop) (`loop` NULL: none given), with
+ * asyncio's own futures and native coroutines handled in C: a new
+ * reference or NULL. */
+PyObject *fw_ensure_future(fw_state *st, PyObject *arg, PyObject *loop);
 
 /* asyncio.futures._get_loop(fut): new reference or NULL. */
 PyObject *fw_get_loop(fw_state *st, PyObject *fut);

@@ -49,6 +49,8 @@ typedef struct {
     PyObject *cancelling; /* task.cancelling() at entry */
     PyObject *handle;    /* per-scope TimerHandle/Handle (the stdlib's
                             path), or NULL */
+    PyObject *waiter;    /* wait_for (3.11) timers: the future to release
+                            instead of cancelling a task */
     Scheduler *sched;    /* the heap we are in, or NULL */
     double deadline;     /* `when` as a double while in the heap */
     uint64_t seq;        /* ties in the heap go by arrival */
@@ -600,6 +602,7 @@ timeout_init_fields(TimeoutObject *t, PyObject *when)
     t->task = NULL;
     t->cancelling = NULL;
     t->handle = NULL;
+    t->waiter = NULL;
     t->sched = NULL;
     t->deadline = 0.0;
     t->seq = 0;
@@ -634,6 +637,9 @@ task_call(fw_state *st, PyObject *task, PyObject *name, PyObject *desc)
 static int
 timeout_fire(fw_state *st, TimeoutObject *t)
 {
+    if (t->waiter != NULL) {
+        return release_waiter(st, t->waiter);
+    }
     if (t->state != T_ENTERED && !st->optimize) {
         PyErr_SetNone(PyExc_AssertionError);
         return -1;
@@ -970,6 +976,71 @@ fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc)
                         exc);
 }
 
+/* wait_for's (3.11) timer: call_later(delay, _release_waiter, waiter) on
+ * the shared deadlines.  A new reference to cancel with
+ * fw_release_timer_cancel(), or NULL with an error. */
+PyObject *
+fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
+                 PyObject *waiter)
+{
+    TimeoutObject *t = (TimeoutObject *)fw_timeout_new(st, Py_None);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->waiter = Py_NewRef(waiter);
+    t->state = T_ENTERED;
+    double d = 0.0;
+    int fast = 0;
+    if (PyFloat_CheckExact(delay) || PyLong_CheckExact(delay)) {
+        d = PyFloat_AsDouble(delay);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        else {
+            fast = isfinite(d);
+        }
+    }
+    if (fast) {
+        Scheduler *s = sched_for(st, loop);
+        if (s == NULL && PyErr_Occurred()) {
+            goto error;
+        }
+        if (s != NULL) {
+            PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
+            double n = now != NULL ? PyFloat_AsDouble(now) : -1.0;
+            Py_XDECREF(now);
+            int r = (n == -1.0 && PyErr_Occurred())
+                        ? -1
+                        : sched_push(st, s, t, n + d);
+            Py_DECREF(s);
+            if (r < 0) {
+                goto error;
+            }
+            return (PyObject *)t;
+        }
+    }
+    PyObject *cb = fw_release_waiter_new(st, waiter);
+    if (cb == NULL) {
+        goto error;
+    }
+    t->handle = PyObject_CallMethodObjArgs(loop, st->str_call_later, delay,
+                                           cb, NULL);
+    Py_DECREF(cb);
+    if (t->handle == NULL) {
+        goto error;
+    }
+    return (PyObject *)t;
+error:
+    Py_DECREF(t);
+    return NULL;
+}
+
+int
+fw_release_timer_cancel(fw_state *st, PyObject *timer)
+{
+    return timeout_unschedule(st, Timeout_CAST(timer));
+}
+
 /* ---- Python-level methods */
 
 static int
@@ -1191,6 +1262,7 @@ timeout_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(t->task);
     Py_VISIT(t->cancelling);
     Py_VISIT(t->handle);
+    Py_VISIT(t->waiter);
     Py_VISIT(t->sched);
     return 0;
 }
@@ -1206,6 +1278,7 @@ timeout_clear(PyObject *op)
     Py_CLEAR(t->task);
     Py_CLEAR(t->cancelling);
     Py_CLEAR(t->handle);
+    Py_CLEAR(t->waiter);
     return 0;
 }
 

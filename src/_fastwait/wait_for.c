@@ -4,9 +4,9 @@
  *   (`async with timeout(t): return await fut`), with our native Timeout
  *   and its shared loop timer.
  * 3.11: the awaitable runs in a task of its own and the caller waits on a
- *   waiter future released by the task's completion or by a loop timer of
- *   its own; on a timeout or a cancellation the task is cancelled and
- *   waited for.
+ *   waiter future released by the task's completion or by its deadline (on
+ *   the shared loop timer); on a timeout or a cancellation the task is
+ *   cancelled and waited for.
  * Both: `timeout <= 0` cancels the awaitable's future and waits for it
  *   (`_cancel_and_wait`, the stdlib's own logic: a rare path).
  *
@@ -122,10 +122,9 @@ cancel_timer(fw_state *st, WaitForState *s)
     if (s->timer == NULL) {
         return 0;
     }
-    PyObject *r = PyObject_CallMethodNoArgs(s->timer, st->str_cancel);
+    int r = fw_release_timer_cancel(st, s->timer);
     Py_CLEAR(s->timer);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
+    return r;
 }
 
 /* `timeout <= 0` (None excluded): -1 error, 0/1. */
@@ -149,14 +148,7 @@ non_positive(fw_state *st, PyObject *delay)
 static PyObject *
 start_zero(fw_state *st, WaitForState *s, PyObject *loop, PyObject **result)
 {
-    PyObject *fut;
-    if (loop != NULL) {
-        PyObject *args[2] = {s->fut, loop};
-        fut = PyObject_Vectorcall(st->ensure_future, args, 1, st->kw_loop);
-    }
-    else {
-        fut = PyObject_CallOneArg(st->ensure_future, s->fut);
-    }
+    PyObject *fut = fw_ensure_future(st, s->fut, loop);
     if (fut == NULL) {
         return NULL;
     }
@@ -217,21 +209,15 @@ start_311(fw_state *st, WaitForState *s, PyObject **result)
     if (s->waiter == NULL) {
         goto done;
     }
-    /* A TimerHandle of its own, as the stdlib's: where its deadline ties
-     * with the inner's own timer, which runs first decides between the
-     * result and a TimeoutError, and that is the order of creation. */
+    s->timer = fw_release_timer(st, loop, s->delay, s->waiter);
+    if (s->timer == NULL) {
+        goto done;
+    }
     s->cb = fw_release_waiter_new(st, s->waiter);
     if (s->cb == NULL) {
         goto done;
     }
-    s->timer = PyObject_CallMethodObjArgs(loop, st->str_call_later, s->delay,
-                                          s->cb, NULL);
-    if (s->timer == NULL) {
-        goto done;
-    }
-    PyObject *args[2] = {s->fut, loop};
-    PyObject *fut = PyObject_Vectorcall(st->ensure_future, args, 1,
-                                        st->kw_loop);
+    PyObject *fut = fw_ensure_future(st, s->fut, loop);
     if (fut == NULL) {
         goto done;
     }
