@@ -419,6 +419,37 @@ def shield_calls(impl):
     return run
 
 
+def floor_sequential_pending_task(child):
+    async def floor(loop, n, arg):
+        r = None
+        for i in range(n):
+            t = loop.create_task(child(i))
+            r = await t
+        return r
+
+    floor.__qualname__ = f"floor_sequential_pending_task[{child.__name__}]"
+    return floor
+
+
+def shield_pending_tasks(child):
+    """``await shield(t)`` of a task that is still pending: the overhead of
+    shield() itself is this minus the floor's ``await t``."""
+
+    def make(impl):
+        shield = impl.shield
+
+        async def run(loop, n, arg):
+            r = None
+            for i in range(n):
+                t = loop.create_task(child(i))
+                r = await shield(t)
+            return r
+
+        return run
+
+    return make
+
+
 # The FIRST_COMPLETED loop needs children that finish one per loop
 # iteration: child i waits for gate i, then opens gate i + 1 (the waiter of a
 # future is woken through call_soon, i.e. on the next iteration).
@@ -581,6 +612,18 @@ CASES += [
         check=check_last_index,
         max_n=10_000,
     ),
+] + [
+    Case(
+        name=f"shield/task/{_kind}",
+        primitive="shield",
+        description="N times: t = create_task(c()); await shield(t); "
+        "floor: t = create_task(c()); await t",
+        floor=floor_sequential_pending_task(_child),
+        make=shield_pending_tasks(_child),
+        check=check_last_index,
+        max_n=10_000,
+    )
+    for _kind, _child in CHILDREN.items()
 ]
 
 del _kind, _child, _never, _rexc

@@ -1,9 +1,10 @@
 """fastwait: native (C) drop-in replacements for asyncio's waiting primitives.
 
-``fastwait.gather``, ``fastwait.wait`` and ``fastwait.as_completed`` are
-implemented in C (``fastwait._fastwait``); they behave exactly like their
-:mod:`asyncio` namesakes of the running interpreter, only faster
-(``as_completed`` also offers 3.13's ``async for`` on 3.11 and 3.12).
+``fastwait.gather``, ``fastwait.wait``, ``fastwait.as_completed``,
+``fastwait.shield``, the timeouts and ``fastwait.wait_for`` are implemented
+in C (``fastwait._fastwait``); they behave exactly like their :mod:`asyncio`
+namesakes of the running interpreter, only faster (``as_completed`` also
+offers 3.13's ``async for`` on 3.11 and 3.12).
 The other primitives are re-exported from :mod:`asyncio` until their native
 versions land, so ``import fastwait as asyncio_waits`` is already a complete
 drop-in set.  ``fastwait.CompletionQueue`` goes beyond the stdlib: it hands
@@ -23,7 +24,6 @@ from asyncio import (
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
     TaskGroup,
-    shield,
 )
 
 __version__ = "0.1.0"
@@ -53,6 +53,7 @@ if (
         Timeout,
         as_completed,
         gather,
+        shield,
         timeout,
         timeout_at,
         wait,
@@ -68,6 +69,7 @@ else:
         Timeout,
         as_completed,
         gather,
+        shield,
         timeout,
         timeout_at,
         wait,
@@ -81,7 +83,7 @@ else:
 NATIVE_NAMES = (
     frozenset({
         "gather", "wait", "as_completed", "CompletionQueue",
-        "Timeout", "timeout", "timeout_at", "wait_for",
+        "Timeout", "timeout", "timeout_at", "wait_for", "shield",
     })
     if NATIVE
     else frozenset()

@@ -174,6 +174,7 @@ static const char signatures_src[] =
     "def gather(*coros_or_futures, return_exceptions=False): pass\n"
     "def wait(fs, *, timeout=None, return_when='ALL_COMPLETED'): pass\n"
     "def as_completed(fs, *, timeout=None): pass\n"
+    "def shield(arg): pass\n"
     "class _GatheringFuture:\n"
     "    def cancel(self, msg=None): pass\n"
     "cancel = _GatheringFuture.cancel\n"
@@ -563,7 +564,8 @@ module_exec(PyObject *module)
         fw_coro_init(module, st) < 0 || fw_wait_init(module, st) < 0 ||
         fw_completion_init(module, st) < 0 ||
         fw_as_completed_init(module, st) < 0 ||
-        fw_timeout_init(module, st) < 0 || fw_wait_for_init(module, st) < 0) {
+        fw_timeout_init(module, st) < 0 || fw_wait_for_init(module, st) < 0 ||
+        fw_shield_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -597,6 +599,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->AsCompletedGenType);
     Py_VISIT(st->AsCompletedIterType);
     Py_VISIT(st->AsCompletedWaitType);
+    Py_VISIT(st->ShieldCallbackType);
+    Py_VISIT(st->shield_inner_source);
+    Py_VISIT(st->shield_outer_source);
     Py_VISIT(st->CompletionQueueType);
     Py_VISIT(st->CompletionWaitType);
     Py_VISIT(st->warn_unawaited);
@@ -651,6 +656,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->AsCompletedGenType);
     Py_CLEAR(st->AsCompletedIterType);
     Py_CLEAR(st->AsCompletedWaitType);
+    Py_CLEAR(st->ShieldCallbackType);
+    Py_CLEAR(st->shield_inner_source);
+    Py_CLEAR(st->shield_outer_source);
     Py_CLEAR(st->CompletionQueueType);
     Py_CLEAR(st->CompletionWaitType);
     Py_CLEAR(st->warn_unawaited);

@@ -18,6 +18,7 @@
     X(str_add_done_callback, "add_done_callback")                       \
     X(str_asyncio_future_blocking, "_asyncio_future_blocking")          \
     X(str_call_soon, "call_soon")                                       \
+    X(str_callbacks, "_callbacks")                                      \
     X(str_cancel, "cancel")                                             \
     X(str_cancel_message, "_cancel_message")                            \
     X(str_cancelled, "cancelled")                                       \
@@ -76,6 +77,7 @@ typedef struct {
     PyTypeObject *SchedulerType;       /* timeout.c: a loop's deadlines */
     PyTypeObject *ReleaseType;         /* timeout.c: _release_waiter */
     PyTypeObject *WaitForStateType;    /* wait_for.c */
+    PyTypeObject *ShieldCallbackType;  /* shield.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -107,6 +109,11 @@ typedef struct {
     PyObject *timer_loop_types;  /* dict: loop type -> "asyncio" |
                                     "uvloop" | "" (timers unknown) */
     struct Scheduler *last_scheduler; /* borrowed; cleared by its dealloc */
+    PyObject *shield_inner_source; /* shield.c: functions made from the code */
+    PyObject *shield_outer_source; /* of the stdlib's closures, or None */
+    /* tp_richcompare of object, builtin functions and bound methods:
+     * comparisons by identity that call no Python code (shield.c). */
+    void *richcompare_object, *richcompare_cfunction, *richcompare_method;
 
     PyObject *future_methods[FW_NMETHODS]; /* descriptors of Future */
     PyObject *task_methods[FW_NMETHODS];   /* descriptors of Task */
@@ -159,6 +166,7 @@ int fw_completion_init(PyObject *module, fw_state *st);
 int fw_as_completed_init(PyObject *module, fw_state *st);
 int fw_timeout_init(PyObject *module, fw_state *st);
 int fw_wait_for_init(PyObject *module, fw_state *st);
+int fw_shield_init(PyObject *module, fw_state *st);
 
 /* ---- timeout.c, for wait_for.c */
 /* Timeout(when); timeout(delay) */

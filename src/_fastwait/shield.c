@@ -1,0 +1,546 @@
+/* shield(arg)
+ *
+ * asyncio.shield of the running interpreter (the same code on 3.11-3.13;
+ * 3.11 converts the argument with _ensure_future): the inner future, the
+ * already-done shortcut returning it, `outer = loop.create_future()`, and
+ * the stdlib's two closures as two C callbacks of one type:
+ *
+ *   _inner_done_callback, on the inner: copies the inner's outcome to the
+ *     outer (a cancelled inner cancels the outer, without a message), or,
+ *     when the outer was cancelled first, marks the inner's exception
+ *     retrieved;
+ *   _outer_done_callback, on the outer: removes the inner callback when the
+ *     outer finishes while the inner is still pending (bpo-35125), so that
+ *     a later failure of the inner is reported as never retrieved.
+ *
+ * One saving, unobservable: when the inner callback completes the outer
+ * with a result or a cancellation, the outer callback would run in the
+ * next iteration, see the inner done and do nothing.  The inner callback
+ * takes it off the outer first, which spares its loop callback -- provided
+ * that removing it cannot run foreign code (remove_done_callback compares
+ * every other callback with ==; only callbacks whose types compare by
+ * identity are known not to), and not when the outer gets an exception: the
+ * stdlib's pending outer callback keeps the outer alive into that next
+ * iteration, and an outer nobody awaits reports "exception was never
+ * retrieved" when it dies.
+ *
+ * Where a repr lists callbacks (a Task's repr, a Handle's in the loop's
+ * error messages) the stdlib's closures read
+ * `shield.<locals>._inner_done_callback() at .../asyncio/tasks.py:N`; ours
+ * carry the same __qualname__ and, as __wrapped__, a function made from the
+ * stdlib closure's own code object, which is where asyncio's formatting
+ * finds the source location.  Those functions are never called.
+ */
+#include "state.h"
+
+#if PY_VERSION_HEX < 0x030C0000
+#  include <structmember.h>
+#  define Py_T_PYSSIZET T_PYSSIZET
+#  define Py_READONLY READONLY
+#endif
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    fw_state *st;
+    PyObject *target; /* inner callback: the outer; outer callback: inner */
+    PyObject *other;  /* the other callback, until one of them has run */
+    char is_outer;
+} ShieldCallback;
+
+#define Cb_CAST(op) ((ShieldCallback *)(op))
+
+static int
+cb_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    ShieldCallback *self = Cb_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->target);
+    Py_VISIT(self->other);
+    return 0;
+}
+
+static int
+cb_clear(PyObject *op)
+{
+    ShieldCallback *self = Cb_CAST(op);
+    Py_CLEAR(self->target);
+    Py_CLEAR(self->other);
+    return 0;
+}
+
+/* Can outer.remove_done_callback(cb) run without calling foreign code?
+ * It compares each other callback with `cb` by ==; callbacks whose types
+ * compare by identity (functions, builtin and bound methods, most callable
+ * objects: object's tp_richcompare) answer without calling anything. */
+static int
+removal_is_quiet(fw_state *st, PyObject *outer, PyObject *cb)
+{
+    PyObject *callbacks = PyObject_GetAttr(outer, st->str_callbacks);
+    if (callbacks == NULL) {
+        return -1;
+    }
+    int quiet = PyList_CheckExact(callbacks);
+    for (Py_ssize_t i = 0; quiet && i < PyList_GET_SIZE(callbacks); i++) {
+        PyObject *item = PyList_GET_ITEM(callbacks, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 1) {
+            quiet = 0;
+            break;
+        }
+        PyObject *fn = PyTuple_GET_ITEM(item, 0);
+        if (fn == cb) {
+            continue;
+        }
+        void *cmp = PyType_GetSlot(Py_TYPE(fn), Py_tp_richcompare);
+        quiet = cmp == st->richcompare_object ||
+                cmp == st->richcompare_cfunction ||
+                cmp == st->richcompare_method;
+    }
+    Py_DECREF(callbacks);
+    return quiet;
+}
+
+/* The outer is about to get a result or be cancelled: take the outer
+ * callback `partner` off it when that is unobservable (see the top). */
+static int
+drop_outer_callback(fw_state *st, PyObject *outer, PyObject *partner)
+{
+    if (partner == NULL || !Py_IS_TYPE(outer, st->FutureType)) {
+        return 0;
+    }
+    int quiet = removal_is_quiet(st, outer, partner);
+    if (quiet <= 0) {
+        return quiet;
+    }
+    return fw_remove_done_callback(st, outer, partner);
+}
+
+static int
+call_method_one(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *r = arg == NULL ? PyObject_CallMethodNoArgs(obj, name)
+                              : PyObject_CallMethodOneArg(obj, name, arg);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* _inner_done_callback(inner) */
+static int
+inner_done(ShieldCallback *self, PyObject *inner)
+{
+    fw_state *st = self->st;
+    PyObject *outer = Py_NewRef(self->target);
+    /* Break the cycle with the outer callback: once this has run, nothing
+     * needs it from here. */
+    PyObject *partner = self->other;
+    self->other = NULL;
+    PyObject *exc = NULL;
+    int r = -1;
+
+    int cancelled = fw_fut_bool(st, outer, FW_CANCELLED);
+    if (cancelled < 0) {
+        goto done;
+    }
+    if (cancelled) {
+        cancelled = fw_fut_bool(st, inner, FW_CANCELLED);
+        if (cancelled < 0) {
+            goto done;
+        }
+        if (!cancelled) {
+            /* Mark inner's result as retrieved. */
+            exc = fw_fut_call(st, inner, FW_EXCEPTION);
+            if (exc == NULL) {
+                goto done;
+            }
+        }
+        r = 0;
+        goto done;
+    }
+
+    cancelled = fw_fut_bool(st, inner, FW_CANCELLED);
+    if (cancelled < 0) {
+        goto done;
+    }
+    if (cancelled) {
+        if (drop_outer_callback(st, outer, partner) < 0) {
+            goto done;
+        }
+        r = call_method_one(outer, st->str_cancel, NULL);
+        goto done;
+    }
+    exc = fw_fut_call(st, inner, FW_EXCEPTION);
+    if (exc == NULL) {
+        goto done;
+    }
+    if (exc != Py_None) {
+        r = call_method_one(outer, st->str_set_exception, exc);
+        goto done;
+    }
+    PyObject *result = fw_fut_call(st, inner, FW_RESULT);
+    if (result == NULL) {
+        goto done;
+    }
+    if (drop_outer_callback(st, outer, partner) == 0) {
+        r = call_method_one(outer, st->str_set_result, result);
+    }
+    Py_DECREF(result);
+done:
+    Py_XDECREF(exc);
+    Py_XDECREF(partner);
+    Py_DECREF(outer);
+    return r;
+}
+
+/* _outer_done_callback(outer) */
+static int
+outer_done(ShieldCallback *self)
+{
+    fw_state *st = self->st;
+    PyObject *inner_cb = self->other;
+    if (inner_cb == NULL) {
+        return 0; /* cleared by the GC */
+    }
+    /* The inner callback no longer needs to drop us (see inner_done). */
+    Py_CLEAR(Cb_CAST(inner_cb)->other);
+    PyObject *inner = self->target;
+    int done = fw_fut_bool(st, inner, FW_DONE);
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
+    }
+    return fw_remove_done_callback(st, inner, inner_cb);
+}
+
+static PyObject *
+cb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+              PyObject *kwnames)
+{
+    ShieldCallback *self = Cb_CAST(op);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes exactly one argument",
+                     self->is_outer ? "_outer_done_callback"
+                                    : "_inner_done_callback");
+        return NULL;
+    }
+    if (self->target == NULL) {
+        Py_RETURN_NONE; /* cleared by the GC */
+    }
+    Py_INCREF(op);
+    int r = self->is_outer ? outer_done(self) : inner_done(self, args[0]);
+    Py_DECREF(op);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+cb_get_qualname(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString(Cb_CAST(op)->is_outer
+                                    ? "shield.<locals>._outer_done_callback"
+                                    : "shield.<locals>._inner_done_callback");
+}
+
+static PyObject *
+cb_get_name(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString(Cb_CAST(op)->is_outer
+                                    ? "_outer_done_callback"
+                                    : "_inner_done_callback");
+}
+
+static PyObject *
+cb_get_wrapped(PyObject *op, void *closure)
+{
+    ShieldCallback *self = Cb_CAST(op);
+    PyObject *src = self->is_outer ? self->st->shield_outer_source
+                                   : self->st->shield_inner_source;
+    if (src == NULL || src == Py_None) {
+        PyErr_SetString(PyExc_AttributeError, "__wrapped__");
+        return NULL;
+    }
+    return Py_NewRef(src);
+}
+
+static PyGetSetDef cb_getset[] = {
+    {"__qualname__", cb_get_qualname, NULL, NULL, NULL},
+    {"__name__", cb_get_name, NULL, NULL, NULL},
+    {"__wrapped__", cb_get_wrapped, NULL,
+     "the stdlib closure this callback implements (never called; it is "
+     "where asyncio's reprs find the source location)",
+     NULL},
+    {NULL},
+};
+
+static PyMemberDef cb_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET,
+     offsetof(ShieldCallback, vectorcall), Py_READONLY},
+    {NULL},
+};
+
+static PyType_Slot cb_slots[] = {
+    {Py_tp_doc, (void *)"A done-callback of fastwait.shield() (internal)."},
+    {Py_tp_traverse, cb_traverse},
+    {Py_tp_clear, cb_clear},
+    {Py_tp_dealloc, fw_gc_dealloc},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, cb_members},
+    {Py_tp_getset, cb_getset},
+    {0, NULL},
+};
+
+static PyType_Spec cb_spec = {
+    .name = "fastwait._fastwait._ShieldCallback",
+    .basicsize = sizeof(ShieldCallback),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = cb_slots,
+};
+
+static ShieldCallback *
+cb_new(fw_state *st, PyObject *target, int is_outer)
+{
+    ShieldCallback *self = PyObject_GC_New(ShieldCallback,
+                                           st->ShieldCallbackType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = cb_vectorcall;
+    self->st = st;
+    self->target = Py_NewRef(target);
+    self->other = NULL;
+    self->is_outer = (char)is_outer;
+    PyObject_GC_Track(self);
+    return self;
+}
+
+/* ------------------------------------------------------------------ */
+/* shield() */
+
+/* ensure_future(arg) with no loop (3.11: _ensure_future).  Native
+ * coroutines take the direct road (get_event_loop, create_task, close on
+ * a RuntimeError); everything else goes through the stdlib's function, for
+ * its awaitable wrapping and its TypeError. */
+static PyObject *
+shield_ensure_future(fw_state *st, PyObject *arg)
+{
+    /* isfuture() is false for a native coroutine (its type cannot get a
+     * _asyncio_future_blocking attribute): skip the class lookup, whose
+     * AttributeError is costly before 3.13. */
+    if (!PyCoro_CheckExact(arg)) {
+        int isfut = fw_isfuture(st, arg);
+        if (isfut != 0) {
+            return isfut < 0 ? NULL : Py_NewRef(arg);
+        }
+        return PyObject_CallOneArg(st->ensure_future, arg);
+    }
+    PyObject *loop = PyObject_CallNoArgs(st->get_event_loop);
+    if (loop == NULL) {
+        return NULL;
+    }
+    PyObject *task = PyObject_CallMethodOneArg(loop, st->str_create_task, arg);
+    Py_DECREF(loop);
+    if (task == NULL) {
+        fw_close_unscheduled(st, arg);
+    }
+    return task;
+}
+
+static PyObject *
+shield_impl(fw_state *st, PyObject *arg)
+{
+    PyObject *inner = shield_ensure_future(st, arg);
+    if (inner == NULL) {
+        return NULL;
+    }
+    int done = fw_fut_bool(st, inner, FW_DONE);
+    if (done != 0) {
+        /* Shortcut (or an error). */
+        if (done < 0) {
+            Py_CLEAR(inner);
+        }
+        return inner;
+    }
+    PyObject *outer = NULL;
+    ShieldCallback *inner_cb = NULL, *outer_cb = NULL;
+    PyObject *loop = fw_get_loop(st, inner);
+    if (loop == NULL) {
+        goto fail;
+    }
+    outer = PyObject_CallMethodNoArgs(loop, st->str_create_future);
+    Py_DECREF(loop);
+    if (outer == NULL) {
+        goto fail;
+    }
+    inner_cb = cb_new(st, outer, 0);
+    if (inner_cb == NULL) {
+        goto fail;
+    }
+    outer_cb = cb_new(st, inner, 1);
+    if (outer_cb == NULL) {
+        goto fail;
+    }
+    inner_cb->other = Py_NewRef(outer_cb);
+    outer_cb->other = Py_NewRef(inner_cb);
+    if (fw_add_done_callback(st, inner, (PyObject *)inner_cb) < 0 ||
+        fw_add_done_callback(st, outer, (PyObject *)outer_cb) < 0) {
+        goto fail;
+    }
+    Py_DECREF(inner_cb);
+    Py_DECREF(outer_cb);
+    Py_DECREF(inner);
+    return outer;
+fail:
+    Py_XDECREF(inner_cb);
+    Py_XDECREF(outer_cb);
+    Py_XDECREF(outer);
+    Py_DECREF(inner);
+    return NULL;
+}
+
+PyDoc_STRVAR(
+    shield_doc,
+    "shield(arg)\n--\n\n"
+    "Wait for a future, shielding it from cancellation.\n"
+    "\n"
+    "A drop-in replacement for asyncio.shield() with the semantics of the\n"
+    "running Python version: a coroutine is wrapped in a task; an argument\n"
+    "that is already done is returned itself; otherwise the result is a new\n"
+    "future of the argument's loop that gets the argument's outcome.\n"
+    "Cancelling that future (or the task awaiting it) leaves the argument\n"
+    "running; a cancelled argument cancels it.");
+
+static PyObject *
+shield(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+       PyObject *kwnames)
+{
+    fw_state *st = fw_get_state(module);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs + nkw != 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(
+                         PyTuple_GET_ITEM(kwnames, 0), "arg") != 0)) {
+        return fw_signature_error(st, "shield", NULL, args, nargs, kwnames);
+    }
+    return shield_impl(st, args[0]);
+}
+
+static PyMethodDef shield_methods[] = {
+    {"shield", (PyCFunction)(void (*)(void))shield,
+     METH_FASTCALL | METH_KEYWORDS, shield_doc},
+    {NULL},
+};
+
+/* A never-called function made from the code object of the stdlib's
+ * closure `name` inside asyncio.tasks.shield (its free variables get empty
+ * cells), or None when this Python's shield has no such closure. */
+static PyObject *
+closure_source(PyObject *shield_code, const char *name)
+{
+    PyObject *consts = PyObject_GetAttrString(shield_code, "co_consts");
+    if (consts == NULL) {
+        return NULL;
+    }
+    PyObject *found = NULL;
+    for (Py_ssize_t i = 0; PyTuple_Check(consts) &&
+                           i < PyTuple_GET_SIZE(consts) && found == NULL;
+         i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        if (!PyCode_Check(c)) {
+            continue;
+        }
+        PyObject *co_name = PyObject_GetAttrString(c, "co_name");
+        if (co_name == NULL) {
+            Py_DECREF(consts);
+            return NULL;
+        }
+        if (PyUnicode_Check(co_name) &&
+            PyUnicode_CompareWithASCIIString(co_name, name) == 0) {
+            found = c;
+        }
+        Py_DECREF(co_name);
+    }
+    if (found == NULL) {
+        Py_DECREF(consts);
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(found);
+    Py_DECREF(consts);
+
+    PyObject *func = NULL, *globals = NULL, *freevars = NULL, *cells = NULL;
+    globals = Py_BuildValue("{ss}", "__name__", "asyncio.tasks");
+    freevars = PyObject_GetAttrString(found, "co_freevars");
+    if (globals == NULL || freevars == NULL || !PyTuple_Check(freevars)) {
+        goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(freevars);
+    cells = PyTuple_New(n);
+    if (cells == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *cell = PyCell_New(NULL);
+        if (cell == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(cells, i, cell);
+    }
+    func = PyFunction_New(found, globals);
+    if (func != NULL && n > 0 && PyFunction_SetClosure(func, cells) < 0) {
+        Py_CLEAR(func);
+    }
+done:
+    Py_XDECREF(cells);
+    Py_XDECREF(freevars);
+    Py_XDECREF(globals);
+    Py_DECREF(found);
+    return func;
+}
+
+int
+fw_shield_init(PyObject *module, fw_state *st)
+{
+    st->ShieldCallbackType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &cb_spec, NULL);
+    if (st->ShieldCallbackType == NULL) {
+        return -1;
+    }
+    st->richcompare_object = PyType_GetSlot(&PyBaseObject_Type,
+                                            Py_tp_richcompare);
+    st->richcompare_cfunction = PyType_GetSlot(&PyCFunction_Type,
+                                               Py_tp_richcompare);
+    st->richcompare_method = PyType_GetSlot(&PyMethod_Type,
+                                            Py_tp_richcompare);
+
+    PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+    if (tasks == NULL) {
+        return -1;
+    }
+    PyObject *stdlib_shield = PyObject_GetAttrString(tasks, "shield");
+    Py_DECREF(tasks);
+    if (stdlib_shield == NULL) {
+        return -1;
+    }
+    PyObject *code = PyFunction_Check(stdlib_shield)
+                         ? Py_XNewRef(PyFunction_GetCode(stdlib_shield))
+                         : NULL;
+    Py_DECREF(stdlib_shield);
+    if (code == NULL) {
+        st->shield_inner_source = Py_NewRef(Py_None);
+        st->shield_outer_source = Py_NewRef(Py_None);
+    }
+    else {
+        st->shield_inner_source = closure_source(code,
+                                                 "_inner_done_callback");
+        st->shield_outer_source = closure_source(code,
+                                                 "_outer_done_callback");
+        Py_DECREF(code);
+        if (st->shield_inner_source == NULL ||
+            st->shield_outer_source == NULL) {
+            return -1;
+        }
+    }
+    return PyModule_AddFunctions(module, shield_methods);
+}
