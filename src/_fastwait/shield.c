@@ -29,7 +29,8 @@
  * `shield.<locals>._inner_done_callback() at .../asyncio/tasks.py:N`; ours
  * carry the same __qualname__ and, as __wrapped__, a function made from the
  * stdlib closure's own code object, which is where asyncio's formatting
- * finds the source location.  Those functions are never called.
+ * finds the source location (those functions are never called), and the
+ * same repr(), which uvloop's messages show.
  */
 #include "state.h"
 
@@ -264,6 +265,18 @@ cb_get_wrapped(PyObject *op, void *closure)
     return Py_NewRef(src);
 }
 
+/* As the stdlib's closures read: uvloop's "Exception in callback ..."
+ * messages show repr(callback). */
+static PyObject *
+cb_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat(
+        "<function shield.<locals>.%s at %p>",
+        Cb_CAST(op)->is_outer ? "_outer_done_callback"
+                              : "_inner_done_callback",
+        op);
+}
+
 static PyGetSetDef cb_getset[] = {
     {"__qualname__", cb_get_qualname, NULL, NULL, NULL},
     {"__name__", cb_get_name, NULL, NULL, NULL},
@@ -286,6 +299,7 @@ static PyType_Slot cb_slots[] = {
     {Py_tp_clear, cb_clear},
     {Py_tp_dealloc, fw_gc_dealloc},
     {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_repr, cb_repr},
     {Py_tp_members, cb_members},
     {Py_tp_getset, cb_getset},
     {0, NULL},
