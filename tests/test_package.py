@@ -90,6 +90,20 @@ def test_gather_has_a_docstring():
         assert not doc.startswith("gather(")
 
 
+def test_shield_is_the_builtin_with_the_stdlib_signature():
+    assert str(inspect.signature(fastwait.shield)) == str(
+        inspect.signature(asyncio.shield)) == "(arg)"
+    if not fastwait.NATIVE:
+        assert fastwait.shield is asyncio.shield
+        return
+    from fastwait import _fastwait
+
+    assert fastwait.shield is _fastwait.shield
+    assert type(fastwait.shield).__name__ == "builtin_function_or_method"
+    assert fastwait.shield.__text_signature__ == "(arg)"
+    assert fastwait.shield.__doc__.strip()
+
+
 def test_version_and_typing_marker():
     assert isinstance(fastwait.__version__, str) and fastwait.__version__
     assert importlib.resources.files("fastwait").joinpath("py.typed").is_file()
@@ -106,7 +120,7 @@ def test_native_names():
 
     assert fastwait.NATIVE_NAMES == {"gather", "wait", "as_completed",
                                      "CompletionQueue", "Timeout", "timeout",
-                                     "timeout_at", "wait_for"}
+                                     "timeout_at", "wait_for", "shield"}
     for name in fastwait.NATIVE_NAMES:
         assert getattr(fastwait, name) is getattr(_fastwait, name), name
     for name in set(PRIMITIVES) - fastwait.NATIVE_NAMES:

@@ -19,7 +19,6 @@ from asyncio import (
     TaskGroup as TaskGroup,
     Timeout as Timeout,
     as_completed as as_completed,
-    shield as shield,
     timeout as timeout,
     timeout_at as timeout_at,
     wait as wait,
@@ -71,6 +70,10 @@ if sys.version_info >= (3, 12):
     _Aw: TypeAlias = Future[_T] | Awaitable[_T]
 else:
     _Aw: TypeAlias = Future[_T] | Generator[Any, None, _T] | Awaitable[_T]
+
+# typeshed (stdlib/asyncio/tasks.pyi, 3.10+): _FutureLike[_T] is
+# Future[_T] | Awaitable[_T].
+def shield(arg: Future[_T] | Awaitable[_T]) -> Future[_T]: ...
 
 # return_exceptions=False (the default): the results themselves.
 @overload

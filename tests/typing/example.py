@@ -80,7 +80,8 @@ async def reexports() -> None:
     assert len(first) == 3 and not pending
     value: int = await fastwait.wait_for(number(7), timeout=10)
     shielded: int = await fastwait.shield(number(8))
-    assert (value, shielded) == (7, 8)
+    outer: asyncio.Future[int] = fastwait.shield(loop.create_task(number(9)))
+    assert (value, shielded, await outer) == (7, 8, 9)
     for fut in fastwait.as_completed(tasks):
         got: int = await fut
         assert got in (0, 1, 2)
@@ -108,7 +109,9 @@ async def rejected() -> None:
     fastwait.gather(number(1), loop=None)  # type: ignore[call-overload]
     not_a_list: list[int] = fastwait.gather(number(1))  # type: ignore[assignment]
     flag: int = fastwait.NATIVE_NAMES  # type: ignore[assignment]
-    del wrong_item, no_exceptions, too_short, not_a_list, flag
+    shield_text: asyncio.Future[str] = fastwait.shield(number(1))  # type: ignore[arg-type]
+    fastwait.shield(1)  # type: ignore[arg-type]
+    del wrong_item, no_exceptions, too_short, not_a_list, flag, shield_text
 
 
 async def main() -> None:
