@@ -487,6 +487,95 @@ async def shield_result(impl):
     assert await impl.shield(suspend_then_ret(4)) == 4
 
 
+@scenario("shield")
+async def shield_pending_task(impl):
+    """await shield(task) of pending tasks, a result each."""
+    loop = asyncio.get_running_loop()
+    for i in range(N):
+        assert await impl.shield(loop.create_task(suspend_then_ret(i))) == i
+
+
+@scenario("shield")
+async def shield_inner_raises(impl):
+    """The inner task raises: the outer gets its exception."""
+    loop = asyncio.get_running_loop()
+    with expect(Boom):
+        await impl.shield(loop.create_task(suspend_then_boom()))
+
+
+@scenario("shield")
+async def shield_inner_cancelled(impl):
+    """The inner task is cancelled: the outer is cancelled."""
+    loop = asyncio.get_running_loop()
+    t = loop.create_task(forever())
+    outer = impl.shield(t)
+    loop.call_soon(t.cancel, "m")
+    with expect(asyncio.CancelledError, ()):
+        await outer
+
+
+@scenario("shield")
+async def shield_waiter_cancelled(impl):
+    """The task awaiting shield() is cancelled; the inner finishes later,
+    with a result and with an exception (awaited afterwards)."""
+    loop = asyncio.get_running_loop()
+    for inner_fn in (suspend_then_ret, lambda i: suspend_then_boom()):
+        gate = loop.create_future()
+
+        async def inner(i, gate=gate, inner_fn=inner_fn):
+            await gate
+            return await inner_fn(i)
+
+        t = loop.create_task(inner(1))
+        waiter = loop.create_task(_await(impl.shield(t)))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with expect(asyncio.CancelledError):
+            await waiter
+        gate.set_result(None)
+        try:
+            await t
+        except Boom:
+            pass
+
+
+async def _await(aw):
+    return await aw
+
+
+@scenario("shield")
+async def shield_outer_cancelled_same_iteration(impl):
+    """The outer is cancelled and the inner fails in the same iteration:
+    the inner callback marks the inner's exception retrieved."""
+    loop = asyncio.get_running_loop()
+    f = loop.create_future()
+    outer = impl.shield(f)
+    outer.cancel()
+    f.set_exception(Boom("b"))
+    await settle()
+    assert outer.cancelled()
+
+
+@scenario("shield")
+async def shield_dropped_pending(impl):
+    """shield() of a future that never completes, everything dropped (the
+    callbacks and the futures form cycles for the gc)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(N):
+        impl.shield(loop.create_future())
+
+
+@scenario("shield")
+async def shield_shortcut_and_errors(impl):
+    """Already-done argument returned itself; a non-awaitable refused."""
+    f = done_future(3)
+    assert impl.shield(f) is f
+    with expect(TypeError):
+        impl.shield(1)
+    with expect(TypeError):
+        impl.shield()
+
+
 @scenario("TaskGroup")
 async def taskgroup_success(impl):
     """TaskGroup whose children return."""
