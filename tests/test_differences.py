@@ -715,3 +715,124 @@ def test_timers_due_at_the_same_instant(impl, vloop):
         assert got == ([("timeout", 1.0, 0), ("future", "set")], [])
     else:
         assert got == want
+def test_shield_callbacks_are_native_objects(impl, loop):
+    """shield()'s done-callbacks are C objects, not the stdlib's closures:
+    no function type, no __code__/__closure__, and they are registered with
+    an empty context instead of a copy of the caller's (they read no
+    context variable).  They carry the closures' names, repr, and (as
+    __wrapped__) a function with the stdlib closure's code object, so every
+    repr that lists them reads as with asyncio (tests/test_shield.py::
+    test_reprs_list_the_stdlib_callbacks)."""
+    import contextvars
+    import inspect
+
+    var = contextvars.ContextVar("var")
+
+    async def main():
+        var.set("set")
+        gate = loop.create_future()
+        t = loop.create_task(asyncio.sleep(0))
+        outer = impl.shield(gate)
+        ((inner_cb, inner_ctx),) = gate._callbacks
+        ((outer_cb, outer_ctx),) = outer._callbacks
+        gate.set_result(None)
+        await outer
+        await t
+        return inner_cb, inner_ctx, outer_cb, outer_ctx
+
+    inner_cb, inner_ctx, outer_cb, outer_ctx = run(loop, main)
+    code = asyncio.tasks.shield.__code__
+    closures = {c.co_name: c for c in code.co_consts if inspect.iscode(c)}
+    for cb, name in ((inner_cb, "_inner_done_callback"),
+                     (outer_cb, "_outer_done_callback")):
+        assert cb.__qualname__ == f"shield.<locals>.{name}"
+        assert cb.__name__ == name
+        assert re.fullmatch(
+            rf"<function shield\.<locals>\.{name} at 0x[0-9a-f]+>",
+            repr(cb)), repr(cb)
+        source = inspect.unwrap(cb)
+        assert inspect.isfunction(source)
+        assert source.__code__ is closures[name]
+        if native(impl):
+            assert not inspect.isfunction(cb)
+            assert type(cb).__name__ == "_ShieldCallback"
+            assert not hasattr(cb, "__code__")
+        else:
+            assert source is cb
+    for ctx in (inner_ctx, outer_ctx):
+        if native(impl):
+            assert var not in ctx and len(ctx) == 0
+        else:
+            assert ctx[var] == "set"
+
+
+def test_shield_debug_mode_source_tracebacks(impl, loop_factory):
+    """In debug mode the outer future, and the task shield() makes of a
+    coroutine, record where they were created.  The stdlib's records end in
+    asyncio/tasks.py (shield, ensure_future); fastwait's end at the caller,
+    which both share."""
+    loop = loop_factory()
+    loop.set_debug(True)
+
+    async def child():
+        await asyncio.sleep(0)
+
+    async def main():
+        f = loop.create_future()
+        outer = impl.shield(f)  # line of interest
+        outer_tb = outer._source_traceback
+        f.set_result(None)
+        await outer
+        s = impl.shield(child())  # line of interest
+        (task,) = [t for t in asyncio.all_tasks()
+                   if t is not asyncio.current_task()]
+        task_tb = task._source_traceback
+        await s
+        return outer_tb, task_tb
+
+    outer_tb, task_tb = run(loop, main)
+    for tb, call in ((outer_tb, "impl.shield(f)"),
+                     (task_tb, "impl.shield(child())")):
+        internal = [f.name for f in tb
+                    if f.filename == asyncio.tasks.__file__]
+        caller = [f for f in tb if f.name == "main"]
+        assert call in caller[-1].line
+        # (An eager task factory adds its own frame of asyncio/tasks.py.)
+        ours = {"shield", "ensure_future", "_ensure_future"} & set(internal)
+        if native(impl):
+            assert ours == set()
+        else:
+            assert "shield" in ours
+
+
+def test_shield_eager_first_step_has_no_python_shield_frames(impl, loop):
+    """With an eager task factory (3.12+) the first step of the task that
+    shield() makes of a coroutine runs inside shield(): the stdlib's stack
+    then passes through shield() and ensure_future() of asyncio/tasks.py;
+    fastwait's C shield() has no frames.  Without eager start the step runs
+    from the loop in both."""
+    import sys
+
+    eager = sys.version_info >= (3, 12)
+    if eager:
+        loop.set_task_factory(conftest._eager_factory_for(loop))
+    seen = []
+
+    async def child():
+        frame = sys._getframe(1)
+        names = []
+        while frame is not None:
+            if frame.f_code.co_filename == asyncio.tasks.__file__:
+                names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        seen.append(names)
+        await asyncio.sleep(0)
+
+    async def main():
+        await impl.shield(child())
+
+    run(loop, main)
+    if eager and not native(impl):
+        assert "shield" in seen[0] and "ensure_future" in seen[0]
+    else:
+        assert "shield" not in seen[0] and "ensure_future" not in seen[0]
