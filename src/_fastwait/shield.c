@@ -200,18 +200,20 @@ static int
 outer_done(ShieldCallback *self)
 {
     fw_state *st = self->st;
-    PyObject *inner_cb = self->other;
-    if (inner_cb == NULL) {
+    if (self->other == NULL) {
         return 0; /* cleared by the GC */
     }
+    PyObject *inner_cb = Py_NewRef(self->other);
+    PyObject *inner = Py_NewRef(self->target);
     /* The inner callback no longer needs to drop us (see inner_done). */
     Py_CLEAR(Cb_CAST(inner_cb)->other);
-    PyObject *inner = self->target;
-    int done = fw_fut_bool(st, inner, FW_DONE);
-    if (done != 0) {
-        return done < 0 ? -1 : 0;
+    int r = fw_fut_bool(st, inner, FW_DONE);
+    if (r == 0) {
+        r = fw_remove_done_callback(st, inner, inner_cb);
     }
-    return fw_remove_done_callback(st, inner, inner_cb);
+    Py_DECREF(inner);
+    Py_DECREF(inner_cb);
+    return r < 0 ? -1 : 0;
 }
 
 static PyObject *
