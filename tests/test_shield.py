@@ -136,7 +136,7 @@ async def await_shield(sc, arg, name="main"):
     if outer is not arg:
         watch(sc, outer, "outer")
     sc(f"{name}:shield-returned", "arg" if outer is arg else "new",
-       sc.state(outer))
+       type(outer).__name__, sc.state(outer))
     try:
         r = await outer
     except BaseException as e:
@@ -390,6 +390,42 @@ def test_cancelled_plain_future_inner(impl, loop):
         assert outer.cancelled()
 
     run(loop, main)
+
+
+@pytest.mark.parametrize("how", ["result", "exception", "waiter-cancelled"])
+def test_loop_whose_create_future_is_pure_python(impl, how):
+    """A loop whose create_future() returns a pure-Python future: the outer
+    is that future, and the outer callback runs as in asyncio."""
+
+    def scenario(sc):
+        sc.loop.create_future = lambda: PyFuture(loop=sc.loop)
+
+        async def main():
+            gate = sc.loop.create_future()
+            t = sc.loop.create_task(child(
+                sc, "inner", gate=gate, result="r",
+                exc=Boom("x") if how == "exception" else None))
+            sc.label(t, "inner")
+            watch(sc, t, "inner")
+            w = sc.loop.create_task(await_shield(sc, t, "waiter"))
+            for _ in range(2):
+                await asyncio.sleep(0)
+            if how == "waiter-cancelled":
+                w.cancel()
+            gate.set_result(None)
+            for _ in range(4):
+                await asyncio.sleep(0)
+            finals(sc, t)
+            del t, w, gate
+
+        try:
+            sc.run(main)
+        finally:
+            del sc.loop.create_future
+
+    trace = sparity(impl, scenario)
+    if how != "waiter-cancelled":
+        assert when(trace, "outer:done") == when(trace, "inner:done") + 1
 
 
 @pytest.mark.parametrize("late", ["result", "exception", "cancel"])
