@@ -336,39 +336,11 @@ cb_new(fw_state *st, PyObject *target, int is_outer)
 /* ------------------------------------------------------------------ */
 /* shield() */
 
-/* ensure_future(arg) with no loop (3.11: _ensure_future).  Native
- * coroutines take the direct road (get_event_loop, create_task, close on
- * a RuntimeError); everything else goes through the stdlib's function, for
- * its awaitable wrapping and its TypeError. */
-static PyObject *
-shield_ensure_future(fw_state *st, PyObject *arg)
-{
-    /* isfuture() is false for a native coroutine (its type cannot get a
-     * _asyncio_future_blocking attribute): skip the class lookup, whose
-     * AttributeError is costly before 3.13. */
-    if (!PyCoro_CheckExact(arg)) {
-        int isfut = fw_isfuture(st, arg);
-        if (isfut != 0) {
-            return isfut < 0 ? NULL : Py_NewRef(arg);
-        }
-        return PyObject_CallOneArg(st->ensure_future, arg);
-    }
-    PyObject *loop = PyObject_CallNoArgs(st->get_event_loop);
-    if (loop == NULL) {
-        return NULL;
-    }
-    PyObject *task = PyObject_CallMethodOneArg(loop, st->str_create_task, arg);
-    Py_DECREF(loop);
-    if (task == NULL) {
-        fw_close_unscheduled(st, arg);
-    }
-    return task;
-}
-
 static PyObject *
 shield_impl(fw_state *st, PyObject *arg)
 {
-    PyObject *inner = shield_ensure_future(st, arg);
+    /* inner = ensure_future(arg) (3.11: _ensure_future) */
+    PyObject *inner = fw_ensure_future(st, arg, NULL);
     if (inner == NULL) {
         return NULL;
     }
