@@ -287,6 +287,18 @@ def taskgroup_tasks(child):
     return make
 
 
+def taskgroup_empty(impl):
+    TaskGroup = impl.TaskGroup
+
+    async def run(loop, n, arg):
+        for i in range(n):
+            async with TaskGroup():
+                pass
+        return n - 1
+
+    return run
+
+
 def as_completed_tasks(child):
     def make(impl):
         as_completed = impl.as_completed
@@ -547,6 +559,15 @@ CASES += [
         max_n=1_000,  # the stdlib's loop is quadratic
     ),
     Case(
+        name="taskgroup/return",
+        primitive="TaskGroup",
+        description="async with TaskGroup() as tg: tg.create_task(c) ...; "
+        "children never suspend",
+        floor=floor_tasks(child_return),
+        make=taskgroup_tasks(child_return),
+        check=check_tasks,
+    ),
+    Case(
         name="taskgroup/sleep0",
         primitive="TaskGroup",
         description="async with TaskGroup() as tg: tg.create_task(c) ...; "
@@ -554,6 +575,16 @@ CASES += [
         floor=floor_tasks(child_sleep0),
         make=taskgroup_tasks(child_sleep0),
         check=check_tasks,
+    ),
+    Case(
+        name="taskgroup/empty",
+        primitive="TaskGroup",
+        description="N times: async with TaskGroup(): pass; "
+        "floor: await c()",
+        floor=floor_sequential_await,
+        make=taskgroup_empty,
+        check=check_last_index,
+        max_n=10_000,
     ),
     Case(
         name="as_completed/sleep0",

@@ -836,3 +836,135 @@ def test_shield_eager_first_step_has_no_python_shield_frames(impl, loop):
         assert "shield" in seen[0] and "ensure_future" in seen[0]
     else:
         assert "shield" not in seen[0] and "ensure_future" not in seen[0]
+
+
+# ---------------------------------------------------------------------------
+# TaskGroup
+# ---------------------------------------------------------------------------
+
+def _tg_wraps(impl, loop):
+    return conftest.fastwait_wraps_children(impl, loop)
+
+
+def test_taskgroup_private_attributes_are_absent(impl):
+    """asyncio's private TaskGroup state (_tasks, _errors, _on_task_done,
+    _parent_task, ...) is not part of the contract; fastwait's C TaskGroup
+    has none of it.  Public behaviour (repr, create_task, async with) is
+    the stdlib's."""
+    tg = impl.TaskGroup()
+    names = ("_tasks", "_errors", "_on_task_done", "_parent_task",
+             "_entered", "_exiting", "_aborting", "_loop", "_base_error",
+             "_on_completed_fut", "_parent_cancel_requested", "_abort",
+             "_is_base_error")
+    present = [n for n in names if hasattr(tg, n)]
+    if impl is asyncio or not impl.NATIVE:
+        assert present == list(names)
+    else:
+        assert present == []
+
+
+def test_taskgroup_no_idle_iteration_for_bookkeeping(impl, vloop):
+    """Difference #4 for TaskGroup: a wrapped child that finishes while
+    others still run, and does not fail, needs no done-callback; when the
+    loop is otherwise idle, asyncio spends an iteration on that callback
+    and fastwait does not.  Times and the order of events are the same."""
+
+    def observe(mod):
+        log = []
+
+        async def child(delay):
+            await asyncio.sleep(delay)
+            log.append((delay, vloop.time() - t0, vloop.fw_iteration - i0))
+
+        async def main():
+            async with mod.TaskGroup() as tg:
+                for d in (1, 2, 3):
+                    tg.create_task(child(d))
+            log.append(("exit", vloop.time() - t0, vloop.fw_iteration - i0))
+
+        t0 = vloop.time()
+        i0 = vloop.fw_iteration
+        run(vloop, main)
+        return log
+
+    want = observe(asyncio)
+    got = observe(impl)
+    assert [e[:2] for e in got] == [e[:2] for e in want] == [
+        (1, 1.0), (2, 2.0), (3, 3.0), ("exit", 3.0)]
+    skipped = [0, 1, 2, 2] if _tg_wraps(impl, vloop) else [0, 0, 0, 0]
+    assert [w[2] - g[2] for g, w in zip(got, want)] == skipped
+
+
+def test_taskgroup_repr_count_while_exiting(impl, loop):
+    """While the parent waits in __aexit__, a wrapped child that finishes
+    (not the last one, and without failing) leaves the group's count at
+    once: repr()'s tasks=N can be one lower than asyncio's until asyncio's
+    done-callback for that child has run (at most one loop iteration).
+    Whether the group waits, when it wakes, create_task's "is finished"
+    check and every other event are the stdlib's: the child that brings
+    the count to zero is always processed by a callback, in asyncio's
+    iteration.  (Before __aexit__, and after an error, the count is
+    exact.)"""
+
+    def observe(mod):
+        log = []
+
+        async def main():
+            async with mod.TaskGroup() as tg:
+                async def quick():
+                    await asyncio.sleep(0)
+
+                async def slow():
+                    for _ in range(2):
+                        await asyncio.sleep(0)
+                    log.append(repr(tg))
+
+                tg.create_task(slow())
+                tg.create_task(quick())
+            log.append(repr(tg))
+
+        run(loop, main)
+        return log
+
+    want = observe(asyncio)
+    got = observe(impl)
+    assert want == ["<TaskGroup tasks=2 entered>", "<TaskGroup entered>"]
+    if _tg_wraps(impl, loop):
+        assert got == ["<TaskGroup tasks=1 entered>", "<TaskGroup entered>"]
+    else:
+        assert got == want
+
+
+def test_taskgroup_child_repr_has_no_group_callback(impl, loop):
+    """Difference #1 for TaskGroup: a wrapped child has no done-callback
+    from the group, so its repr lacks asyncio's
+    cb=[TaskGroup._on_task_done()]; a child watched with a callback (custom
+    task factory) shows the same text as asyncio's bound method."""
+
+    def observe(mod, factory):
+        loop.set_task_factory(factory)
+
+        async def child():
+            await asyncio.sleep(0)
+
+        async def main():
+            async with mod.TaskGroup() as tg:
+                t = tg.create_task(child())
+                return repr(t)
+
+        try:
+            return run(loop, main), _tg_wraps(mod, loop)
+        finally:
+            loop.set_task_factory(None)
+
+    def plain_factory(loop, coro, **kwargs):
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    for factory in (loop.get_task_factory(), plain_factory):
+        want, _ = observe(asyncio, factory)
+        got, wrapped = observe(impl, factory)
+        assert "cb=[TaskGroup._on_task_done()]" in want
+        if wrapped:
+            assert "cb=[" not in got
+        else:
+            assert "cb=[TaskGroup._on_task_done()]" in got

@@ -120,8 +120,21 @@ def test_native_names():
 
     assert fastwait.NATIVE_NAMES == {"gather", "wait", "as_completed",
                                      "CompletionQueue", "Timeout", "timeout",
-                                     "timeout_at", "wait_for", "shield"}
+                                     "timeout_at", "wait_for", "shield",
+                                     "TaskGroup"}
     for name in fastwait.NATIVE_NAMES:
         assert getattr(fastwait, name) is getattr(_fastwait, name), name
     for name in set(PRIMITIVES) - fastwait.NATIVE_NAMES:
         assert getattr(fastwait, name) is getattr(asyncio, name), name
+
+
+def test_taskgroup_signatures():
+    for meth in ("create_task", "__aexit__", "__aenter__"):
+        got = inspect.signature(getattr(fastwait.TaskGroup, meth))
+        want = inspect.signature(getattr(asyncio.TaskGroup, meth))
+        # A builtin method's self is positional-only (difference #2).
+        assert list(got.parameters)[0] == "self"
+        assert (list(got.parameters.values())[1:] ==
+                list(want.parameters.values())[1:]), meth
+    assert inspect.signature(fastwait.TaskGroup) == inspect.signature(
+        asyncio.TaskGroup)

@@ -1,13 +1,11 @@
 """fastwait: native (C) drop-in replacements for asyncio's waiting primitives.
 
 ``fastwait.gather``, ``fastwait.wait``, ``fastwait.as_completed``,
-``fastwait.shield``, the timeouts and ``fastwait.wait_for`` are implemented
-in C (``fastwait._fastwait``); they behave exactly like their :mod:`asyncio`
-namesakes of the running interpreter, only faster (``as_completed`` also
-offers 3.13's ``async for`` on 3.11 and 3.12).
-The other primitives are re-exported from :mod:`asyncio` until their native
-versions land, so ``import fastwait as asyncio_waits`` is already a complete
-drop-in set.  ``fastwait.CompletionQueue`` goes beyond the stdlib: it hands
+``fastwait.shield``, ``fastwait.TaskGroup``, the timeouts and
+``fastwait.wait_for`` are implemented in C (``fastwait._fastwait``); they
+behave exactly like their :mod:`asyncio` namesakes of the running
+interpreter, only faster (``as_completed`` also offers 3.13's ``async for``
+on 3.11 and 3.12).  ``fastwait.CompletionQueue`` goes beyond the stdlib: it hands
 out futures and tasks as they complete, O(1) per addition and per
 completion (the fix for the quadratic ``wait(FIRST_COMPLETED)`` loop).
 
@@ -23,7 +21,6 @@ from asyncio import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
     FIRST_EXCEPTION,
-    TaskGroup,
 )
 
 __version__ = "0.1.0"
@@ -50,6 +47,7 @@ if (
     or _os.environ.get("FASTWAIT_NO_EXTENSIONS", "") not in ("", "0")
 ):
     from asyncio import (
+        TaskGroup,
         Timeout,
         as_completed,
         gather,
@@ -66,6 +64,7 @@ if (
 else:
     from ._fastwait import (
         CompletionQueue,
+        TaskGroup,
         Timeout,
         as_completed,
         gather,
@@ -84,6 +83,7 @@ NATIVE_NAMES = (
     frozenset({
         "gather", "wait", "as_completed", "CompletionQueue",
         "Timeout", "timeout", "timeout_at", "wait_for", "shield",
+        "TaskGroup",
     })
     if NATIVE
     else frozenset()

@@ -6,8 +6,10 @@
 # returning a tuple, then a variadic one returning a list; first with
 # return_exceptions: Literal[False], then with return_exceptions: bool, where
 # every element may also be a BaseException).  Keep them in step when typeshed
-# changes.  The other names are the stdlib's own objects, or native versions
-# with the same signatures, so they are re-exported from asyncio's stubs.
+# changes.  TaskGroup is declared here with typeshed's public signatures
+# (its private attributes do not exist in the C class).  The other names are
+# the stdlib's own objects, or native versions with the same signatures, so
+# they are re-exported from asyncio's stubs.
 # tests/typing/example.py checks these stubs with mypy --strict.
 
 import sys
@@ -16,7 +18,7 @@ from asyncio import (
     FIRST_COMPLETED as FIRST_COMPLETED,
     FIRST_EXCEPTION as FIRST_EXCEPTION,
     Future,
-    TaskGroup as TaskGroup,
+    Task,
     Timeout as Timeout,
     as_completed as as_completed,
     timeout as timeout,
@@ -24,11 +26,18 @@ from asyncio import (
     wait as wait,
     wait_for as wait_for,
 )
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Coroutine,
+    Generator,
+    Iterable,
+)
+from contextvars import Context
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, TypeVar, final, overload
 
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 __all__ = (
     "ALL_COMPLETED",
@@ -159,6 +168,33 @@ def gather(
 def gather(
     *coros_or_futures: _Aw[_T], return_exceptions: bool
 ) -> Future[list[_T | BaseException]]: ...
+
+# typeshed's asyncio._CoroutineLike
+if sys.version_info >= (3, 12):
+    _CoroutineLike: TypeAlias = Coroutine[Any, Any, _T]
+else:
+    _CoroutineLike: TypeAlias = Generator[Any, None, _T] | Coroutine[Any, Any, _T]
+
+# A C class with its own instance layout (PEP 800).
+@disjoint_base
+class TaskGroup:
+    """Asynchronous context manager for managing groups of tasks."""
+
+    def __init__(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def create_task(
+        self,
+        coro: _CoroutineLike[_T],
+        *,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> Task[_T]: ...
 
 @final
 class CompletionQueue:

@@ -71,7 +71,7 @@ child_report(ChildObject *self, PyObject *value)
     if (value == NULL) {
         exc = fw_err_fetch();
     }
-    if (self->finish(owner, self->index, value) < 0) {
+    if (self->finish(owner, self->index, value, exc) < 0) {
         /* Nothing sensible can be raised from inside the child's Task
          * step without changing the child's outcome. */
         PyErr_WriteUnraisable(owner);

@@ -215,7 +215,8 @@ static PyMethodDef cq_on_done_def = {
 /* A coroutine the queue wrapped finished, inside its task's step: the
  * running task is the child. */
 static int
-cq_child_finished(PyObject *owner, Py_ssize_t index, PyObject *value)
+cq_child_finished(PyObject *owner, Py_ssize_t index, PyObject *value,
+                  PyObject *Py_UNUSED(exc))
 {
     CQ *self = CQ_CAST(owner);
     PyObject *task = PyObject_CallOneArg(self->st->current_task, self->loop);

@@ -531,7 +531,8 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
 
 /* A wrapped child's coroutine finished (value != NULL: it returned). */
 static int
-core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value)
+core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
+                      PyObject *Py_UNUSED(exc))
 {
     GatherCore *self = Core_CAST(owner);
     fw_state *st = self->st;

@@ -216,7 +216,17 @@ static const char signatures_src[] =
     "        fut.cancel()\n"
     "        await waiter\n"
     "    finally:\n"
-    "        fut.remove_done_callback(cb)\n";
+    "        fut.remove_done_callback(cb)\n"
+    "class TaskGroup:\n"
+    "    def __init__(self): pass\n"
+    "    def __aenter__(self): pass\n"
+    "    def __aexit__(self, et, exc, tb): return (et, exc, tb)\n"
+    "    def create_task(self, coro, *, name=None, context=None):\n"
+    "        return (coro, name, context)\n"
+    "tg_init = TaskGroup.__init__\n"
+    "tg_aenter = TaskGroup.__aenter__\n"
+    "tg_aexit = TaskGroup.__aexit__\n"
+    "tg_create_task = TaskGroup.create_task\n";
 
 PyObject *
 fw_signature_error(fw_state *st, const char *name, PyObject *self,
@@ -335,8 +345,8 @@ fw_register_coroutine_type(PyTypeObject *tp)
 /* Is create_task of this loop type one whose behaviour with a factory of
  * None is "Task(coro, loop=loop)"?  asyncio's BaseEventLoop and uvloop's
  * Loop qualify unless a subclass overrides create_task. */
-static int
-loop_type_known(fw_state *st, PyTypeObject *tp)
+int
+fw_loop_type_known(fw_state *st, PyTypeObject *tp)
 {
     PyObject *cached = PyDict_GetItemWithError(st->loop_type_cache,
                                                (PyObject *)tp);
@@ -385,7 +395,7 @@ loop_type_known(fw_state *st, PyTypeObject *tp)
 int
 fw_loop_runs_wrappers(fw_state *st, PyObject *loop)
 {
-    int known = loop_type_known(st, Py_TYPE(loop));
+    int known = fw_loop_type_known(st, Py_TYPE(loop));
     if (known <= 0) {
         return known;
     }
@@ -428,7 +438,10 @@ module_exec(PyObject *module)
 
     if ((st->kw_msg = Py_BuildValue("(s)", "msg")) == NULL ||
         (st->kw_context = Py_BuildValue("(s)", "context")) == NULL ||
-        (st->kw_loop = Py_BuildValue("(s)", "loop")) == NULL) {
+        (st->kw_loop = Py_BuildValue("(s)", "loop")) == NULL ||
+        (st->kw_name = Py_BuildValue("(s)", "name")) == NULL ||
+        (st->kw_name_context = Py_BuildValue("(ss)", "name", "context")) ==
+            NULL) {
         return -1;
     }
 
@@ -494,6 +507,15 @@ module_exec(PyObject *module)
             NULL) {
         return -1;
     }
+    if (Py_Version < 0x030D0000) {
+        if ((st->set_task_name = import_attr("asyncio.tasks",
+                                             "_set_task_name")) == NULL) {
+            return -1;
+        }
+    }
+    else {
+        st->set_task_name = Py_NewRef(Py_None);
+    }
     if (v312) {
         if ((st->eager_task_factory =
                  import_attr("asyncio.tasks", "eager_task_factory")) == NULL) {
@@ -526,8 +548,11 @@ module_exec(PyObject *module)
     }
     st->base_create_task = PyObject_GetAttr(base_loop, st->str_create_task);
     st->base_call_at = PyObject_GetAttr(base_loop, st->str_call_at);
+    st->base_get_task_factory = PyObject_GetAttr(base_loop,
+                                                 st->str_get_task_factory);
     Py_DECREF(base_loop);
     if (st->base_create_task == NULL || st->base_call_at == NULL ||
+        st->base_get_task_factory == NULL ||
         (st->round = import_attr("builtins", "round")) == NULL ||
         (st->ExceptionGroup = import_attr("builtins", "ExceptionGroup")) ==
             NULL) {
@@ -565,7 +590,7 @@ module_exec(PyObject *module)
         fw_completion_init(module, st) < 0 ||
         fw_as_completed_init(module, st) < 0 ||
         fw_timeout_init(module, st) < 0 || fw_wait_for_init(module, st) < 0 ||
-        fw_shield_init(module, st) < 0) {
+        fw_shield_init(module, st) < 0 || fw_taskgroup_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -586,6 +611,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->ensure_future);
     Py_VISIT(st->eager_task_factory);
     Py_VISIT(st->base_create_task);
+    Py_VISIT(st->base_get_task_factory);
     Py_VISIT(st->loop_type_cache);
     Py_VISIT(st->signatures);
     Py_VISIT(st->empty_context);
@@ -621,6 +647,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->task_uncancel);
     Py_VISIT(st->schedulers);
     Py_VISIT(st->timer_loop_types);
+    Py_VISIT(st->TaskGroupType);
+    Py_VISIT(st->TaskGroupCallbackType);
+    Py_VISIT(st->set_task_name);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_VISIT(st->future_methods[m]);
         Py_VISIT(st->task_methods[m]);
@@ -643,6 +672,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->ensure_future);
     Py_CLEAR(st->eager_task_factory);
     Py_CLEAR(st->base_create_task);
+    Py_CLEAR(st->base_get_task_factory);
     Py_CLEAR(st->loop_type_cache);
     Py_CLEAR(st->signatures);
     Py_CLEAR(st->empty_context);
@@ -679,6 +709,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->schedulers);
     Py_CLEAR(st->timer_loop_types);
     st->last_scheduler = NULL;
+    Py_CLEAR(st->TaskGroupType);
+    Py_CLEAR(st->TaskGroupCallbackType);
+    Py_CLEAR(st->set_task_name);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);
         Py_CLEAR(st->task_methods[m]);
@@ -686,6 +719,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->kw_msg);
     Py_CLEAR(st->kw_context);
     Py_CLEAR(st->kw_loop);
+    Py_CLEAR(st->kw_name);
+    Py_CLEAR(st->kw_name_context);
+    Py_CLEAR(st->kw_loop_name_context);
 #define FW_CLEAR(field, text) Py_CLEAR(st->field);
     FW_NAMES(FW_CLEAR)
 #undef FW_CLEAR

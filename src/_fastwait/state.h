@@ -31,6 +31,10 @@
     X(str_exception, "exception")                                       \
     X(str_get_loop, "get_loop")                                         \
     X(str_get_task_factory, "get_task_factory")                         \
+    X(str_task_factory_attr, "_task_factory")                           \
+    X(str_closed_attr, "_closed")                                       \
+    X(str_name, "name")                                                 \
+    X(str_context, "context")                                           \
     X(str_loop_attr, "_loop")                                           \
     X(str_log_destroy_pending, "_log_destroy_pending")                  \
     X(str_make_cancelled_error, "_make_cancelled_error")                \
@@ -78,6 +82,8 @@ typedef struct {
     PyTypeObject *ReleaseType;         /* timeout.c: _release_waiter */
     PyTypeObject *WaitForStateType;    /* wait_for.c */
     PyTypeObject *ShieldCallbackType;  /* shield.c */
+    PyTypeObject *TaskGroupType;         /* taskgroup.c */
+    PyTypeObject *TaskGroupCallbackType; /* taskgroup.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -95,6 +101,7 @@ typedef struct {
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
     PyObject *FIRST_COMPLETED, *FIRST_EXCEPTION, *ALL_COMPLETED;
     PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
+    PyObject *base_get_task_factory; /* BaseEventLoop.get_task_factory */
     PyObject *loop_type_cache;   /* dict: loop type -> bool (create_task known) */
     PyObject *empty_context;     /* contextvars.Context() for our callbacks */
     PyObject *signatures;        /* dict: Python functions with our
@@ -123,6 +130,10 @@ typedef struct {
     PyObject *kw_msg;     /* ("msg",) */
     PyObject *kw_context; /* ("context",) */
     PyObject *kw_loop;    /* ("loop",) */
+    PyObject *kw_name;    /* ("name",) */
+    PyObject *kw_name_context; /* ("name", "context") */
+    PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
+    PyObject *set_task_name;   /* tasks._set_task_name (3.11/3.12) or None */
 
 #define FW_NAME_FIELD(field, text) PyObject *field;
     FW_NAMES(FW_NAME_FIELD)
@@ -184,6 +195,7 @@ PyObject *fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
 int fw_release_timer_cancel(fw_state *st, PyObject *timer);
 /* functools.partial(_release_waiter, waiter) as a C callable. */
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
+int fw_taskgroup_init(PyObject *module, fw_state *st);
 
 /* ---- coro.c: native coroutine objects.
  *
@@ -232,9 +244,11 @@ PyObject *fw_make_thrown(PyObject *const *args, Py_ssize_t nargs);
  * coroutine and calls `finish` the moment the coroutine returns or raises,
  * inside the child task's own step (no done-callback, no extra loop
  * iteration).  `value` is the returned object, or NULL when the coroutine
- * raised (the exception is then set and must be left set). */
+ * raised; `exc` (borrowed) is then the exception it raised.  No error is
+ * set while `finish` runs: the wrapper holds the coroutine's exception and
+ * puts it back afterwards. */
 typedef int (*fw_finish_fn)(PyObject *owner, Py_ssize_t index,
-                            PyObject *value);
+                            PyObject *value, PyObject *exc);
 
 PyObject *fw_child_new(fw_state *st, PyObject *coro, PyObject *owner,
                        Py_ssize_t index, fw_finish_fn finish);
@@ -399,5 +413,8 @@ int fw_register_coroutine_type(PyTypeObject *tp);
  * Then a task created from a fastwait wrapper runs exactly that wrapper.
  * -1 error, 0/1. */
 int fw_loop_runs_wrappers(fw_state *st, PyObject *loop);
+/* The first half of that: is the loop type's create_task asyncio's or
+ * uvloop's (not overridden)?  -1 error, 0/1. */
+int fw_loop_type_known(fw_state *st, PyTypeObject *tp);
 
 #endif /* FASTWAIT_STATE_H */

@@ -1,0 +1,1406 @@
+/* TaskGroup
+ *
+ * Same observable behaviour as asyncio.TaskGroup of the running interpreter
+ * (asyncio/taskgroups.py of 3.11.7, 3.12.1, 3.13.0).  The stdlib keeps the
+ * children whose done-callback (_on_task_done) has not run yet in a set;
+ * that set's size is what __aexit__ waits on, what create_task's "is
+ * finished" check and repr() read.  Here the children live in two places:
+ *
+ * Wrapped children -- a native coroutine on a loop whose create_task runs
+ *   our CoroutineWrapper as is (child.c): the group learns of the
+ *   completion inside the child's last step, with no done-callback.  The
+ *   stdlib's _on_task_done is emulated by a loop callback scheduled at that
+ *   moment (so it runs in the same loop iteration as the stdlib's would)
+ *   only when it could change something:
+ *     - the child failed (errors, abort, the parent's cancellation);
+ *     - the parent is not waiting in __aexit__ (its decision to wait, and
+ *       create_task's "is finished" check, read the exact count);
+ *     - it is the last unfinished child (the one whose callback wakes the
+ *       parent; callbacks run first in, first out, so the earlier silent
+ *       completions are all processed by then in the stdlib too).
+ *   Any other completion is bookkeeping only: while the parent waits, the
+ *   count falls at the completion instead of one iteration later, which
+ *   only repr() can see.
+ *
+ * Callback children -- anything else (custom task factory, third-party
+ *   loop, other awaitables): the stdlib's algorithm, a set and one C
+ *   done-callback per child.
+ *
+ * The eager start of 3.12+ runs a wrapped child's first step inside
+ * loop.create_task; a child that finishes there is handled like the
+ * stdlib's "already done" shortcut (3.12.1 and 3.13.0 process it at once).
+ */
+#include "state.h"
+
+#if PY_VERSION_HEX < 0x030C0000
+#  include <structmember.h>
+#  define Py_T_PYSSIZET T_PYSSIZET
+#  define Py_T_OBJECT_EX T_OBJECT_EX
+#  define Py_READONLY READONLY
+#endif
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict;
+    PyObject *weakreflist;
+    fw_state *st;
+    PyObject *loop;
+    PyObject *parent_task; /* strong; after an __aexit__ that raised (or
+                              got an exception), a weak reference in
+                              parent_weak instead */
+    PyObject *parent_weak;
+    PyObject *tasks;  /* set of callback children not yet processed, or
+                         NULL when empty and never used */
+    PyObject **slots; /* wrapped children: the live Task; Py_None while
+                         loop.create_task runs; Py_False when the child
+                         finished inside it; NULL when free */
+    Py_ssize_t nslots, slots_cap;
+    Py_ssize_t *free_slots;
+    Py_ssize_t nfree;
+    Py_ssize_t nlive;      /* wrapped children stored and not finished */
+    Py_ssize_t nscheduled; /* wrapped completions whose processing is
+                              scheduled and has not run */
+    PyObject *errors;      /* list, NULL = [] not created yet */
+    PyObject *base_error;
+    PyObject *on_completed_fut;
+    PyObject *callback;    /* TaskGroupCallback, while children may call */
+    PyObject *exit_propagate; /* __aexit__'s propagate_cancellation_error */
+    char exit_waiting;     /* __aexit__ awaits on_completed_fut */
+    char loop_kind;        /* 0 not decided, -1 unknown loop type, 1
+                              asyncio's loop (factory in _task_factory), 2
+                              known loop (ask get_task_factory()) */
+    char errors_none;      /* the stdlib's `self._errors = None` happened */
+    char entered;
+    char exiting;
+    char aborting;
+    char parent_cancel_requested;
+} TaskGroupObject;
+
+#define TG_CAST(op) ((TaskGroupObject *)(op))
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *group;
+} TGCallback;
+
+
+static Py_ssize_t
+tg_ntasks(TaskGroupObject *self)
+{
+    return self->nlive + self->nscheduled +
+           (self->tasks != NULL ? PySet_GET_SIZE(self->tasks) : 0);
+}
+
+static Py_ssize_t
+tg_nerrors(TaskGroupObject *self)
+{
+    return self->errors != NULL ? PyList_GET_SIZE(self->errors) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* repr and the RuntimeErrors that quote it */
+
+static PyObject *
+tg_repr(PyObject *op)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    char buf[128];
+    size_t n = 0;
+    Py_ssize_t ntasks = tg_ntasks(self);
+    Py_ssize_t nerrors = tg_nerrors(self);
+    n += (size_t)PyOS_snprintf(buf + n, sizeof(buf) - n, "<TaskGroup");
+    if (ntasks) {
+        n += (size_t)PyOS_snprintf(buf + n, sizeof(buf) - n, " tasks=%zd",
+                                   ntasks);
+    }
+    if (nerrors) {
+        n += (size_t)PyOS_snprintf(buf + n, sizeof(buf) - n, " errors=%zd",
+                                   nerrors);
+    }
+    if (self->aborting) {
+        n += (size_t)PyOS_snprintf(buf + n, sizeof(buf) - n, " cancelling");
+    }
+    else if (self->entered) {
+        n += (size_t)PyOS_snprintf(buf + n, sizeof(buf) - n, " entered");
+    }
+    PyOS_snprintf(buf + n, sizeof(buf) - n, ">");
+    return PyUnicode_FromString(buf);
+}
+
+/* RuntimeError(f"TaskGroup {self!r} <what>"); always NULL. */
+static PyObject *
+tg_runtime_error(PyObject *self, const char *what)
+{
+    PyObject *r = PyObject_Repr(self);
+    if (r != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "TaskGroup %U %s", r, what);
+        Py_DECREF(r);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* _abort() and _on_task_done() */
+
+/* self._parent_task: a new reference, or NULL (None) without an error. */
+static PyObject *
+tg_parent(TaskGroupObject *self)
+{
+    if (self->parent_task != NULL) {
+        return Py_NewRef(self->parent_task);
+    }
+    if (self->parent_weak != NULL) {
+        PyObject *p = PyObject_CallNoArgs(self->parent_weak);
+        if (p == Py_None) {
+            Py_DECREF(p);
+            return NULL;
+        }
+        if (p == NULL) {
+            PyErr_Clear();
+        }
+        return p;
+    }
+    return NULL;
+}
+
+static int
+is_base_error(PyObject *exc)
+{
+    return PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+           PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
+}
+
+static int
+tg_abort(TaskGroupObject *self)
+{
+    fw_state *st = self->st;
+    self->aborting = 1;
+    /* A snapshot: cancel() may call back into Python. */
+    PyObject *todo = PyList_New(0);
+    if (todo == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->nslots; i++) {
+        PyObject *t = self->slots[i];
+        if (t != NULL && t != Py_None && t != Py_False &&
+            PyList_Append(todo, t) < 0) {
+            goto fail;
+        }
+    }
+    if (self->tasks != NULL) {
+        PyObject *it = PyObject_GetIter(self->tasks);
+        if (it == NULL) {
+            goto fail;
+        }
+        PyObject *t;
+        while ((t = PyIter_Next(it)) != NULL) {
+            int r = PyList_Append(todo, t);
+            Py_DECREF(t);
+            if (r < 0) {
+                Py_DECREF(it);
+                goto fail;
+            }
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) {
+            goto fail;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(todo); i++) {
+        PyObject *t = PyList_GET_ITEM(todo, i);
+        int done = fw_fut_bool(st, t, FW_DONE);
+        if (done < 0) {
+            goto fail;
+        }
+        if (!done) {
+            PyObject *r = PyObject_CallMethodNoArgs(t, st->str_cancel);
+            if (r == NULL) {
+                goto fail;
+            }
+            Py_DECREF(r);
+        }
+    }
+    Py_DECREF(todo);
+    return 0;
+fail:
+    Py_DECREF(todo);
+    return -1;
+}
+
+/* The stdlib's _on_task_done(task).  `wrapped`: a wrapped child's
+ * scheduled processing (counted in nscheduled) rather than a member of the
+ * set. */
+static int
+tg_on_task_done(TaskGroupObject *self, PyObject *task, int wrapped)
+{
+    fw_state *st = self->st;
+    if (wrapped) {
+        self->nscheduled--;
+    }
+    else if (self->tasks != NULL && PySet_Discard(self->tasks, task) < 0) {
+        return -1;
+    }
+    if (self->on_completed_fut != NULL && tg_ntasks(self) == 0) {
+        PyObject *fut = Py_NewRef(self->on_completed_fut);
+        int done = fw_fut_bool(st, fut, FW_DONE);
+        if (done == 0) {
+            PyObject *r = PyObject_CallMethodOneArg(fut, st->str_set_result,
+                                                    Py_True);
+            Py_XDECREF(r);
+            done = r == NULL ? -1 : 1;
+        }
+        Py_DECREF(fut);
+        if (done < 0) {
+            return -1;
+        }
+    }
+    int cancelled = fw_fut_bool(st, task, FW_CANCELLED);
+    if (cancelled != 0) {
+        return cancelled < 0 ? -1 : 0;
+    }
+    PyObject *exc = fw_fut_call(st, task, FW_EXCEPTION);
+    if (exc == NULL) {
+        return -1;
+    }
+    if (exc == Py_None) {
+        Py_DECREF(exc);
+        return 0;
+    }
+    if (self->errors == NULL) {
+        if (self->errors_none) {
+            Py_DECREF(exc);
+            PyErr_SetString(PyExc_AttributeError,
+                            "'NoneType' object has no attribute 'append'");
+            return -1;
+        }
+        if ((self->errors = PyList_New(0)) == NULL) {
+            Py_DECREF(exc);
+            return -1;
+        }
+    }
+    if (PyList_Append(self->errors, exc) < 0) {
+        Py_DECREF(exc);
+        return -1;
+    }
+    if (is_base_error(exc) && self->base_error == NULL) {
+        self->base_error = Py_NewRef(exc);
+    }
+    PyObject *parent = tg_parent(self);
+    if (parent == NULL) {
+        /* The stdlib would fail on None.done(). */
+        Py_DECREF(exc);
+        PyErr_SetString(PyExc_AttributeError,
+                        "'NoneType' object has no attribute 'done'");
+        return -1;
+    }
+    int r = -1;
+    int pdone = fw_fut_bool(st, parent, FW_DONE);
+    if (pdone < 0) {
+        goto done;
+    }
+    if (pdone) {
+        PyObject *trepr = PyObject_Repr(task);
+        PyObject *pstr = trepr ? PyObject_Str(parent) : NULL;
+        PyObject *msg = pstr ? PyUnicode_FromFormat(
+                                   "Task %U has errored out but its parent "
+                                   "task %U is already completed",
+                                   trepr, pstr)
+                             : NULL;
+        Py_XDECREF(trepr);
+        Py_XDECREF(pstr);
+        if (msg == NULL) {
+            goto done;
+        }
+        PyObject *ctx = Py_BuildValue("{sNsOsO}", "message", msg,
+                                      "exception", exc, "task", task);
+        if (ctx == NULL) {
+            goto done;
+        }
+        PyObject *res = PyObject_CallMethod(self->loop,
+                                            "call_exception_handler", "O",
+                                            ctx);
+        Py_DECREF(ctx);
+        if (res == NULL) {
+            goto done;
+        }
+        Py_DECREF(res);
+        r = 0;
+        goto done;
+    }
+    if (!self->aborting && !self->parent_cancel_requested) {
+        if (tg_abort(self) < 0) {
+            goto done;
+        }
+        self->parent_cancel_requested = 1;
+        PyObject *res = PyObject_CallMethodNoArgs(parent, st->str_cancel);
+        if (res == NULL) {
+            goto done;
+        }
+        Py_DECREF(res);
+    }
+    r = 0;
+done:
+    Py_DECREF(parent);
+    Py_DECREF(exc);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* The callback object: task.add_done_callback(cb) calls cb(task); a
+ * wrapped child's scheduled processing is cb(task, True). */
+
+static PyObject *
+tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs < 1 ||
+        nargs > 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "TaskGroup callback takes 1 or 2 arguments");
+        return NULL;
+    }
+    PyObject *group = ((TGCallback *)op)->group;
+    if (group == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(group);
+    int r = tg_on_task_done(TG_CAST(group), args[0],
+                            nargs == 2 && args[1] == Py_True);
+    Py_DECREF(group);
+    return r < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+tgcb_get_name(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString((const char *)closure);
+}
+
+static PyGetSetDef tgcb_getset[] = {
+    {"__qualname__", tgcb_get_name, NULL, NULL, "TaskGroup._on_task_done"},
+    {"__name__", tgcb_get_name, NULL, NULL, "_on_task_done"},
+    {NULL},
+};
+
+static PyMemberDef tgcb_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(TGCallback, vectorcall),
+     Py_READONLY},
+    {NULL},
+};
+
+static int
+tgcb_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(((TGCallback *)op)->group);
+    return 0;
+}
+
+static int
+tgcb_clear(PyObject *op)
+{
+    Py_CLEAR(((TGCallback *)op)->group);
+    return 0;
+}
+
+static PyType_Slot tgcb_slots[] = {
+    {Py_tp_doc, (void *)"A TaskGroup's done-callback (internal)."},
+    {Py_tp_traverse, tgcb_traverse},
+    {Py_tp_clear, tgcb_clear},
+    {Py_tp_dealloc, fw_gc_dealloc},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, tgcb_members},
+    {Py_tp_getset, tgcb_getset},
+    {0, NULL},
+};
+
+static PyType_Spec tgcb_spec = {
+    .name = "fastwait._fastwait._TaskGroupCallback",
+    .basicsize = sizeof(TGCallback),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = tgcb_slots,
+};
+
+/* The group's callback, made on first use.  Borrowed reference. */
+static PyObject *
+tg_callback(TaskGroupObject *self)
+{
+    if (self->callback == NULL) {
+        TGCallback *cb = PyObject_GC_New(TGCallback,
+                                         self->st->TaskGroupCallbackType);
+        if (cb == NULL) {
+            return NULL;
+        }
+        cb->vectorcall = tgcb_vectorcall;
+        cb->group = Py_NewRef(self);
+        PyObject_GC_Track(cb);
+        self->callback = (PyObject *)cb;
+    }
+    return self->callback;
+}
+
+/* ------------------------------------------------------------------ */
+/* Wrapped children */
+
+static Py_ssize_t
+tg_slot_reserve(TaskGroupObject *self)
+{
+    Py_ssize_t i;
+    if (self->nfree > 0) {
+        i = self->free_slots[--self->nfree];
+    }
+    else {
+        if (self->nslots == self->slots_cap) {
+            Py_ssize_t cap = self->slots_cap ? self->slots_cap * 2 : 8;
+            PyObject **slots = PyMem_Realloc(self->slots,
+                                             (size_t)cap * sizeof(PyObject *));
+            if (slots == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->slots = slots;
+            Py_ssize_t *free_slots = PyMem_Realloc(
+                self->free_slots, (size_t)cap * sizeof(Py_ssize_t));
+            if (free_slots == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->free_slots = free_slots;
+            self->slots_cap = cap;
+        }
+        i = self->nslots++;
+    }
+    self->slots[i] = Py_NewRef(Py_None);
+    return i;
+}
+
+/* Free slot i; returns the reference it held. */
+static PyObject *
+tg_slot_release(TaskGroupObject *self, Py_ssize_t i)
+{
+    PyObject *t = self->slots[i];
+    self->slots[i] = NULL;
+    self->free_slots[self->nfree++] = i;
+    return t;
+}
+
+/* loop.call_soon(cb, task, True): the stdlib's _on_task_done(task), in
+ * the iteration where it would run. */
+static int
+tg_schedule(TaskGroupObject *self, PyObject *task)
+{
+    PyObject *cb = tg_callback(self);
+    if (cb == NULL) {
+        return -1;
+    }
+    PyObject *args[2] = {task, Py_True};
+    if (fw_call_soon(self->st, self->loop, cb, args, 2) < 0) {
+        return -1;
+    }
+    self->nscheduled++;
+    return 0;
+}
+
+static int
+tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
+                  PyObject *exc)
+{
+    TaskGroupObject *self = TG_CAST(owner);
+    if (i >= self->nslots) {
+        return 0;
+    }
+    PyObject *task = self->slots[i];
+    if (task == Py_None) {
+        /* Inside loop.create_task (eager start): create_task sees it. */
+        self->slots[i] = Py_NewRef(Py_False);
+        Py_DECREF(task);
+        return 0;
+    }
+    if (task == NULL || task == Py_False) {
+        return 0;
+    }
+    task = tg_slot_release(self, i);
+    self->nlive--;
+    /* A Task whose coroutine raised CancelledError is cancelled, and one
+     * whose coroutine returned is done or cancelled (_must_cancel): for
+     * _on_task_done both are nothing but the end of a child. */
+    int failed = value == NULL &&
+                 !PyErr_GivenExceptionMatches(exc, self->st->CancelledError);
+    int r = 0;
+    if (failed || self->on_completed_fut == NULL ||
+        self->nlive + (self->tasks != NULL ? PySet_GET_SIZE(self->tasks)
+                                           : 0) ==
+            0) {
+        r = tg_schedule(self, task);
+    }
+    Py_DECREF(task);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* create_task */
+
+/* 3.13 closes the coroutine before raising create_task's RuntimeError. */
+static PyObject *
+tg_refuse(TaskGroupObject *self, PyObject *coro, const char *what)
+{
+    if (Py_Version >= 0x030D0000) {
+        PyObject *r = PyObject_CallMethodNoArgs(coro, self->st->str_close);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    return tg_runtime_error((PyObject *)self, what);
+}
+
+/* loop.create_task(coro[, name=name][, context=context]) as the running
+ * version's TaskGroup calls it, name included. */
+static PyObject *
+tg_loop_create_task(TaskGroupObject *self, PyObject *coro, PyObject *name,
+                    PyObject *context, int direct)
+{
+    fw_state *st = self->st;
+    if (direct) {
+        /* asyncio's BaseEventLoop.create_task with no task factory, in C:
+         * _check_closed(), then Task(coro, loop=self, name=..., context=...)
+         * (3.11/3.12's TaskGroup passes no name: the Task takes the next
+         * "Task-N" and gets the name set afterwards, as there). */
+        PyObject *closed = PyObject_GetAttr(self->loop, st->str_closed_attr);
+        if (closed == NULL) {
+            return NULL;
+        }
+        int c = PyObject_IsTrue(closed);
+        Py_DECREF(closed);
+        if (c != 0) {
+            if (c > 0) {
+                PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+            }
+            return NULL;
+        }
+        PyObject *args[4] = {coro, self->loop,
+                             Py_Version >= 0x030D0000 ? name : Py_None,
+                             context};
+        PyObject *task = PyObject_Vectorcall((PyObject *)st->TaskType, args,
+                                             1, st->kw_loop_name_context);
+        if (task == NULL || Py_Version >= 0x030D0000 || name == Py_None) {
+            return task;
+        }
+        PyObject *r = PyObject_CallFunctionObjArgs(st->set_task_name, task,
+                                                   name, NULL);
+        if (r == NULL) {
+            Py_DECREF(task);
+            return NULL;
+        }
+        Py_DECREF(r);
+        return task;
+    }
+    PyObject *stack[4] = {self->loop, coro};
+    Py_ssize_t n = 2;
+    PyObject *kwnames = NULL;
+    int v313 = Py_Version >= 0x030D0000;
+    if (v313) {
+        stack[n++] = name;
+        kwnames = context != Py_None ? st->kw_name_context : st->kw_name;
+    }
+    else if (context != Py_None) {
+        kwnames = st->kw_context;
+    }
+    if (context != Py_None) {
+        stack[n++] = context;
+    }
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *task = PyObject_VectorcallMethod(
+        st->str_create_task, stack, (size_t)(n - nkw), kwnames);
+    if (task == NULL || v313 || name == Py_None) {
+        return task;
+    }
+    /* tasks._set_task_name(task, name) */
+    PyObject *r = PyObject_CallFunctionObjArgs(st->set_task_name, task, name,
+                                               NULL);
+    if (r == NULL) {
+        Py_DECREF(task);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return task;
+}
+
+/* fw_loop_runs_wrappers() for the group's loop, which never changes: the
+ * loop type is judged once; the task factory, which may change between two
+ * create_task calls, is read every time (on asyncio's own loops straight
+ * from `_task_factory`, which is what get_task_factory() returns there).
+ * -1 error, 0 no, 1 yes, 2 yes and it is asyncio's own loop with no task
+ * factory (create_task is then done here, see tg_loop_create_task). */
+static int
+tg_runs_wrappers(TaskGroupObject *self)
+{
+    fw_state *st = self->st;
+    PyObject *loop = self->loop;
+    if (self->loop_kind == 0) {
+        int known = fw_loop_type_known(st, Py_TYPE(loop));
+        if (known < 0) {
+            return -1;
+        }
+        self->loop_kind = -1;
+        if (known) {
+            PyObject *c = PyObject_GetAttr((PyObject *)Py_TYPE(loop),
+                                           st->str_create_task);
+            PyObject *g = c == NULL ? NULL
+                                    : PyObject_GetAttr(
+                                          (PyObject *)Py_TYPE(loop),
+                                          st->str_get_task_factory);
+            Py_XDECREF(c);
+            Py_XDECREF(g);
+            if (g == NULL) {
+                return -1;
+            }
+            self->loop_kind = (c == st->base_create_task &&
+                               g == st->base_get_task_factory)
+                                  ? 1
+                                  : 2;
+        }
+    }
+    if (self->loop_kind < 0) {
+        return 0;
+    }
+    PyObject *factory =
+        self->loop_kind == 1
+            ? PyObject_GetAttr(loop, st->str_task_factory_attr)
+            : PyObject_CallMethodNoArgs(loop, st->str_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int ok = factory == Py_None
+                 ? (self->loop_kind == 1 ? 2 : 1)
+                 : factory == st->eager_task_factory;
+    Py_DECREF(factory);
+    return ok;
+}
+
+static PyObject *
+tg_create_task_impl(TaskGroupObject *self, PyObject *coro, PyObject *name,
+                    PyObject *context)
+{
+    fw_state *st = self->st;
+    if (!self->entered) {
+        return tg_refuse(self, coro, "has not been entered");
+    }
+    if (self->exiting && tg_ntasks(self) == 0) {
+        return tg_refuse(self, coro, "is finished");
+    }
+    if (self->aborting) {
+        return tg_refuse(self, coro, "is shutting down");
+    }
+    int wrapped = PyCoro_CheckExact(coro);
+    if (wrapped) {
+        wrapped = tg_runs_wrappers(self);
+        if (wrapped < 0) {
+            return NULL;
+        }
+    }
+    PyObject *task;
+    if (wrapped) {
+        Py_ssize_t i = tg_slot_reserve(self);
+        if (i < 0) {
+            return NULL;
+        }
+        PyObject *child = fw_child_new(st, coro, (PyObject *)self, i,
+                                       tg_child_finished);
+        if (child == NULL) {
+            Py_DECREF(tg_slot_release(self, i));
+            return NULL;
+        }
+        task = tg_loop_create_task(self, child, name, context,
+                                   wrapped == 2);
+        if (task == NULL) {
+            /* Like the stdlib: the (wrapped) coroutine is left alone. */
+            fw_child_detach(child);
+            Py_DECREF(child);
+            Py_DECREF(tg_slot_release(self, i));
+            return NULL;
+        }
+        Py_DECREF(child);
+        if (self->slots[i] == Py_None) {
+            Py_SETREF(self->slots[i], Py_NewRef(task));
+            self->nlive++;
+            return task;
+        }
+        /* Finished inside loop.create_task (eager start). */
+        Py_DECREF(tg_slot_release(self, i));
+        int done = fw_fut_bool(st, task, FW_DONE);
+        if (done < 0) {
+            Py_DECREF(task);
+            return NULL;
+        }
+        if (!(st->gather_done_shortcut && done)) {
+            /* 3.11's add_done_callback on a done task: scheduled now. */
+            if (tg_schedule(self, task) < 0) {
+                Py_DECREF(task);
+                return NULL;
+            }
+            return task;
+        }
+    }
+    else {
+        task = tg_loop_create_task(self, coro, name, context, 0);
+        if (task == NULL) {
+            return NULL;
+        }
+        int done = 0;
+        if (st->gather_done_shortcut) {
+            done = fw_fut_bool(st, task, FW_DONE);
+            if (done < 0) {
+                goto fail;
+            }
+        }
+        if (!done) {
+            PyObject *cb = tg_callback(self);
+            if (cb == NULL) {
+                goto fail;
+            }
+            if (self->tasks == NULL && (self->tasks = PySet_New(NULL)) ==
+                                           NULL) {
+                goto fail;
+            }
+            /* 3.11 adds the callback first, 3.12+ the task first. */
+            if (st->gather_done_shortcut) {
+                if (PySet_Add(self->tasks, task) < 0 ||
+                    fw_add_done_callback(st, task, cb) < 0) {
+                    goto fail;
+                }
+            }
+            else {
+                if (fw_add_done_callback(st, task, cb) < 0 ||
+                    PySet_Add(self->tasks, task) < 0) {
+                    goto fail;
+                }
+            }
+            return task;
+        }
+    }
+    /* 3.12+: already done, processed at once and never added. */
+    if (tg_on_task_done(self, task, 0) < 0) {
+        goto fail;
+    }
+    return task;
+fail:
+    Py_DECREF(task);
+    return NULL;
+}
+
+/* Bind arguments through the Python function `name` of the signatures
+ * namespace, which returns them as a tuple (a new reference). */
+static PyObject *
+tg_bind(fw_state *st, const char *name, PyObject *self,
+        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *func = PyDict_GetItemString(st->signatures, name);
+    if (func == NULL) {
+        PyErr_Format(PyExc_SystemError, "no signature for %s", name);
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject **stack = PyMem_Malloc((size_t)(1 + nargs + nkw) *
+                                    sizeof(PyObject *));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        stack[1 + i] = args[i];
+    }
+    PyObject *r = PyObject_Vectorcall(func, stack, (size_t)(1 + nargs),
+                                      kwnames);
+    PyMem_Free(stack);
+    return r;
+}
+
+PyDoc_STRVAR(tg_create_task_doc,
+             "create_task($self, coro, *, name=None, context=None)\n--\n\n"
+             "Create a new task in this group and return it.\n\n"
+             "Similar to `asyncio.create_task`.");
+
+static PyObject *
+tg_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    fw_state *st = self->st;
+    PyObject *name = Py_None, *context = Py_None;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    int ok = nargs == 1;
+    for (Py_ssize_t i = 0; ok && i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (k == st->str_name) {
+            name = args[nargs + i];
+        }
+        else if (k == st->str_context) {
+            context = args[nargs + i];
+        }
+        else {
+            ok = 0;
+        }
+    }
+    if (ok) {
+        return tg_create_task_impl(self, args[0], name, context);
+    }
+    PyObject *bound = tg_bind(st, "tg_create_task", op, args, nargs,
+                              kwnames);
+    if (bound == NULL) {
+        return NULL;
+    }
+    PyObject *r = tg_create_task_impl(self, PyTuple_GET_ITEM(bound, 0),
+                                      PyTuple_GET_ITEM(bound, 1),
+                                      PyTuple_GET_ITEM(bound, 2));
+    Py_DECREF(bound);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* __aenter__ */
+
+static PyObject *
+tg_aenter_step(PyObject *state, PyObject *exc, PyObject **result)
+{
+    TaskGroupObject *self = TG_CAST(state);
+    fw_state *st = self->st;
+    if (exc != NULL) {
+        fw_err_restore(exc);
+        return NULL;
+    }
+    if (self->entered) {
+        return tg_runtime_error(state, "has already been entered");
+    }
+    if (self->loop == NULL) {
+        self->loop = PyObject_CallNoArgs(st->get_running_loop);
+        if (self->loop == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *parent = PyObject_CallOneArg(st->current_task, self->loop);
+    if (parent == NULL) {
+        return NULL;
+    }
+    if (parent == Py_None) {
+        Py_DECREF(parent);
+        Py_CLEAR(self->parent_task);
+        Py_CLEAR(self->parent_weak);
+        return tg_runtime_error(state, "cannot determine the parent task");
+    }
+    Py_XSETREF(self->parent_task, parent);
+    Py_CLEAR(self->parent_weak);
+    self->entered = 1;
+    *result = Py_NewRef(state);
+    return NULL;
+}
+
+static const fw_coro_def tg_aenter_def = {"TaskGroup.__aenter__",
+                                          tg_aenter_step};
+
+static PyObject *
+tg_aenter(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    fw_state *st = TG_CAST(op)->st;
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        return fw_signature_error(st, "tg_aenter", op, args, nargs, kwnames);
+    }
+    return fw_coro_new(st, &tg_aenter_def, op);
+}
+
+/* ------------------------------------------------------------------ */
+/* __aexit__ */
+
+/* self._parent_task.<name>(): the stdlib's AttributeError when there is
+ * no parent task (__aexit__ of a group that was never entered). */
+static PyObject *
+tg_parent_call(TaskGroupObject *self, const char *name)
+{
+    PyObject *parent = tg_parent(self);
+    if (parent == NULL) {
+        PyErr_Format(PyExc_AttributeError,
+                     "'NoneType' object has no attribute '%s'", name);
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod(parent, name, NULL);
+    Py_DECREF(parent);
+    return r;
+}
+
+/* exc is CancelledError (3.11/3.12: the exact type; 3.13: a subclass). */
+static int
+tg_is_cancelled_type(fw_state *st, PyObject *et)
+{
+    if (et == Py_None) {
+        return 0;
+    }
+    if (Py_Version >= 0x030D0000) {
+        return PyObject_IsSubclass(et, st->CancelledError);
+    }
+    return et == st->CancelledError;
+}
+
+/* parent.uncancel() == 0: -1 error, 0/1. */
+static int
+tg_uncancel_to_zero(TaskGroupObject *self)
+{
+    PyObject *r = tg_parent_call(self, "uncancel");
+    if (r == NULL) {
+        return -1;
+    }
+    int zero = PyLong_Check(r) && PyLong_AsLong(r) == 0;
+    Py_DECREF(r);
+    return zero;
+}
+
+/* raise exc (a new reference, stolen), chained like a `raise` statement
+ * inside the running coroutine. */
+static PyObject *
+tg_raise(PyObject *exc)
+{
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* The group is done with its children: drop what could keep a cycle. */
+static void
+tg_finish(TaskGroupObject *self)
+{
+    Py_CLEAR(self->on_completed_fut);
+    if (self->callback != NULL) {
+        Py_CLEAR(((TGCallback *)self->callback)->group);
+        Py_CLEAR(self->callback);
+    }
+}
+
+/* __aexit__'s coroutine state is the tuple (group, et, exc); what it
+ * changes while it runs lives in the group (one __aexit__ runs at a
+ * time). */
+static PyObject *tg_aexit_finish(TaskGroupObject *self, PyObject *et,
+                                 PyObject *exc_value, PyObject **result);
+
+static PyObject *
+tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
+{
+    TaskGroupObject *self = TG_CAST(PyTuple_GET_ITEM(state, 0));
+    PyObject *et = PyTuple_GET_ITEM(state, 1);
+    PyObject *exc_value = PyTuple_GET_ITEM(state, 2);
+    fw_state *st = self->st;
+
+    if (!self->exit_waiting) {
+        if (exc != NULL) {
+            fw_err_restore(exc);
+            return NULL;
+        }
+        self->exiting = 1;
+        if (exc_value != Py_None && is_base_error(exc_value) &&
+            self->base_error == NULL) {
+            self->base_error = Py_NewRef(exc_value);
+        }
+        int c = tg_is_cancelled_type(st, et);
+        if (c < 0) {
+            return NULL;
+        }
+        if (c) {
+            Py_XSETREF(self->exit_propagate, Py_NewRef(exc_value));
+        }
+        if (Py_Version < 0x030D0000 && self->parent_cancel_requested) {
+            int zero = tg_uncancel_to_zero(self);
+            if (zero < 0) {
+                return NULL;
+            }
+            if (zero) {
+                Py_CLEAR(self->exit_propagate);
+            }
+        }
+        if (et != Py_None && !self->aborting && tg_abort(self) < 0) {
+            return NULL;
+        }
+    }
+    else {
+        self->exit_waiting = 0;
+        if (exc != NULL) {
+            if (!PyErr_GivenExceptionMatches(exc, st->CancelledError)) {
+                fw_err_restore(exc);
+                return NULL;
+            }
+            if (!self->aborting) {
+                Py_XSETREF(self->exit_propagate, exc);
+                if (tg_abort(self) < 0) {
+                    return NULL;
+                }
+            }
+            else {
+                Py_DECREF(exc);
+            }
+        }
+        Py_CLEAR(self->on_completed_fut);
+    }
+
+    if (tg_ntasks(self) > 0) {
+        if (self->on_completed_fut == NULL) {
+            self->on_completed_fut = PyObject_CallMethodNoArgs(
+                self->loop, st->str_create_future);
+            if (self->on_completed_fut == NULL) {
+                return NULL;
+            }
+        }
+        self->exit_waiting = 1;
+        return Py_NewRef(self->on_completed_fut);
+    }
+    tg_finish(self);
+    PyObject *r = tg_aexit_finish(self, et, exc_value, result);
+    Py_CLEAR(self->exit_propagate);
+    if ((r == NULL && *result == NULL) || exc_value != Py_None) {
+        /* An exception that is raised (or was handed in) keeps the
+         * parent's frame alive through its traceback, and that frame
+         * holds the group: a strong reference to the parent task would
+         * close a cycle.  The stdlib keeps _parent_task; only a second
+         * __aexit__ reads it again, while the parent runs. */
+        PyObject *parent = self->parent_task;
+        if (parent != NULL) {
+            PyObject *exc = fw_err_fetch();
+            PyObject *weak = PyWeakref_NewRef(parent, NULL);
+            if (weak == NULL) {
+                PyErr_Clear();
+            }
+            else {
+                Py_XSETREF(self->parent_weak, weak);
+                Py_CLEAR(self->parent_task);
+            }
+            if (exc != NULL) {
+                fw_err_restore(exc);
+            }
+        }
+    }
+    return r;
+}
+
+static PyObject *
+tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
+                PyObject **result)
+{
+    fw_state *st = self->st;
+    if (self->base_error != NULL) {
+        return tg_raise(Py_NewRef(self->base_error));
+    }
+    if (Py_Version >= 0x030D0000 && self->parent_cancel_requested) {
+        int zero = tg_uncancel_to_zero(self);
+        if (zero < 0) {
+            return NULL;
+        }
+        if (zero) {
+            Py_CLEAR(self->exit_propagate);
+        }
+    }
+    if (self->exit_propagate != NULL && tg_nerrors(self) == 0) {
+        int t = Py_Version >= 0x030D0000
+                    ? 1
+                    : PyObject_IsTrue(self->exit_propagate);
+        if (t < 0) {
+            return NULL;
+        }
+        if (t) {
+            return tg_raise(Py_NewRef(self->exit_propagate));
+        }
+    }
+    if (et != Py_None) {
+        int c = tg_is_cancelled_type(st, et);
+        if (c < 0) {
+            return NULL;
+        }
+        if (!c) {
+            if (self->errors == NULL && self->errors_none) {
+                PyErr_SetString(PyExc_AttributeError,
+                                "'NoneType' object has no attribute "
+                                "'append'");
+                return NULL;
+            }
+            if (self->errors == NULL &&
+                (self->errors = PyList_New(0)) == NULL) {
+                return NULL;
+            }
+            if (PyList_Append(self->errors, exc_value) < 0) {
+                return NULL;
+            }
+        }
+    }
+    if (tg_nerrors(self) > 0) {
+        if (Py_Version >= 0x030D0000) {
+            /* Keep the cancel count stable if the parent is being
+             * cancelled from outside. */
+            PyObject *r = tg_parent_call(self, "cancelling");
+            if (r == NULL) {
+                return NULL;
+            }
+            int t = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            if (t < 0) {
+                return NULL;
+            }
+            if (t) {
+                r = tg_parent_call(self, "uncancel");
+                if (r == NULL) {
+                    return NULL;
+                }
+                Py_DECREF(r);
+                r = tg_parent_call(self, "cancel");
+                if (r == NULL) {
+                    return NULL;
+                }
+                Py_DECREF(r);
+            }
+        }
+        PyObject *errors = self->errors;
+        self->errors = NULL;
+        self->errors_none = 1;
+        PyObject *me = PyObject_CallFunction(
+            PyExc_BaseExceptionGroup, "sN", "unhandled errors in a TaskGroup",
+            errors);
+        if (me == NULL) {
+            return NULL;
+        }
+        /* raise me from None */
+        PyErr_SetObject((PyObject *)Py_TYPE(me), me);
+        PyException_SetCause(me, NULL);
+        Py_DECREF(me);
+        return NULL;
+    }
+    *result = Py_NewRef(Py_None);
+    return NULL;
+}
+
+static const fw_coro_def tg_aexit_def = {"TaskGroup.__aexit__",
+                                         tg_aexit_step};
+
+static PyObject *
+tg_aexit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames)
+{
+    fw_state *st = TG_CAST(op)->st;
+    PyObject *bound = NULL;
+    PyObject *items[3];
+    if (nargs != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        bound = tg_bind(st, "tg_aexit", op, args, nargs, kwnames);
+        if (bound == NULL) {
+            return NULL;
+        }
+        for (int i = 0; i < 3; i++) {
+            items[i] = PyTuple_GET_ITEM(bound, i);
+        }
+        args = items;
+    }
+    PyObject *x = PyTuple_Pack(3, op, args[0], args[1]);
+    Py_XDECREF(bound);
+    if (x == NULL) {
+        return NULL;
+    }
+    PyObject *coro = fw_coro_new(st, &tg_aexit_def, x);
+    Py_DECREF(x);
+    return coro;
+}
+
+/* ------------------------------------------------------------------ */
+/* The type */
+
+static int
+tg_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->dict);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->parent_task);
+    Py_VISIT(self->parent_weak);
+    Py_VISIT(self->tasks);
+    for (Py_ssize_t i = 0; i < self->nslots; i++) {
+        Py_VISIT(self->slots[i]);
+    }
+    Py_VISIT(self->errors);
+    Py_VISIT(self->base_error);
+    Py_VISIT(self->on_completed_fut);
+    Py_VISIT(self->callback);
+    Py_VISIT(self->exit_propagate);
+    return 0;
+}
+
+static void
+tg_reset(TaskGroupObject *self)
+{
+    Py_CLEAR(self->loop);
+    self->loop_kind = 0;
+    Py_CLEAR(self->parent_task);
+    Py_CLEAR(self->parent_weak);
+    Py_CLEAR(self->errors);
+    Py_CLEAR(self->base_error);
+    Py_CLEAR(self->on_completed_fut);
+    Py_CLEAR(self->exit_propagate);
+    self->exit_waiting = 0;
+    self->errors_none = 0;
+    self->entered = 0;
+    self->exiting = 0;
+    self->aborting = 0;
+    self->parent_cancel_requested = 0;
+}
+
+static int
+tg_clear(PyObject *op)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    tg_reset(self);
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->tasks);
+    for (Py_ssize_t i = 0; i < self->nslots; i++) {
+        Py_CLEAR(self->slots[i]);
+    }
+    self->nslots = self->nfree = self->nlive = 0;
+    if (self->callback != NULL) {
+        Py_CLEAR(((TGCallback *)self->callback)->group);
+        Py_CLEAR(self->callback);
+    }
+    return 0;
+}
+
+static void
+tg_dealloc(PyObject *op)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(op);
+    }
+    (void)tg_clear(op);
+    PyMem_Free(self->slots);
+    PyMem_Free(self->free_slots);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+tg_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    TaskGroupObject *self = (TaskGroupObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->st = fw_state_from_type(type);
+    return (PyObject *)self;
+}
+
+static int
+tg_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (PyTuple_GET_SIZE(args) != 0 ||
+        (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        /* The interpreter's own wording, through a Python __init__(self). */
+        PyObject *func = PyDict_GetItemString(self->st->signatures,
+                                              "tg_init");
+        PyObject *full = func == NULL ? NULL
+                                      : PyTuple_New(PyTuple_GET_SIZE(args) +
+                                                    1);
+        if (full == NULL) {
+            return -1;
+        }
+        PyTuple_SET_ITEM(full, 0, Py_NewRef(op));
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+            PyTuple_SET_ITEM(full, i + 1,
+                             Py_NewRef(PyTuple_GET_ITEM(args, i)));
+        }
+        PyObject *r = PyObject_Call(func, full, kwds);
+        Py_DECREF(full);
+        if (r != NULL) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_TypeError,
+                            "TaskGroup.__init__(): bad arguments");
+        }
+        return -1;
+    }
+    tg_reset(self);
+    return 0;
+}
+
+static PyMethodDef tg_methods[] = {
+    {"__aenter__", (PyCFunction)(void (*)(void))tg_aenter,
+     METH_FASTCALL | METH_KEYWORDS, "__aenter__($self, /)\n--\n\n"},
+    {"__aexit__", (PyCFunction)(void (*)(void))tg_aexit,
+     METH_FASTCALL | METH_KEYWORDS,
+     "__aexit__($self, et, exc, tb)\n--\n\n"},
+    {"create_task", (PyCFunction)(void (*)(void))tg_create_task,
+     METH_FASTCALL | METH_KEYWORDS, tg_create_task_doc},
+    {NULL},
+};
+
+static PyMemberDef tg_members[] = {
+    {"__dictoffset__", Py_T_PYSSIZET, offsetof(TaskGroupObject, dict),
+     Py_READONLY},
+    {"__weaklistoffset__", Py_T_PYSSIZET,
+     offsetof(TaskGroupObject, weakreflist), Py_READONLY},
+    {NULL},
+};
+
+PyDoc_STRVAR(
+    tg_doc,
+    "TaskGroup()\n--\n\n"
+    "Asynchronous context manager for managing groups of tasks.\n\n"
+    "Example use:\n\n"
+    "    async with fastwait.TaskGroup() as group:\n"
+    "        task1 = group.create_task(some_coroutine(...))\n"
+    "        task2 = group.create_task(other_coroutine(...))\n"
+    "    print(\"Both tasks have completed now.\")\n\n"
+    "All tasks are awaited when the context manager exits.\n\n"
+    "Any exceptions other than `asyncio.CancelledError` raised within\n"
+    "a task will cancel all remaining tasks and wait for them to exit.\n"
+    "The exceptions are then combined and raised as an `ExceptionGroup`.\n\n"
+    "A drop-in replacement for asyncio.TaskGroup with the semantics of the\n"
+    "running Python version.");
+
+static PyType_Slot tg_slots[] = {
+    {Py_tp_doc, (void *)tg_doc},
+    {Py_tp_repr, tg_repr},
+    {Py_tp_traverse, tg_traverse},
+    {Py_tp_clear, tg_clear},
+    {Py_tp_dealloc, tg_dealloc},
+    {Py_tp_new, tg_new},
+    {Py_tp_init, tg_init},
+    {Py_tp_methods, tg_methods},
+    {Py_tp_members, tg_members},
+    {0, NULL},
+};
+
+static PyType_Spec tg_spec = {
+    .name = "fastwait._fastwait.TaskGroup",
+    .basicsize = sizeof(TaskGroupObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = tg_slots,
+};
+
+int
+fw_taskgroup_init(PyObject *module, fw_state *st)
+{
+    st->TaskGroupCallbackType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &tgcb_spec, NULL);
+    if (st->TaskGroupCallbackType == NULL) {
+        return -1;
+    }
+    st->kw_loop_name_context = Py_BuildValue("(sss)", "loop", "name",
+                                             "context");
+    if (st->kw_loop_name_context == NULL) {
+        return -1;
+    }
+    st->TaskGroupType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &tg_spec, NULL);
+    if (st->TaskGroupType == NULL) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "TaskGroup",
+                                 (PyObject *)st->TaskGroupType);
+}
