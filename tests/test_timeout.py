@@ -1250,7 +1250,13 @@ def test_outer_cancel_racing_the_deadline(impl, when_cancel):
                 sc("main:cancelled", e, me().cancelling())
 
         def cancel():
-            sc("cancel", task.cancel("outer"), task.cancelling())
+            # No message when the request races the expiry inside one
+            # iteration: which of two callbacks of that iteration runs
+            # first is free (README, difference 3), and the last request's
+            # message is the one the body sees.
+            msg = "outer" if when_cancel in ("before", "after-timer",
+                                             "after-exit") else None
+            sc("cancel", task.cancel(msg), task.cancelling())
 
         task = sc.loop.create_task(main())
         step(sc)
@@ -1278,7 +1284,8 @@ def test_outer_cancel_racing_the_deadline(impl, when_cancel):
         assert entry(trace, "cancel") == (False, 0)
     else:
         got = entry(trace, "main:cancelled")
-        assert got[0][1] == ("outer",) or when_cancel != "before"
+        if when_cancel == "before":
+            assert got[0][1] == ("outer",)
         assert got[1] == 1
         assert "main:timeout" not in names
 
