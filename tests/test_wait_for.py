@@ -829,3 +829,45 @@ def test_cancelled_error_subclass_from_the_inner_after_expiry(impl):
         run_main(sc, main)
 
     tparity(impl, scenario, step=0.5)
+
+
+@pytest.mark.parametrize("removed", [False, True],
+                         ids=["alone", "after-a-removed-deadline"])
+def test_deadline_and_completion_due_together(impl, removed):
+    """The deadline and the inner's own timer are due at the same time.
+    3.11: the waiter's timer was created before the inner task's sleep
+    timer, so it runs first in that iteration and wait_for cancels the
+    inner (TimeoutError); 3.12+: either order gives TimeoutError.  With
+    another scope's deadline removed before (``removed``), an
+    implementation sharing one loop timer may wake the idle loop there
+    and re-arm: the outcome must not change.  Compared without iteration
+    numbers (the autojump clock idles across the removed deadline)."""
+
+    def scenario(sc):
+        async def other():
+            async with sc.impl.timeout(0.25) as t:
+                t.reschedule(None)
+            sc("other:done", now(sc))
+
+        async def main():
+            if removed:
+                await sc.loop.create_task(other())
+            await call(sc, inner(sc, sleep_t=0.5), 0.5)
+
+        run_main(sc, main)
+
+    def trace(mod):
+        from conftest import VirtualClock, trace_scenario
+
+        def wrapped(sc):
+            sc.impl = mod
+            scenario(sc)
+
+        return [e[1:] for e in trace_scenario(mod, wrapped,
+                                              clock=VirtualClock())]
+
+    got = trace(impl)
+    want = trace(asyncio)
+    assert got == want
+    raised = [e for e in want if e[0] == "wf:raised"]
+    assert raised and raised[0][1][0] == "TimeoutError"
