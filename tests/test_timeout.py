@@ -66,13 +66,17 @@ class MyCancelled(asyncio.CancelledError):
 # Harness
 # ---------------------------------------------------------------------------
 
-def tparity(impl, scenario, *, virtual=True, step=None, start=1000.0):
+def tparity(impl, scenario, *, virtual=True, step=None, start=1000.0,
+            per_iteration_multiset=False):
     """Trace ``scenario(sc)`` with ``sc.impl = impl`` and with
     ``sc.impl = asyncio`` and assert the traces are equal; return the trace.
 
     ``virtual``: the default loop on a VirtualClock at ``start`` (else a loop
     of the active axes); ``step``: the clock does not jump to the next timer
     but moves by ``step`` after every iteration, and the loop never sleeps.
+    ``per_iteration_multiset``: the events of one iteration are compared
+    as a multiset (for tasks woken together by deadlines due in the same
+    iteration: the order of those callbacks is free, README difference 3).
     """
 
     def trace(mod):
@@ -89,6 +93,9 @@ def tparity(impl, scenario, *, virtual=True, step=None, start=1000.0):
 
     got = trace(impl)
     want = trace(asyncio)
+    if per_iteration_multiset:
+        got = sorted(got, key=lambda e: (e[0], repr(e)))
+        want = sorted(want, key=lambda e: (e[0], repr(e)))
     if os.environ.get("FASTWAIT_PRINT_TRACES"):  # debugging aid (use -s)
         print(f"\n--- trace ({impl.__name__})")
         for e in got:
@@ -1968,3 +1975,309 @@ def test_reschedule_nan_repr(impl, loop):
     assert got == run(loop, main(asyncio))
     if LOOP_KIND != "uvloop":
         assert got == "<Timeout [active] when=nan>"
+
+
+# ---------------------------------------------------------------------------
+# Driving the awaitables by hand, signatures, reprs of odd deadlines
+# ---------------------------------------------------------------------------
+
+def test_entered_by_hand_and_never_exited(impl):
+    """__aenter__ awaited, __aexit__ never: the deadline still cancels the
+    task (no conversion ever happens); after the task is done the timer
+    only moves the state to expiring (cancel() of a done task is
+    refused)."""
+
+    def scenario(sc):
+        holder = {}
+
+        async def leaky():
+            t = holder["t"] = sc.impl.timeout(1)
+            await t.__aenter__()
+            sc("entered", repr(t))
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError as e:
+                sc("leaky:cancelled", e, me().cancelling(), repr(t))
+            return "leaky-done"
+
+        async def quick():
+            t = holder["q"] = sc.impl.timeout(2)
+            await t.__aenter__()
+            return "quick-done"
+
+        async def main():
+            a = sc.loop.create_task(leaky())
+            b = sc.loop.create_task(quick())
+            sc("results", await a, await b, a.cancelling(), b.cancelling())
+            await asyncio.sleep(3)
+            sc("later", repr(holder["t"]), repr(holder["q"]),
+               holder["q"].expired(), b.cancelling())
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario, step=0.5)
+    assert entry(trace, "leaky:cancelled")[1:] == (1, "<Timeout [expiring]>")
+    assert entry(trace, "later") == ("<Timeout [expiring]>",
+                                     "<Timeout [expiring]>", True, 0)
+
+
+def test_aexit_by_hand_with_odd_arguments(impl):
+    """__aexit__ of an expiring scope called by hand: (CancelledError,
+    None, None) raises TimeoutError from None; 3.13 also looks at other
+    exception types (a non-class fails in issubclass), 3.11/3.12 compare
+    with ``is``."""
+
+    def scenario(sc):
+        async def one(args):
+            t = sc.impl.timeout(0)
+            await t.__aenter__()
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                pass
+            try:
+                r = await t.__aexit__(*args)
+                sc("aexit:returned", r, repr(t), me().cancelling())
+            except BaseException as e:
+                sc("aexit:raised", e, e.__suppress_context__, repr(t),
+                   me().cancelling())
+
+        async def main():
+            for args in [(asyncio.CancelledError, None, None),
+                         (KeyError, None, None),
+                         (MyCancelled, None, None),
+                         ("not-a-class", None, None),
+                         (None, None, None),
+                         (KeyError, KeyError("x"), None)]:
+                await one(args)
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario)
+    outs = [e[1:] for e in trace if e[1].startswith("aexit:")]
+    assert outs[0][0] == "aexit:raised"
+    assert outs[0][1][:2] == ("TimeoutError", ())
+    assert cause_of(outs[0][1]) is None and outs[0][2] is True
+
+
+def test_signatures(impl, loop):
+    def observe(mod):
+        out = []
+
+        def attempt(fn, *args, **kw):
+            try:
+                r = fn(*args, **kw)
+            except TypeError as e:
+                out.append(("TypeError", e.args))
+            else:
+                if asyncio.iscoroutine(r):
+                    r.close()
+                out.append("ok")
+
+        async def main():
+            attempt(mod.timeout)
+            attempt(mod.timeout, 1, 2)
+            attempt(mod.timeout, delay=1)
+            attempt(mod.timeout, when=1)
+            attempt(mod.timeout_at)
+            attempt(mod.timeout_at, when=1)
+            attempt(mod.timeout_at, delay=1)
+            t = mod.timeout(100)
+            attempt(t.when, 1)
+            attempt(t.expired, 1)
+            attempt(t.reschedule)
+            attempt(t.__aenter__, 1)
+            attempt(t.__aexit__)
+            attempt(t.__aexit__, None, None)
+            attempt(t.__aexit__, None, None, None, None)
+            async with t:
+                attempt(t.reschedule)
+                attempt(t.reschedule, 1, 2)
+                attempt(t.reschedule, when=None)
+            return out
+
+        return run(loop, main)
+
+    got = observe(impl)
+    assert got == observe(asyncio)
+    assert got[2] == "ok" and got[5] == "ok"
+
+
+@pytest.mark.parametrize("when_", [1e20, -0.0, 1005, True, 1004.9995,
+                                   1004.0004999, 2 ** 70, -1e-9],
+                         ids=str)
+def test_repr_of_odd_deadlines(impl, when_):
+    """``round(when, 3)`` formatted by str(): ints stay ints, big floats
+    use exponents, -0.0 keeps its sign."""
+
+    def scenario(sc):
+        async def main():
+            t = sc.impl.timeout(None)
+            async with t:
+                t.reschedule(when_)
+                sc("repr", repr(t), type(t.when()).__name__)
+                t.reschedule(None)
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario)
+    r = entry(trace, "repr")[0]
+    assert r == f"<Timeout [active] when={round(when_, 3)}>"
+
+
+def test_float_subclass_deadline(impl):
+    class MyFloat(float):
+        def __repr__(self):
+            return "MyFloat!"
+
+    def scenario(sc):
+        async def main():
+            t = sc.impl.timeout_at(MyFloat(1001.5))
+            try:
+                async with t:
+                    sc("repr", repr(t))
+                    await asyncio.sleep(5)
+            except TimeoutError:
+                sc("expired", sc.loop.time())
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario, step=0.5)
+    assert entry(trace, "expired") == (1002.0,)
+
+
+def test_many_concurrent_scopes_share_nothing_observable(impl):
+    """Scopes in many tasks with interleaved deadlines, some removed,
+    moved earlier or later, some on the same instant: each expires in
+    the stdlib's iteration and only its own task is cancelled."""
+
+    def scenario(sc):
+        plan = [  # (delay, reschedule-after-0.5s-to, body sleep)
+            (3.0, None, 5.0), (1.0, 2.0, 5.0), (2.0, 0.75, 5.0),
+            (1.0, None, 0.25), (4.0, 1.0, 5.0), (2.0, 2.0, 5.0),
+            (0.5, None, 5.0), (5.0, "none", 1.5), (1.25, None, 5.0),
+            (1.0, 3.0, 5.0),
+        ]
+
+        async def worker(i, delay, moved, sleep_t):
+            t = sc.impl.timeout(delay)
+            try:
+                async with t:
+                    if moved is not None:
+                        await asyncio.sleep(0.5)
+                        t.reschedule(None if moved == "none"
+                                     else sc.loop.time() + moved)
+                    await asyncio.sleep(sleep_t)
+                sc(f"w{i}:finished", sc.loop.time())
+            except TimeoutError:
+                sc(f"w{i}:timeout", sc.loop.time(), me().cancelling())
+
+        async def main():
+            tasks = [sc.loop.create_task(worker(i, *p), name=f"w{i}")
+                     for i, p in enumerate(plan)]
+            for t in tasks:
+                await t
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario, step=0.25, per_iteration_multiset=True)
+    got = {e[1]: e[2] for e in trace}
+    # The workers start at t0 (eager: at once), resume 0.25 s after a timer
+    # of theirs ran.
+    t0 = 1000.0 if EAGER else 1000.25
+    assert got["w0:timeout"] == t0 + 3.25
+    assert got["w1:timeout"] == got["w5:timeout"] == t0 + 3.0
+    assert got["w3:finished"] == t0 + 0.5
+    assert got["w7:finished"] == t0 + 2.5
+
+
+def test_scopes_on_two_loops(impl, loop_factory):
+    """Two loops, each with live scopes, stepped alternately: each
+    deadline fires on its own loop, in its own loop's iteration."""
+
+    def observe(mod):
+        a = loop_factory(clock=VirtualClock(autojump=False))
+        b = loop_factory(clock=VirtualClock(start=5000.0, autojump=False))
+        log = []
+
+        async def body(name, loop, delay):
+            try:
+                async with mod.timeout(delay):
+                    await loop.create_future()
+            except TimeoutError:
+                log.append((name, loop.fw_iteration, loop.time()))
+
+        ta = a.create_task(body("a", a, 2.0))
+        tb = b.create_task(body("b", b, 1.0))
+        for _ in range(6):
+            a.clock.advance(0.5)
+            run_briefly(a)
+            b.clock.advance(0.5)
+            run_briefly(b)
+        return log, ta.done(), tb.done()
+
+    got = observe(impl)
+    assert got == observe(asyncio)
+    # Entered after the first advance: deadlines 5001.5 and 1002.5, run in
+    # those iterations, the TimeoutErrors one iteration later.
+    assert got == ([("b", 4, 5002.0), ("a", 6, 1003.0)], True, True)
+
+
+def test_loop_closed_with_a_live_scope(impl, loop_factory):
+    """A loop closed while a scope is active (its task abandoned): a new
+    loop's scopes work normally afterwards."""
+
+    def observe(mod):
+        from conftest import close_loop
+
+        old = loop_factory(clock=VirtualClock(autojump=False))
+
+        async def stuck():
+            async with mod.timeout(10):
+                await old.create_future()
+
+        t = old.create_task(stuck())
+        run_briefly(old)
+        close_loop(old)  # cancels the task first
+        out = [t.cancelled()]
+        new = loop_factory(clock=VirtualClock())
+
+        async def main():
+            try:
+                async with mod.timeout(1):
+                    await asyncio.sleep(5)
+            except TimeoutError:
+                return new.time()
+
+        out.append(run(new, main))
+        return out
+
+    got = observe(impl)
+    assert got == observe(asyncio) == [True, 1001.0]
+
+
+def test_base_exception_after_expiry(impl):
+    """A BaseException subclass (not Exception) leaving an expired scope:
+    3.13 splices the TimeoutError into its chain too."""
+
+    class BaseBoom(BaseException):
+        pass
+
+    def scenario(sc):
+        async def body():
+            try:
+                await hang(sc, "body")
+            except asyncio.CancelledError:
+                raise BaseBoom("bb")
+
+        async def main():
+            try:
+                await scoped(sc, sc.impl.timeout(1), "t", body)
+            except BaseBoom as e:
+                sc("main:bb", e, e.__context__, me().cancelling())
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario, step=0.5)
+    ctx = entry(trace, "main:bb")[1]
+    assert ctx[0] == ("TimeoutError" if PY >= (3, 13) else "CancelledError")
