@@ -68,6 +68,11 @@ DELAYS = (None, 0, -0.5, 0.25, 0.5, 1.0, 1.1, 2.0, 3.0, "1-res/2",
           "1+2res", "inf")
 RESCHEDULES = (None, 0, -1.0, 0.25, 0.5, 1.0, 2.0, "1-res/2")
 SLEEPS = (0, 0, 0.25, 0.5, 1.0, 2.0)
+WIDE = (DELAYS, RESCHEDULES, SLEEPS)
+# Few distinct instants: deadlines, reschedules, sleeps and cancellations
+# collide, so that several timers (and removed deadlines) are due in the
+# same iteration as often as possible.
+NARROW = ((None, 0.5, 1.0, 1.0), (None, 0.5, 1.0), (0, 0.5, 1.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -102,12 +107,13 @@ class Spec:
     mode: str  # "step" | "jump"
 
 
-def bodies(depth):
-    sleep = st.tuples(st.just("sleep"), st.sampled_from(SLEEPS))
+def bodies(depth, pal):
+    sleep = st.tuples(st.just("sleep"), st.sampled_from(pal[2]))
     if depth > 0:
         action = st.one_of(
             sleep, sleep,
-            st.tuples(st.just("scope"), scopes(depth - 1), st.booleans()))
+            st.tuples(st.just("scope"), scopes(depth - 1, pal),
+                      st.booleans()))
     else:
         action = sleep
     return st.builds(
@@ -120,31 +126,35 @@ def bodies(depth):
 
 
 @st.composite
-def scopes(draw, depth=2):
+def scopes(draw, depth=2, pal=WIDE):
     kind = draw(st.sampled_from(["timeout", "timeout", "timeout_at",
                                  "wait_for", "wait_for_task"]))
-    body = draw(bodies(depth))
+    body = draw(bodies(depth, pal))
     reschedule = None
     if kind.startswith("timeout") and draw(st.integers(0, 2)) == 0:
         reschedule = (draw(st.integers(0, max(0, len(body.steps)))),
-                      draw(st.sampled_from(RESCHEDULES)))
-    return Scope(kind=kind, delay=draw(st.sampled_from(DELAYS)),
+                      draw(st.sampled_from(pal[1])))
+    return Scope(kind=kind, delay=draw(st.sampled_from(pal[0])),
                  reschedule=reschedule, body=body)
 
 
-task_specs = st.builds(
-    TaskSpec,
-    scope=scopes(),
-    cancel_at=st.one_of(st.none(), st.none(),
-                        st.sampled_from([0.0, 0.5, 1.0, 1.25, 2.0, 3.0])),
-    uncancel_after=st.booleans(),
-)
+def task_specs(pal):
+    return st.builds(
+        TaskSpec,
+        scope=scopes(pal=pal),
+        cancel_at=st.one_of(st.none(), st.none(),
+                            st.sampled_from([0.0, 0.5, 1.0, 1.25, 2.0,
+                                             3.0])),
+        uncancel_after=st.booleans(),
+    )
 
-specs = st.builds(
-    Spec,
-    tasks=st.lists(task_specs, min_size=1, max_size=3).map(tuple),
-    mode=st.sampled_from(["step", "step", "jump"]),
-)
+
+def specs(pal=WIDE):
+    return st.builds(
+        Spec,
+        tasks=st.lists(task_specs(pal), min_size=1, max_size=3).map(tuple),
+        mode=st.sampled_from(["step", "step", "jump"]),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -373,8 +383,7 @@ def normalize(trace, mode):
     return out
 
 
-@given(spec=specs)
-def test_timeouts_match_stdlib(impl, spec):
+def check(impl, spec):
     note(repr(spec))
     settle_garbage()
     want = normalize(trace(asyncio, spec), spec.mode)
@@ -399,6 +408,18 @@ def test_timeouts_match_stdlib(impl, spec):
                      f"stdlib {b!r}")
                 break
     assert got == want
+
+
+@given(spec=specs())
+def test_timeouts_match_stdlib(impl, spec):
+    check(impl, spec)
+
+
+@given(spec=specs(NARROW))
+def test_timeouts_match_stdlib_colliding_instants(impl, spec):
+    """Few distinct instants: expiries, completions, reschedules and
+    cancellations due in the same iteration."""
+    check(impl, spec)
 
 
 def test_scenario_runner_is_deterministic(impl):
