@@ -2281,3 +2281,77 @@ def test_base_exception_after_expiry(impl):
     trace = tparity(impl, scenario, step=0.5)
     ctx = entry(trace, "main:bb")[1]
     assert ctx[0] == ("TimeoutError" if PY >= (3, 13) else "CancelledError")
+
+
+class RecordingTask(asyncio.Task):
+    """A Task subclass whose cancel()/uncancel()/cancelling() calls are
+    logged: a Timeout must go through the task's own methods."""
+
+    log = None
+
+    def cancel(self, msg=None):
+        r = super().cancel(msg)
+        if self.log is not None:
+            self.log(f"cancel({msg!r})", r)
+        return r
+
+    def uncancel(self):
+        r = super().uncancel()
+        if self.log is not None:
+            self.log("uncancel()", r)
+        return r
+
+    def cancelling(self):
+        r = super().cancelling()
+        if self.log is not None:
+            self.log("cancelling()", r)
+        return r
+
+
+@pytest.mark.parametrize("task_cls", ["subclass", "pytask"])
+def test_task_methods_are_called(impl, task_cls):
+    """With a Task subclass (overridden cancel/uncancel/cancelling) or the
+    pure-Python Task, the scope calls the same methods, in the same order,
+    with the same results."""
+
+    def scenario(sc):
+        def log(what, result):
+            sc("task-call", what, result)
+
+        if task_cls == "subclass":
+            def factory(loop, coro, **kw):
+                t = RecordingTask(coro, loop=loop, **kw)
+                t.log = log
+                return t
+        else:
+            def factory(loop, coro, **kw):
+                return asyncio.tasks._PyTask(coro, loop=loop, **kw)
+
+        sc.loop.set_task_factory(factory)
+
+        async def body():
+            sc("body:type", type(me()).__name__)
+            await scoped(sc, sc.impl.timeout(1), "inner", hang, sc, "in",
+                         catch=True)
+            await hang(sc, "body")
+
+        async def main():
+            try:
+                await scoped(sc, sc.impl.timeout(3), "outer", body)
+            except TimeoutError as e:
+                sc("main:timeout", e)
+            r = await sc.impl.wait_for(asyncio.sleep(0.5, "slept"), 2)
+            sc("wait_for", r)
+            try:
+                await sc.impl.wait_for(asyncio.sleep(5), 1)
+            except TimeoutError as e:
+                sc("wait_for:timeout", e)
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario, step=0.5)
+    assert entry(trace, "body:type")[0] == (
+        "RecordingTask" if task_cls == "subclass" else "Task")
+    if task_cls == "subclass":
+        assert ("cancel(None)", True) in [e[2:] for e in trace
+                                          if e[1] == "task-call"]
