@@ -37,6 +37,7 @@ iterations since the first traced event at that time).
 """
 
 import asyncio
+import contextvars
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -44,6 +45,12 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 from conftest import VirtualClock, settle_garbage, trace_scenario
+
+#: Which task records an event (normalize() groups by it): "main", "t<i>"
+#: for the top-level tasks, the scope's path for a task wait_for runs the
+#: awaitable in.  A context variable, not the task name: with a task
+#: factory, create_task() names the task only after an eager first step.
+OWNER = contextvars.ContextVar("owner", default="main")
 
 Q = 0.25  # the stepping clock's step
 START = 1000.0
@@ -182,9 +189,9 @@ def build(spec):
             loop.fw_probes.insert(0, lambda: clock.advance(Q))
 
         def ev(name, *details, owner=None):
-            # owner: the task recording (its name), for normalize()
+            # owner: the task recording (OWNER), for normalize()
             if owner is None:
-                owner = asyncio.current_task().get_name()
+                owner = OWNER.get()
             sc(name, *details, owner, loop.time() - START)
 
         def me():
@@ -215,10 +222,11 @@ def build(spec):
             except Exception as e:  # noqa: BLE001 - recorded
                 return ("repr-failed", type(e).__name__, e.args)
 
-        async def run_body(path, body, cm=None, resched=None):
-            if me().get_name().startswith("Task-"):
-                # 3.11's wait_for runs a coroutine in a task of its own.
-                me().set_name(path)
+        async def run_body(path, body, cm=None, resched=None, caller=None):
+            if caller is not None and me() is not caller:
+                # A task of its own (wait_for_task; 3.11's wait_for of a
+                # coroutine): its context is a copy, the caller's is safe.
+                OWNER.set(path)
             ev(f"{path}:start", me().cancelling())
             try:
                 for k, act in enumerate(body.steps + (None,)):
@@ -268,9 +276,9 @@ def build(spec):
             d = resolve_delay(scope.delay, res)
             ev(f"{path}:enter", scope.kind, me().cancelling())
             if scope.kind.startswith("wait_for"):
-                coro = run_body(path, scope.body)
+                coro = run_body(path, scope.body, caller=me())
                 if scope.kind == "wait_for_task":
-                    aw = loop.create_task(coro, name=path)
+                    aw = loop.create_task(coro)
                     sc.label(aw, f"{path}:task")
                 else:
                     aw = coro
@@ -302,6 +310,7 @@ def build(spec):
             return r
 
         async def top(i, ts):
+            OWNER.set(f"t{i}")
             try:
                 r = await run_scope(f"t{i}", ts.scope)
             except BaseException as e:
@@ -325,7 +334,7 @@ def build(spec):
                 if ts.cancel_at is not None:
                     loop.call_at(START + ts.cancel_at, cancel, i)
             for i, ts in enumerate(spec.tasks):
-                t = loop.create_task(top(i, ts), name=f"t{i}")
+                t = loop.create_task(top(i, ts))
                 sc.label(t, f"t{i}")
                 tasks.append(t)
             # One wait, woken by the last task's completion (polling would
@@ -342,7 +351,7 @@ def build(spec):
             ev("main:done", len(asyncio.all_tasks()))
 
         try:
-            sc.run(loop.create_task(main(), name="main"))
+            sc.run(main)
         except BaseException as e:
             sc.label(e, "run:raised")
             ev("run:raised", e, owner="main")
