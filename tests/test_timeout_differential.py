@@ -226,7 +226,7 @@ def build(spec):
             if caller is not None and me() is not caller:
                 # A task of its own (wait_for_task; 3.11's wait_for of a
                 # coroutine): its context is a copy, the caller's is safe.
-                OWNER.set(path)
+                OWNER.set(f"{path}:task")
             ev(f"{path}:start", me().cancelling())
             try:
                 for k, act in enumerate(body.steps + (None,)):
