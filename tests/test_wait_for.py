@@ -871,3 +871,33 @@ def test_deadline_and_completion_due_together(impl, removed):
     assert got == want
     raised = [e for e in want if e[0] == "wf:raised"]
     assert raised and raised[0][1][0] == "TimeoutError"
+
+
+def test_deadline_and_completion_due_together_after_another_wait_for(impl):
+    """Found by the differential (stepping clock, exact iterations):
+    another task's wait_for returns at once (its deadline is removed),
+    then this task's deadline and its inner's sleep are due in the same
+    iteration on 3.11 (its inner task starts one iteration late): the
+    waiter's timer is older than the inner's sleep timer and runs first,
+    the inner is cancelled, TimeoutError.  3.12+: the body resumes (a
+    ready callback) before the deadline's timer runs in that iteration and
+    returns."""
+
+    def scenario(sc):
+        async def quick():
+            return "quick"
+
+        async def other():
+            sc("other", await sc.impl.wait_for(quick(), 0.25))
+
+        async def main():
+            sc.loop.create_task(other())
+            await call(sc, inner(sc, sleep_t=0.25), 0.5)
+
+        run_main(sc, main)
+
+    trace = tparity(impl, scenario, step=0.25)
+    if PY311:
+        assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
+    else:
+        assert entry(trace, "wf:returned")[:2] == ("r", 0)
