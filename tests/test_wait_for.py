@@ -890,11 +890,19 @@ def test_deadline_and_completion_due_together_after_another_wait_for(impl):
         async def other():
             sc("other", await sc.impl.wait_for(quick(), 0.25))
 
-        async def main():
-            sc.loop.create_task(other())
+        async def waiter():
+            sc.caller = me()
             await call(sc, inner(sc, sleep_t=0.25), 0.5)
 
-        run_main(sc, main)
+        async def main():
+            # Both start in the same iteration, ``other`` first (its
+            # deadline is the earliest until it is removed).
+            a = sc.loop.create_task(other())
+            b = sc.loop.create_task(waiter())
+            await a
+            await b
+
+        sc.run(main)
 
     trace = tparity(impl, scenario, step=0.25)
     if PY311:
