@@ -216,6 +216,9 @@ def build(spec):
                 sc.label(e.__cause__, f"{where}/cause")
             return out
 
+        def ev_chain(name, e, *details):
+            ev(name, chain(e, name), *details)
+
         def safe_repr(cm):
             try:
                 return repr(cm)
@@ -253,10 +256,10 @@ def build(spec):
                         except Exception as e:
                             if not catch:
                                 raise
-                            ev(f"{path}:caught{k}", chain(e, f"{path}:caught{k}"),
-                               me().cancelling())
+                            ev_chain(f"{path}:caught{k}", e,
+                                     me().cancelling())
             except asyncio.CancelledError as e:
-                ev(f"{path}:cancelled", chain(e, f"{path}:cancelled"), me().cancelling())
+                ev_chain(f"{path}:cancelled", e, me().cancelling())
                 how = body.on_cancel
                 if how == "raise":
                     raise
@@ -285,7 +288,7 @@ def build(spec):
                 try:
                     r = await mod.wait_for(aw, d)
                 except BaseException as e:
-                    ev(f"{path}:raised", chain(e, f"{path}:raised"), me().cancelling())
+                    ev_chain(f"{path}:raised", e, me().cancelling())
                     if scope.kind == "wait_for_task":
                         ev(f"{path}:task-state", sc.state(aw))
                     raise
@@ -302,8 +305,8 @@ def build(spec):
                     r = await run_body(path, scope.body, cm,
                                        scope.reschedule)
             except BaseException as e:
-                ev(f"{path}:raised", chain(e, f"{path}:raised"), safe_repr(cm), cm.expired(),
-                   me().cancelling())
+                ev_chain(f"{path}:raised", e, safe_repr(cm), cm.expired(),
+                         me().cancelling())
                 raise
             ev(f"{path}:exited", r, safe_repr(cm), cm.expired(),
                me().cancelling())
@@ -314,7 +317,7 @@ def build(spec):
             try:
                 r = await run_scope(f"t{i}", ts.scope)
             except BaseException as e:
-                ev(f"t{i}:end-raised", chain(e, f"t{i}:end-raised"), me().cancelling())
+                ev_chain(f"t{i}:end-raised", e, me().cancelling())
                 if ts.uncancel_after and me().cancelling():
                     ev(f"t{i}:uncancel", me().uncancel())
                 raise
