@@ -297,13 +297,33 @@ def test_expiry_when_the_inner_suppresses_and_keeps_waiting(impl):
     assert entry(trace, "wf:returned")[0] == "eventually"
 
 
-def test_deadline_and_completion_in_the_same_iteration(impl):
-    """The inner's own timer and the deadline are due together."""
+# Timers due at exactly the same loop time run in heap order, which depends on
+# every timer in the loop's heap; an implementation keeping its deadlines
+# behind one loop timer may order exact ties differently (README, difference
+# 5).  The tests below make the deadline and the inner's timer due in the
+# same iteration but a quarter of a clock resolution apart, so that their
+# order is the order of their times.
+TIE_BREAKS = ["deadline-first", "inner-first"]
+
+
+def tie(sc, how):
+    """A quarter of the clock resolution, signed: added to the inner's
+    sleep, it makes the deadline (``deadline-first``) or the inner's timer
+    (``inner-first``) the earlier of two timers due in one iteration."""
+    eps = sc.loop._clock_resolution / 4
+    return eps if how == "deadline-first" else -eps
+
+
+@pytest.mark.parametrize("how", TIE_BREAKS)
+def test_deadline_and_completion_in_the_same_iteration(impl, how):
+    """The inner's own timer and the deadline are due in one iteration."""
 
     def scenario(sc):
+        d = tie(sc, how)
+
         async def main():
-            await call(sc, inner(sc, sleep_t=2), 2)
-            await call(sc, inner(sc, "inner2", sleep_t=2.25), 2, "wf2")
+            await call(sc, inner(sc, sleep_t=2 + d), 2)
+            await call(sc, inner(sc, "inner2", sleep_t=2.25 + d), 2, "wf2")
 
         run_main(sc, main)
 
@@ -508,10 +528,16 @@ def test_outer_cancel_after_the_inner_task_finished_311_rule(impl):
         assert "cancel" not in [e[1] for e in trace]
 
 
-@pytest.mark.parametrize("where", ["before", "same", "after"])
+@pytest.mark.parametrize("where", ["before", "same-before", "same-after",
+                                   "after"])
 def test_outer_cancel_racing_the_deadline(impl, where):
+    """The caller is cancelled before, in the same iteration as (a hair
+    before or after: exactly equal times run in heap order, README
+    difference 5), or after the deadline (t=1002)."""
+
     def scenario(sc):
         manual(sc)
+        eps = sc.loop._clock_resolution / 4
 
         async def main():
             await call(sc, inner(sc, sleep_t=50), 2)
@@ -523,9 +549,10 @@ def test_outer_cancel_racing_the_deadline(impl, where):
             sc("cancel", caller.cancel("outer"), caller.cancelling())
 
         step(sc)
-        sc.loop.call_at({"before": 1001.0, "same": 1002.0,
-                         "after": 1002.0}[where], cancel) \
-            if where != "after" else None
+        if where != "after":
+            sc.loop.call_at({"before": 1001.0,
+                             "same-before": 1002.0 - eps,
+                             "same-after": 1002.0 + eps}[where], cancel)
         step(sc, 1.0)
         step(sc, 1.0)
         if where == "after":
@@ -831,19 +858,23 @@ def test_cancelled_error_subclass_from_the_inner_after_expiry(impl):
     tparity(impl, scenario, step=0.5)
 
 
+@pytest.mark.parametrize("how", TIE_BREAKS)
 @pytest.mark.parametrize("removed", [False, True],
                          ids=["alone", "after-a-removed-deadline"])
-def test_deadline_and_completion_due_together(impl, removed):
-    """The deadline and the inner's own timer are due at the same time.
-    3.11: the waiter's timer was created before the inner task's sleep
-    timer, so it runs first in that iteration and wait_for cancels the
-    inner (TimeoutError); 3.12+: either order gives TimeoutError.  With
-    another scope's deadline removed before (``removed``), an
-    implementation sharing one loop timer may wake the idle loop there
-    and re-arm: the outcome must not change.  Compared without iteration
-    numbers (the autojump clock idles across the removed deadline)."""
+def test_deadline_and_completion_due_together(impl, removed, how):
+    """The deadline and the inner's own timer are due in one iteration, a
+    hair apart.  3.11: the earlier one runs first; if it is the deadline,
+    wait_for resumes first and cancels the inner (TimeoutError), else the
+    inner finishes first and its result is returned.  3.12+: the scope
+    cancels the task either way (TimeoutError).  With another scope's
+    deadline removed before (``removed``), an implementation sharing one
+    loop timer may wake the idle loop there and re-arm: the outcome must
+    not change.  Compared without iteration numbers (the autojump clock
+    idles across the removed deadline)."""
 
     def scenario(sc):
+        d = tie(sc, how)
+
         async def other():
             async with sc.impl.timeout(0.25) as t:
                 t.reschedule(None)
@@ -852,7 +883,7 @@ def test_deadline_and_completion_due_together(impl, removed):
         async def main():
             if removed:
                 await sc.loop.create_task(other())
-            await call(sc, inner(sc, sleep_t=0.5), 0.5)
+            await call(sc, inner(sc, sleep_t=0.5 + d), 0.5)
 
         run_main(sc, main)
 
@@ -869,19 +900,24 @@ def test_deadline_and_completion_due_together(impl, removed):
     got = trace(impl)
     want = trace(asyncio)
     assert got == want
-    raised = [e for e in want if e[0] == "wf:raised"]
-    assert raised and raised[0][1][0] == "TimeoutError"
+    if PY311 and how == "inner-first":
+        assert [e for e in want if e[0] == "wf:returned"][0][1] == "r"
+    else:
+        raised = [e for e in want if e[0] == "wf:raised"]
+        assert raised and raised[0][1][0] == "TimeoutError"
 
 
-def test_deadline_and_completion_due_together_after_another_wait_for(impl):
+@pytest.mark.parametrize("how", TIE_BREAKS)
+def test_deadline_and_completion_due_together_after_another_wait_for(impl,
+                                                                     how):
     """Found by the differential (stepping clock, exact iterations):
     another task's wait_for returns at once (its deadline is removed),
     then this task's deadline and its inner's sleep are due in the same
     iteration on 3.11 (its inner task starts one iteration late): the
-    waiter's timer is older than the inner's sleep timer and runs first,
-    the inner is cancelled, TimeoutError.  3.12+: the body resumes (a
-    ready callback) before the deadline's timer runs in that iteration and
-    returns."""
+    earlier of the two runs first; the deadline: the inner is cancelled,
+    TimeoutError; the inner's timer: its result.  3.12+: the body resumes
+    (a ready callback) before the deadline's timer runs in that iteration
+    and returns."""
 
     def scenario(sc):
         async def quick():
@@ -892,7 +928,7 @@ def test_deadline_and_completion_due_together_after_another_wait_for(impl):
 
         async def waiter():
             sc.caller = me()
-            await call(sc, inner(sc, sleep_t=0.25), 0.5)
+            await call(sc, inner(sc, sleep_t=0.25 + tie(sc, how)), 0.5)
 
         async def main():
             # Both start in the same iteration, ``other`` first (its
@@ -905,7 +941,7 @@ def test_deadline_and_completion_due_together_after_another_wait_for(impl):
         sc.run(main)
 
     trace = tparity(impl, scenario, step=0.25)
-    if PY311:
+    if PY311 and how == "deadline-first":
         assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
     else:
         assert entry(trace, "wf:returned")[:2] == ("r", 0)
