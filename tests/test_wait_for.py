@@ -945,3 +945,40 @@ def test_deadline_and_completion_due_together_after_another_wait_for(impl,
         assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
     else:
         assert entry(trace, "wf:returned")[:2] == ("r", 0)
+
+
+def test_deadlines_within_one_resolution_keep_their_order(impl):
+    """Three timers due in one iteration, none at exactly the same time:
+    another scope's deadline (1 s - eps), the inner's sleep (1 s), this
+    wait_for's deadline (1 s + eps).  The loop runs them in that order.
+    3.11: the inner task is woken before wait_for, finishes, and its
+    result is returned; 3.12+: the scope cancels the task either way."""
+
+    def scenario(sc):
+        manual(sc)
+        eps = sc.loop._clock_resolution / 4
+
+        async def other():
+            try:
+                async with sc.impl.timeout(1.0 - eps):
+                    await sc.loop.create_future()
+            except TimeoutError:
+                sc("other:timeout", now(sc))
+
+        async def waiter():
+            sc.caller = me()
+            await call(sc, inner(sc, sleep_t=1.0), 1.0 + eps)
+
+        a = sc.loop.create_task(other())
+        b = sc.loop.create_task(waiter())
+        step(sc, 0, 3)   # everything started (3.11: the inner task too)
+        step(sc, 1.0)    # all three timers due
+        step(sc, 0, 4)
+        sc("done", a.done(), b.done())
+
+    trace = tparity(impl, scenario)
+    if PY311:
+        assert entry(trace, "wf:returned")[:2] == ("r", 0)
+    else:
+        assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
+    assert entry(trace, "done") == (True, True)
