@@ -757,7 +757,7 @@ def test_enter_outside_task(impl):
 
 def test_shutting_down(impl):
     async def body(sc, g, named):
-        spawn(sc, g, named, "a", worker(sc, "a", exc=Boom("a")))
+        spawn(sc, g, named, "a", worker(sc, "a", exc=Boom("a"), steps=1))
         spawn(sc, g, named, "b", sleep_forever(sc, "b"))
         try:
             await asyncio.sleep(0)
@@ -777,9 +777,7 @@ def test_shutting_down(impl):
     trace = tg_parity(impl, group_scenario(body))
     msg, closed = one(trace, "late:refused")
     assert msg == ("TaskGroup <TaskGroup tasks=1 errors=1 cancelling> "
-                   "is shutting down") or (
-        EAGER and msg == "TaskGroup <TaskGroup errors=1 cancelling> "
-                         "is shutting down")
+                   "is shutting down")
     assert closed is PY313
     got = one(trace, "main:raised")[0]
     assert got[0] == "ExceptionGroup"
@@ -807,6 +805,12 @@ def test_first_failure_cancels_siblings_and_parent(impl, steps):
     trace = tg_parity(impl, group_scenario(body))
     got = one(trace, "main:raised")[0]
     assert got[0] == "ExceptionGroup" and got[2][1] == MSG
+    if EAGER and steps == 0:
+        # 3.12/3.13.0: the eagerly failed child aborted the group inside
+        # create_task, so the next create_task raised in the body.
+        assert [m[1] for m in got[2][2]] == ["a.exc", "body.exc"]
+        assert got[2][2][1][0] == "RuntimeError"
+        return
     assert [m[1] for m in got[2][2]] == ["a.exc"]
     # raise ... from None while handling the body's CancelledError.
     assert got[3:] == ("body.cancel", None, True)
@@ -840,8 +844,13 @@ def test_child_keyboardinterrupt_systemexit_reraised_bare(impl, exc_type,
     if raised:
         got = raised[0]
         assert got[0][:2] == (exc_type.__name__, "a.exc")
-        # KeyboardInterrupt/SystemExit win and keep the error list.
-        assert got[2].startswith("<TaskGroup errors=")
+        if EAGER and steps == 0:
+            # Raised out of create_task by the eager step: the body
+            # raised it, the group never saw the child fail.
+            assert got[2] == "<TaskGroup cancelling>"
+        else:
+            # KeyboardInterrupt/SystemExit win and keep the error list.
+            assert got[2].startswith("<TaskGroup errors=")
     # The exception also went out of the loop from the child's step.
     assert ev(trace, "run:raised")[0][0][:2] == (exc_type.__name__, "a.exc")
 
@@ -950,7 +959,8 @@ def test_body_exception_joins_group(impl, child_fails):
 def test_body_base_exception(impl, exc_type):
     async def body(sc, g, named):
         spawn(sc, g, named, "a", worker(sc, "a", steps=3))
-        spawn(sc, g, named, "b", worker(sc, "b", exc=Boom("b")))
+        spawn(sc, g, named, "b", worker(sc, "b", steps=3,
+                                        on_cancel=Boom("b")))
         await asyncio.sleep(0)
         raise exc_type("body")
 
@@ -1479,7 +1489,8 @@ def test_child_fails_after_parent_done(impl):
     recs = ev(trace, "exception-handler")
     assert len(recs) == 1
     msg = norm(recs[0][0])
-    assert msg.startswith("Task <Task finished name='Task-N' coro=")
+    # (3.13.0 names a task made by a task factory 'None'.)
+    assert re.match(r"Task <Task finished name='(Task-N|None)' coro=", msg)
     assert "has errored out but its parent task <Task finished" in msg
 
 
