@@ -19,12 +19,18 @@ cancellation and goes on.  A child suspends 0..3 times, may run a nested
 group of its own (same shape, one level), may spawn more children into its
 group (also while the group is exiting or shutting down: the refusal and
 whether the coroutine was closed are recorded), and then returns, raises
-an Exception, a BaseException subclass, KeyboardInterrupt (rarely: it
-escapes the loop), CancelledError itself, or is cancelled by the driver;
+an Exception, a BaseException subclass, CancelledError itself, or is
+cancelled by the driver;
 a cancelled child re-raises, swallows the cancellation, or raises an
 Exception from its handler.  The driver may cancel the main task from
 outside (once or twice) at a chosen step, and timed scenarios may wrap the
 group in ``timeout()`` or put a ``timeout()`` inside the body.
+
+KeyboardInterrupt and SystemExit are left to test_taskgroup.py: they
+escape the event loop in the middle of an iteration, so which of the
+children the stdlib woke in hash order ran before the escape -- and thus
+in which iteration the others run -- varies from run to run of the stdlib
+itself.
 
 Comparison: inside one loop iteration the events are compared as a
 multiset, and the members of an exception group are compared as the
@@ -36,6 +42,7 @@ which iteration, which exception, which group, which count -- is exact.
 """
 
 import asyncio
+import bisect
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -129,8 +136,6 @@ child_outcomes = st.one_of(
 @st.composite
 def children(draw, timed, depth):
     outcome = draw(child_outcomes)
-    if draw(st.integers(0, 39)) == 0:
-        outcome = ("raise_ki",)
     spawn = ()
     if depth < 2 and draw(st.integers(0, 3)) == 0:
         spawn = tuple(draw(st.lists(children(timed, depth + 1),
@@ -205,6 +210,14 @@ def build(spec):
         def now():
             return loop.time() if spec.timed else None
 
+        def iteration():
+            """The current iteration, numbered as in the final trace."""
+            jumps = getattr(loop.clock, "jumps", None)
+            if jumps is None:
+                return loop.fw_iteration
+            return (len(jumps),
+                    loop.fw_iteration - (jumps[-1] if jumps else 0))
+
         def cancelling():
             return asyncio.current_task().cancelling()
 
@@ -240,7 +253,7 @@ def build(spec):
 
         def raising(name, exc):
             sc.label(exc, f"{name}.exc")
-            fail_iter[sc.label(exc)] = loop.fw_iteration
+            fail_iter[sc.label(exc)] = iteration()
             sc(f"{name}:raise", desc(exc), cancelling())
             return exc
 
@@ -334,7 +347,7 @@ def build(spec):
                 raise
             except BaseExceptionGroup as e:
                 # From the nested group: the child fails with it.
-                fail_iter[sc.label(e)] = loop.fw_iteration
+                fail_iter[sc.label(e)] = iteration()
                 sc(f"{name}:raise", desc(e), cancelling())
                 raise
             sc(f"{name}:return", name)
@@ -492,9 +505,34 @@ def canon(trace):
     return sorted((e[0], norm(repr(e[1:]))) for e in trace)
 
 
+class JumpClock(VirtualClock):
+    """A VirtualClock that remembers the loop iteration of every jump."""
+
+    def __init__(self):
+        super().__init__()
+        self.jumps = []
+
+    def advance(self, dt):
+        super().advance(dt)
+        self.jumps.append(asyncio.get_running_loop().fw_iteration)
+
+
 def trace(TaskGroup, spec):
-    clock = VirtualClock() if spec.timed else None
-    return trace_scenario(TaskGroup, build(spec), clock=clock)
+    """The scenario's trace.  Timed scenarios number iterations relative to
+    the last clock jump, (jumps so far, iterations since): allowed
+    difference #4 -- where the stdlib spends an iteration of its own on a
+    done-callback that changes nothing just before the idle loop jumps to
+    its next timer, fastwait jumps one iteration sooner; every event keeps
+    its place relative to the jumps and its virtual time."""
+    if not spec.timed:
+        return trace_scenario(TaskGroup, build(spec))
+    clock = JumpClock()
+    tr = trace_scenario(TaskGroup, build(spec), clock=clock)
+    out = []
+    for e in tr:
+        j = bisect.bisect_right(clock.jumps, e[0])
+        out.append(((j, e[0] - (clock.jumps[j - 1] if j else 0)),) + e[1:])
+    return out
 
 
 def check_error_order(tr):
