@@ -1611,3 +1611,31 @@ def test_leaves_nothing_running(impl):
     out = both(impl, fn)[0]
     assert out[0] == ["2"] and out[1] == []
     assert out[2] == (0 if PY313 else 1)
+
+
+@pytest.mark.parametrize("exiting", [False, True])
+def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting):
+    """A child that returned is counted in ``tasks=N`` until the group's
+    done-callback for it has run (the next loop iteration), in the body
+    and while __aexit__ waits alike."""
+
+    async def body(sc, g, named):
+        async def peer():
+            # Runs right after a, in the iteration in which a returns.
+            if EAGER:
+                await asyncio.sleep(0)
+            sc("peer:repr", repr(g))
+            await asyncio.sleep(0)
+            sc("peer:repr-later", repr(g))
+
+        spawn(sc, g, named, "a", worker(sc, "a", steps=1 if EAGER else 0))
+        spawn(sc, g, named, "p", peer())
+        if not exiting:
+            for i in range(3):
+                await asyncio.sleep(0)
+                sc("body:repr", i, repr(g))
+
+    trace = tg_parity(impl, group_scenario(body))
+    assert at(trace, "peer:repr") == at(trace, "a:return")
+    assert one(trace, "peer:repr") == ("<TaskGroup tasks=2 entered>",)
+    assert one(trace, "peer:repr-later") == ("<TaskGroup tasks=1 entered>",)
