@@ -285,7 +285,8 @@ async def drain(limit=100):
     raise AssertionError("tasks still pending after drain()")
 
 
-def group_scenario(body, *, final=None, ordered=True, make=None):
+def group_scenario(body, *, final=None, ordered=True, make=None,
+                   factory=None):
     """Scenario: main enters a group (``make(TaskGroup)`` or a plain
     instance), runs ``await body(sc, g, named)`` inside it and records the
     outcome, ``cancelling()`` and ``repr(g)`` at every edge; then drains
@@ -334,6 +335,7 @@ def group_scenario(body, *, final=None, ordered=True, make=None):
             if final:
                 final(sc, named)
 
+        install_factory(sc.loop, factory)
         task = sc.loop.create_task(main())
         sc.label(task, "main-task")
         for _ in range(5):
@@ -348,6 +350,28 @@ def group_scenario(body, *, final=None, ordered=True, make=None):
         sc("main:state", sc.state(task))
 
     return scenario
+
+
+def install_factory(loop, kind):
+    """Give ``loop`` a task factory of its own (``kind``: "task" for
+    asyncio.Task, "pytask" for the pure-Python Task), eager on the eager
+    axis.  A factory that is not asyncio's own makes fastwait watch its
+    children with done-callbacks (its "callback" mode)."""
+    if kind is None:
+        return
+    cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
+    if EAGER:
+        base = asyncio.create_eager_task_factory(cls)
+    else:
+        def base(loop, coro, **kwargs):
+            return cls(coro, loop=loop, **kwargs)
+
+    def factory(loop, coro, *, eager_start=None, **kwargs):
+        # uvloop on 3.13 passes eager_start=None.
+        assert eager_start is None
+        return base(loop, coro, **kwargs)
+
+    loop.set_task_factory(factory)
 
 
 def spawn(sc, g, named, name, coro):
@@ -453,7 +477,11 @@ def test_exit_without_enter(impl):
         assert out[6][0] == ("raised", "KeyboardInterrupt", ("k",))
 
 
-def test_async_with_basic_results(impl):
+FACTORIES = pytest.mark.parametrize("factory", [None, "task", "pytask"])
+
+
+@FACTORIES
+def test_async_with_basic_results(impl, factory):
     async def body(sc, g, named):
         spawn(sc, g, named, "a", worker(sc, "a", result="A"))
         spawn(sc, g, named, "b", worker(sc, "b", steps=2, result="B"))
@@ -462,7 +490,8 @@ def test_async_with_basic_results(impl):
     def final(sc, named):
         sc("results", named["a"].result(), named["b"].result())
 
-    trace = tg_parity(impl, group_scenario(body, final=final))
+    trace = tg_parity(impl, group_scenario(body, final=final,
+                                           factory=factory))
     assert one(trace, "results") == ("A", "B")
     assert one(trace, "main:exited") == (0, "<TaskGroup entered>")
     assert one(trace, "main:after") == (0, 0)
@@ -823,8 +852,9 @@ def test_shutting_down(impl):
 # Child outcomes
 # ---------------------------------------------------------------------------
 
+@FACTORIES
 @pytest.mark.parametrize("steps", [0, 1, 3])
-def test_first_failure_cancels_siblings_and_parent(impl, steps):
+def test_first_failure_cancels_siblings_and_parent(impl, steps, factory):
     async def body(sc, g, named):
         spawn(sc, g, named, "a", worker(sc, "a", steps=steps,
                                         exc=Boom("a")))
@@ -832,7 +862,7 @@ def test_first_failure_cancels_siblings_and_parent(impl, steps):
         spawn(sc, g, named, "c", sleep_forever(sc, "c"))
         await sleep_forever(sc, "body")
 
-    trace = tg_parity(impl, group_scenario(body))
+    trace = tg_parity(impl, group_scenario(body, factory=factory))
     got = one(trace, "main:raised")[0]
     assert got[0] == "ExceptionGroup" and got[2][1] == MSG
     if EAGER and steps == 0:
@@ -1040,10 +1070,11 @@ def test_cancelled_error_subclass_from_body(impl):
         assert got[0] == "BaseExceptionGroup"
 
 
+@FACTORIES
 @pytest.mark.parametrize("where", ["body", "aexit"])
 @pytest.mark.parametrize("child_error", [None, "before", "after"])
 @pytest.mark.parametrize("times", [1, 2])
-def test_outer_cancellation(impl, where, child_error, times):
+def test_outer_cancellation(impl, where, child_error, times, factory):
     """The parent is cancelled from outside (``times`` times) in the body
     or while __aexit__ waits; a child may fail before or after."""
 
@@ -1095,6 +1126,7 @@ def test_outer_cancellation(impl, where, child_error, times):
             await c
             sc("main:final", sc.state(main_task))
 
+        install_factory(sc.loop, factory)
         sc.run(outer)
 
     trace = tg_parity(impl, scenario)
@@ -1430,7 +1462,8 @@ def test_timeout_inside_group(impl, deadline, sibling):
 # repr
 # ---------------------------------------------------------------------------
 
-def test_repr_in_every_state(impl):
+@FACTORIES
+def test_repr_in_every_state(impl, factory):
     async def body(sc, g, named):
         sc("repr:entered", repr(g))
         spawn(sc, g, named, "a", sleep_forever(sc, "a"))
@@ -1451,7 +1484,8 @@ def test_repr_in_every_state(impl):
     def final(sc, named):
         pass
 
-    trace = tg_parity(impl, group_scenario(body, final=final))
+    trace = tg_parity(impl, group_scenario(body, final=final,
+                                           factory=factory))
     assert one(trace, "main:before")[1] == "<TaskGroup>"
     assert one(trace, "repr:entered") == ("<TaskGroup entered>",)
     if not EAGER:
@@ -1528,7 +1562,8 @@ def test_child_fails_after_parent_done(impl):
 # Eager start (3.12+ shortcut) and loop iterations
 # ---------------------------------------------------------------------------
 
-def test_eager_done_child_shortcut(impl):
+@FACTORIES
+def test_eager_done_child_shortcut(impl, factory):
     async def body(sc, g, named):
         me = asyncio.current_task()
         t = spawn(sc, g, named, "a", worker(sc, "a", result="A"))
@@ -1545,7 +1580,7 @@ def test_eager_done_child_shortcut(impl):
         await asyncio.sleep(0)
         sc("body:end")
 
-    trace = tg_parity(impl, group_scenario(body))
+    trace = tg_parity(impl, group_scenario(body, factory=factory))
     if EAGER:
         assert one(trace, "after-a") == (True, "<TaskGroup entered>", 0)
         # 3.12/3.13.0: an eagerly failed child is handled inside
@@ -1563,7 +1598,8 @@ def test_eager_done_child_shortcut(impl):
     assert [m[1] for m in got[0][2][2]] == ["b.exc"]
 
 
-def test_iterations_of_each_event(impl):
+@FACTORIES
+def test_iterations_of_each_event(impl, factory):
     """Children start, the parent is cancelled and __aexit__ returns in
     the same loop iteration as with the stdlib (the trace comparison);
     and the stdlib's own timeline, pinned."""
@@ -1574,7 +1610,7 @@ def test_iterations_of_each_event(impl):
         spawn(sc, g, named, "c", sleep_forever(sc, "c"))
         await sleep_forever(sc, "body")
 
-    trace = tg_parity(impl, group_scenario(body))
+    trace = tg_parity(impl, group_scenario(body, factory=factory))
     t0 = at(trace, "main:entered")
     start = t0 if EAGER else t0 + 1
     assert at(trace, "a:start") == at(trace, "b:start") == start
@@ -1613,8 +1649,10 @@ def test_leaves_nothing_running(impl):
     assert out[2] == (0 if PY313 else 1)
 
 
+@FACTORIES
 @pytest.mark.parametrize("exiting", [False, True])
-def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting):
+def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting,
+                                                              factory):
     """A child that returned is counted in ``tasks=N`` until the group's
     done-callback for it has run (the next loop iteration), in the body
     and while __aexit__ waits alike."""
@@ -1635,7 +1673,7 @@ def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting):
                 await asyncio.sleep(0)
                 sc("body:repr", i, repr(g))
 
-    trace = tg_parity(impl, group_scenario(body))
+    trace = tg_parity(impl, group_scenario(body, factory=factory))
     assert at(trace, "peer:repr") == at(trace, "a:return")
     assert one(trace, "peer:repr") == ("<TaskGroup tasks=2 entered>",)
     assert one(trace, "peer:repr-later") == ("<TaskGroup tasks=1 entered>",)

@@ -24,7 +24,10 @@ cancelled by the driver;
 a cancelled child re-raises, swallows the cancellation, or raises an
 Exception from its handler.  The driver may cancel the main task from
 outside (once or twice) at a chosen step, and timed scenarios may wrap the
-group in ``timeout()`` or put a ``timeout()`` inside the body.
+group in ``timeout()`` or put a ``timeout()`` inside the body.  A quarter
+of the scenarios install a task factory of their own (asyncio.Task or the
+pure-Python Task, eager on the eager axis), which puts fastwait in its
+done-callback mode.
 
 KeyboardInterrupt and SystemExit are left to test_taskgroup.py: they
 escape the event loop in the middle of an iteration, so which of the
@@ -50,7 +53,8 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 import fastwait
-from conftest import VirtualClock, normalize_addresses, settle_garbage
+from conftest import (TASKS_KIND, VirtualClock, normalize_addresses,
+                      settle_garbage)
 from conftest import trace_scenario
 import re
 
@@ -107,6 +111,9 @@ class Scenario:
     # the body's steps (timed scenarios only)
     timeout: Optional[Tuple] = None
     timed: bool = False
+    # None (the axis's factory) | "task" | "pytask": a task factory of the
+    # scenario's own (fastwait's callback mode), eager on the eager axis
+    factory: Optional[str] = None
 
 
 messages = st.sampled_from([None, "m1"])
@@ -183,12 +190,32 @@ def scenarios(draw):
     if timed and draw(st.booleans()):
         timeout = (draw(st.sampled_from(["around", "inside"])),
                    draw(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.5, 4.5])))
-    return Scenario(group=group, cancel=cancel, timeout=timeout, timed=timed)
+    factory = draw(st.sampled_from([None, None, "task", "pytask"]))
+    return Scenario(group=group, cancel=cancel, timeout=timeout, timed=timed,
+                    factory=factory)
 
 
 # ---------------------------------------------------------------------------
 # Running a scenario
 # ---------------------------------------------------------------------------
+
+def install_factory(loop, kind):
+    if kind is None:
+        return
+    cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
+    if TASKS_KIND == "eager":
+        base = asyncio.create_eager_task_factory(cls)
+    else:
+        def base(loop, coro, **kwargs):
+            return cls(coro, loop=loop, **kwargs)
+
+    def factory(loop, coro, *, eager_start=None, **kwargs):
+        # uvloop on 3.13 passes eager_start=None.
+        assert eager_start is None
+        return base(loop, coro, **kwargs)
+
+    loop.set_task_factory(factory)
+
 
 def build(spec):
     """The scenario function (see conftest.trace_scenario); ``sc.gather``
@@ -480,6 +507,7 @@ def build(spec):
                 sc(f"{name}:final", st)
             sc("main:final-cancelling", me.cancelling())
 
+        install_factory(loop, spec.factory)
         main_task = loop.create_task(main())
         sc.label(main_task, "main")
         for _ in range(10):
