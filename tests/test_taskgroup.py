@@ -276,10 +276,11 @@ async def sleep_forever(sc, name):
         raise
 
 
-async def drain(limit=100):
+async def drain(limit=100, exclude=()):
     me = asyncio.current_task()
     for _ in range(limit):
-        if all(t.done() for t in asyncio.all_tasks() if t is not me):
+        if all(t.done() for t in asyncio.all_tasks()
+               if t is not me and t not in exclude):
             return
         await asyncio.sleep(0)
     raise AssertionError("tasks still pending after drain()")
@@ -730,11 +731,11 @@ def test_create_task_not_entered_finished_closes_coro_on_313(impl):
     else:
         assert out[1] is False and out[4] is False
         assert out[2][0] == "raised" and out[2][1] == "RuntimeError"
-        assert ws == [("RuntimeWarning",
-                       "coroutine 'main.<locals>.child' was never awaited"
-                       )] * 2 or ws == [
-            ("RuntimeWarning", "coroutine 'fn.<locals>.child' was never "
-             "awaited")] * 2 or len(ws) == 2
+        # Not closed: each warns "never awaited" when collected.
+        assert len(ws) == 2 and all(
+            w[0] == "RuntimeWarning"
+            and w[1].endswith("fn.<locals>.child' was never awaited")
+            for w in ws), ws
 
 
 def test_enter_twice_nested(impl):
@@ -1106,7 +1107,14 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
                 sc("main:exited", me.cancelling(), repr(g))
             sc("main:uncancel", me.uncancel() if me.cancelling() else None,
                me.cancelling())
-            await drain()
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError as e:
+                sc("main:recancelled", xdesc(sc, e, name="re.cancel"),
+                   me.cancelling())
+            await drain(exclude=outer_tasks)
+
+        outer_tasks = []
 
         async def canceller(main_task):
             await asyncio.sleep(0)
@@ -1116,6 +1124,7 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
                    main_task.cancelling())
 
         async def outer():
+            outer_tasks.append(asyncio.current_task())
             main_task = asyncio.get_running_loop().create_task(main())
             sc.label(main_task, "main")
             c = asyncio.get_running_loop().create_task(canceller(main_task))
@@ -1130,8 +1139,21 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
         sc.run(outer)
 
     trace = tg_parity(impl, scenario)
-    names_ = names(trace)
-    assert "main:raised" in names_ or "main:exited" in names_
+    got = one(trace, "main:raised")
+    assert got[0][0] == ("CancelledError" if child_error is None
+                         else "ExceptionGroup")
+    # The outer cancellations stay counted.  On 3.11/3.12 a child that
+    # fails while __aexit__ waits adds the group's own request, which
+    # nobody takes back (the uncancel() ran at __aexit__ entry); with an
+    # eager start it failed inside create_task, before __aexit__.
+    extra = (where == "aexit" and child_error == "before" and not PY313
+             and not EAGER)
+    assert got[1] == times + extra
+    assert one(trace, "main:uncancel") == (times + extra - 1,) * 2
+    # 3.13 un-cancels and re-cancels a parent cancelled from outside when
+    # errors win: the next await of the parent raises CancelledError.
+    recancelled = PY313 and times == 2 and child_error is not None
+    assert bool(ev(trace, "main:recancelled")) == recancelled
 
 
 def test_cancelling_after_except_star(impl):
