@@ -1016,7 +1016,7 @@ def test_body_exception_joins_group(impl, child_fails):
 
 
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit,
-                                      BaseBoom])
+                                      BaseBoom, GeneratorExit])
 def test_body_base_exception(impl, exc_type):
     async def body(sc, g, named):
         spawn(sc, g, named, "a", worker(sc, "a", steps=3))
@@ -1027,7 +1027,8 @@ def test_body_base_exception(impl, exc_type):
 
     trace = tg_parity(impl, group_scenario(body))
     got = one(trace, "main:raised")[0]
-    if exc_type is BaseBoom:
+    if exc_type in (BaseBoom, GeneratorExit):
+        # Only KeyboardInterrupt and SystemExit are re-raised bare.
         assert got[0] == "BaseExceptionGroup"
         assert [m[1] for m in got[2][2]] == ["b.exc", "body.exc"]
     else:
@@ -1699,3 +1700,80 @@ def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting,
     assert at(trace, "peer:repr") == at(trace, "a:return")
     assert one(trace, "peer:repr") == ("<TaskGroup tasks=2 entered>",)
     assert one(trace, "peer:repr-later") == ("<TaskGroup tasks=1 entered>",)
+
+
+def test_subclass_extending_enter_and_exit(impl):
+    def fn(TaskGroup, loop):
+        log = []
+
+        class Logged(TaskGroup):
+            async def __aenter__(self):
+                log.append(("enter", repr(self)))
+                r = await super().__aenter__()
+                log.append(("entered", r is self, repr(self)))
+                return r
+
+            async def __aexit__(self, et, exc, tb):
+                log.append(("exit", et and et.__name__, repr(self)))
+                try:
+                    return await super().__aexit__(et, exc, tb)
+                except BaseException as e:
+                    log.append(("exit-raised", type(e).__name__))
+                    raise
+
+        async def child(i):
+            await asyncio.sleep(0)
+            if i == 1:
+                raise Boom(i)
+            return i
+
+        async def main():
+            try:
+                async with Logged() as g:
+                    for i in range(3):
+                        g.create_task(child(i))
+                    await asyncio.sleep(1)
+            except* Boom as eg:
+                log.append(("caught", [str(e) for e in eg.exceptions]))
+            return log
+
+        return loop.run_until_complete(main())
+
+    out = both(impl, fn)[0]
+    assert out[-1] == ("caught", ["1"])
+    assert ("exit", "CancelledError", "<TaskGroup tasks=1 errors=1 "
+            "cancelling>") in out or ("exit", "CancelledError",
+                                      "<TaskGroup errors=1 cancelling>") in out
+
+
+@pytest.mark.parametrize("first", ["ok", "error", "cancelled"])
+def test_exit_called_again(impl, first):
+    """__aexit__ awaited a second time after the group finished: whatever
+    the stdlib does (its error list is gone after a group error)."""
+
+    def fn(TaskGroup, loop):
+        async def child():
+            await asyncio.sleep(0)
+            if first == "error":
+                raise Boom("c")
+
+        async def main():
+            g = TaskGroup()
+            res = []
+            try:
+                async with g:
+                    g.create_task(child())
+                    if first == "cancelled":
+                        raise asyncio.CancelledError("body")
+            except BaseException as e:
+                res.append(("first", type(e).__name__))
+            for exc in (None, Boom("again"), asyncio.CancelledError("c2")):
+                et = None if exc is None else type(exc)
+                res.append((await aoutcome(g.__aexit__(et, exc, None)),
+                            repr(g)))
+            res.append(outcome(g.create_task, None))
+            return res
+
+        return loop.run_until_complete(main())
+
+    both(impl, fn)
