@@ -1777,3 +1777,66 @@ def test_exit_called_again(impl, first):
         return loop.run_until_complete(main())
 
     both(impl, fn)
+
+
+class _BadYield:
+    def __await__(self):
+        yield 42
+
+
+@pytest.mark.parametrize("kind", [
+    "return-exception-object", "stop-iteration", "stop-async-iteration",
+    "generator-exit", "bad-yield", "return-in-finally-after-cancel",
+])
+@pytest.mark.parametrize("steps", [0, 1])
+def test_child_unusual_outcomes(impl, kind, steps):
+    """What the Task machinery makes of unusual child outcomes reaches the
+    group unchanged (StopIteration becomes RuntimeError, a bad yield is
+    thrown back into the child, ...)."""
+
+    async def child(sc):
+        sc("x:start")
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if kind == "return-exception-object":
+            return Boom("returned")
+        if kind == "stop-iteration":
+            raise StopIteration("si")
+        if kind == "stop-async-iteration":
+            raise StopAsyncIteration("sai")
+        if kind == "generator-exit":
+            raise GeneratorExit("ge")
+        if kind == "bad-yield":
+            try:
+                await _BadYield()
+            except RuntimeError as e:
+                sc("x:bad-yield", norm(str(e)))
+                raise
+        if kind == "return-in-finally-after-cancel":
+            try:
+                await asyncio.get_running_loop().create_future()
+            finally:
+                return "finally"  # noqa: B012 - swallows the cancellation
+
+    async def body(sc, g, named):
+        spawn(sc, g, named, "x", child(sc))
+        spawn(sc, g, named, "y", worker(sc, "y", steps=3))
+        if kind == "return-in-finally-after-cancel":
+            await asyncio.sleep(0)
+            named["x"].cancel()
+
+    def final(sc, named):
+        x = named["x"]
+        if not x.cancelled() and x.exception() is None:
+            sc("x:result", xdesc(sc, x.result(), name="x.result")
+               if isinstance(x.result(), BaseException) else x.result())
+
+    with warnings.catch_warnings():
+        # StopIteration/StopAsyncIteration raised in a coroutine.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        trace = tg_parity(impl, group_scenario(body, final=final))
+    if kind in ("return-exception-object", "return-in-finally-after-cancel"):
+        assert one(trace, "main:exited")
+    else:
+        got = one(trace, "main:raised")[0]
+        assert got[0] in ("ExceptionGroup", "BaseExceptionGroup")
