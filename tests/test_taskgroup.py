@@ -327,6 +327,12 @@ def group_scenario(body, *, final=None, ordered=True, make=None,
             sc("main:after", me.cancelling(), me.uncancel()
                if me.cancelling() else 0)
             try:
+                # Does a cancellation request outlive the group?
+                await asyncio.sleep(0)
+            except asyncio.CancelledError as e:
+                sc("main:probe-cancelled", xdesc(sc, e, name="probe.cancel"),
+                   me.cancelling())
+            try:
                 await drain()
             except asyncio.CancelledError as e:
                 sc("main:drain-cancelled", xdesc(sc, e, name="drain.cancel"))
@@ -1840,3 +1846,36 @@ def test_child_unusual_outcomes(impl, kind, steps):
     else:
         got = one(trace, "main:raised")[0]
         assert got[0] in ("ExceptionGroup", "BaseExceptionGroup")
+
+
+@FACTORIES
+@pytest.mark.parametrize("sibling", [False, True])
+def test_eager_failure_then_no_await(impl, factory, sibling):
+    """A child that fails inside create_task (eager start) cancels the
+    parent at once (3.12/3.13.0 shortcut).  If the body then leaves the
+    group without awaiting, the parent's pending cancellation outlives the
+    group on 3.12 (its uncancel() keeps the task's must-cancel flag) and
+    not on 3.13 (an uncancel() down to zero clears it); with a sibling to
+    wait for, __aexit__ consumes it."""
+
+    async def body(sc, g, named):
+        if sibling:
+            spawn(sc, g, named, "s", sleep_forever(sc, "s"))
+        spawn(sc, g, named, "a", worker(sc, "a", exc=Boom("a")))
+        sc("body:after-create", asyncio.current_task().cancelling(),
+           repr(g))
+
+    def final(sc, named):
+        pass
+
+    trace = tg_parity(impl, group_scenario(body, final=final,
+                                           factory=factory))
+    got = one(trace, "main:raised")[0]
+    assert [m[1] for m in got[2][2]] == ["a.exc"]
+    drained = ev(trace, "main:probe-cancelled")
+    if EAGER and not sibling:
+        assert one(trace, "body:after-create") == (
+            1, "<TaskGroup errors=1 cancelling>")
+        assert bool(drained) == (not PY313)
+    else:
+        assert drained == []
