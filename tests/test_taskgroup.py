@@ -1879,3 +1879,43 @@ def test_eager_failure_then_no_await(impl, factory, sibling):
         assert bool(drained) == (not PY313)
     else:
         assert drained == []
+
+
+@pytest.mark.parametrize("outcome", ["return", "raise", "cancelled"])
+@pytest.mark.parametrize("steps", [0, 2])
+def test_body_awaits_its_child(impl, outcome, steps):
+    """The body awaits a child task directly (result, failure, the child
+    cancelled by the body)."""
+
+    async def body(sc, g, named):
+        exc = Boom("a") if outcome == "raise" else None
+        t = spawn(sc, g, named, "a", worker(sc, "a", steps=steps, exc=exc,
+                                            result="A"))
+        spawn(sc, g, named, "b", worker(sc, "b", steps=4))
+        if outcome == "cancelled":
+            await asyncio.sleep(0)
+            t.cancel("stop")
+        r = await t
+        sc("body:awaited", r)
+
+    trace = tg_parity(impl, group_scenario(body))
+    if outcome == "return" or (outcome == "cancelled" and steps == 0):
+        # (A child without steps has returned before the body cancels it.)
+        assert one(trace, "body:awaited") == ("A",)
+        assert one(trace, "main:exited")
+    elif outcome == "cancelled":
+        # The body's CancelledError from ``await t``; no group error.
+        assert one(trace, "main:raised")[0][:2] == ("CancelledError",
+                                                     "a.cancel")
+    elif EAGER and steps == 0:
+        # Failed inside create_task: the next create_task is refused.
+        got = one(trace, "main:raised")[0]
+        assert [m[1] for m in got[2][2]] == ["a.exc", "body.exc"]
+        assert got[2][2][1][0] == "RuntimeError"
+    else:
+        got = one(trace, "main:raised")[0]
+        assert got[0] == "ExceptionGroup"
+        # The group's done-callback runs before the body's wakeup and
+        # cancels the parent: the body gets CancelledError, not the error.
+        assert [m[1] for m in got[2][2]] == ["a.exc"]
+        assert one(trace, "body:raised")[0][0] == "CancelledError"
