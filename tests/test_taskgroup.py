@@ -1434,13 +1434,29 @@ def test_group_inside_timeout(impl, deadline, child_fails_at):
         sc.run(main)
 
     trace = tg_parity(impl, scenario, clock=True)
-    names_ = names(trace)
-    if deadline < 1.0 and child_fails_at is None:
-        got = one(trace, "main:raised")
-        assert got[0] == 1000.0 + deadline
-        assert got[1][0] == "TimeoutError"
-    if deadline > 3 and child_fails_at is None:
-        assert "main:exited" in names_
+    fails = (child_fails_at if child_fails_at is not None
+             and child_fails_at < deadline else None)
+    if fails is not None:
+        # The child's error wins; the timeout never fired.  3.11/3.12
+        # leave the group's cancellation request on the parent (the child
+        # failed after the body had finished), 3.13 takes it back.
+        t, desc, cancelling, expired = one(trace, "main:raised")
+        assert t == 1000.0 + fails
+        assert desc[0] == "ExceptionGroup"
+        assert [m[1] for m in desc[2][2]] == ["f.exc"]
+        assert (cancelling, expired) == (0 if PY313 else 1, False)
+    elif deadline < 2.0:
+        # The deadline fired in the body (< 1 s) or while __aexit__ waited
+        # for "a": the group let the CancelledError through, timeout()
+        # turned it into TimeoutError.
+        t, desc, cancelling, expired = one(trace, "main:raised")
+        assert t == 1000.0 + deadline
+        assert desc[0] == "TimeoutError"
+        assert desc[3] == ("body.cancel" if deadline < 1.0 else "group.exc")
+        assert (cancelling, expired) == (0, True)
+        assert one(trace, "group:raised")[1][0] == "CancelledError"
+    else:
+        assert one(trace, "main:exited") == (1002.0, 0, False)
 
 
 @pytest.mark.parametrize("deadline", [0.5, 2.5])
@@ -1484,7 +1500,21 @@ def test_timeout_inside_group(impl, deadline, sibling):
         sc.run(main)
 
     trace = tg_parity(impl, scenario, clock=True)
-    assert "main:raised" in names(trace)
+    t, desc, cancelling, rep_ = one(trace, "main:raised")
+    assert desc[0] == "ExceptionGroup"
+    if sibling == "fails" and deadline > 1.0:
+        assert t == 1001.0
+        assert [m[0] for m in desc[2][2]] == ["Boom"]
+    elif deadline < 1.0 and EAGER:
+        # The eagerly started child armed its (equal) deadline first: its
+        # TimeoutError, then the body's.
+        assert t == 1000.0 + deadline
+        assert [m[0] for m in desc[2][2]] == ["TimeoutError"] * 2
+    else:
+        # The body's own TimeoutError joins the group.
+        assert t == 1000.0 + deadline
+        assert [m[0] for m in desc[2][2]] == ["TimeoutError"]
+    assert (cancelling, rep_) == (0, "<TaskGroup cancelling>")
 
 
 # ---------------------------------------------------------------------------
