@@ -1949,3 +1949,49 @@ def test_body_awaits_its_child(impl, outcome, steps):
         # cancels the parent: the body gets CancelledError, not the error.
         assert [m[1] for m in got[2][2]] == ["a.exc"]
         assert one(trace, "body:raised")[0][0] == "CancelledError"
+
+
+def test_timeout_expiring_around_a_failing_group(impl):
+    """The deadline fires while __aexit__ waits; a child's cancellation
+    handler raises, so the group raises an ExceptionGroup, not
+    CancelledError.  3.13's timeout() splices a TimeoutError into the
+    members' __context__ chains (gh-96037); 3.11/3.12 let it through."""
+
+    def scenario(sc):
+        async def child():
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError as e:
+                sc.label(e, "c.cancel")
+                raise Boom("handler")
+
+        async def main():
+            me = asyncio.current_task()
+            try:
+                async with asyncio.timeout(1.0) as cm:
+                    async with TG(sc)() as g:
+                        g.create_task(child())
+            except BaseException as e:
+                sc.label(e, "main.exc")
+                sc("main:raised", sc.loop.time(), xdesc(sc, e),
+                   me.cancelling(), cm.expired())
+                for m in getattr(e, "exceptions", ()):
+                    chain = []
+                    c = m.__context__
+                    while c is not None and len(chain) < 4:
+                        chain.append((type(c).__name__, sc.label(c)))
+                        c = c.__context__
+                    sc("member:context-chain", tuple(chain))
+
+        sc.run(main)
+
+    trace = tg_parity(impl, scenario, clock=True)
+    t, desc, cancelling, expired = one(trace, "main:raised")
+    assert (t, desc[0], cancelling, expired) == (
+        1001.0, "ExceptionGroup", 0, True)
+    chain = one(trace, "member:context-chain")[0]
+    if PY313:
+        assert chain[0][0] == "TimeoutError" and chain[1] == (
+            "CancelledError", "c.cancel")
+    else:
+        assert chain[0] == ("CancelledError", "c.cancel")
