@@ -1589,13 +1589,17 @@ def test_subclass_overriding_create_task(impl):
 # Exception handler: a child fails after the parent is done
 # ---------------------------------------------------------------------------
 
-def test_child_fails_after_parent_done(impl):
+@pytest.mark.parametrize("n", [1, 2])
+def test_child_fails_after_parent_done(impl, n):
     def scenario(sc):
         async def main():
             g = TG(sc)()
             await g.__aenter__()
             t = g.create_task(worker(sc, "a", steps=2, exc=Boom("a")))
             sc.label(t, "a")
+            if n == 2:
+                t = g.create_task(worker(sc, "b", steps=3, exc=Boom("b")))
+                sc.label(t, "b")
             sc("main:return", repr(g))
             sc.label(g, "g")
             return g
@@ -1610,7 +1614,8 @@ def test_child_fails_after_parent_done(impl):
 
     trace = tg_parity(impl, scenario)
     recs = ev(trace, "exception-handler")
-    assert len(recs) == 1
+    # Every failure is reported, and nothing else.
+    assert len(recs) == n
     msg = norm(recs[0][0])
     # (3.13.0 names a task made by a task factory 'None'.)
     assert re.match(r"Task <Task finished name='(Task-N|None)' coro=", msg)
@@ -1995,3 +2000,58 @@ def test_timeout_expiring_around_a_failing_group(impl):
             "CancelledError", "c.cancel")
     else:
         assert chain[0] == ("CancelledError", "c.cancel")
+
+
+def test_create_task_from_a_loop_callback(impl):
+    """create_task needs no current task (only __aenter__ does): a plain
+    loop callback may add children; they belong to the group."""
+
+    def scenario(sc):
+        async def main():
+            me = asyncio.current_task()
+            g = TG(sc)()
+
+            def cb():
+                t = g.create_task(worker(sc, "a", steps=1, exc=Boom("a")))
+                sc.label(t, "a")
+                sc("cb:created", repr(g),
+                   asyncio.current_task() is None)
+
+            try:
+                async with g:
+                    sc.loop.call_soon(cb)
+                    await sleep_forever(sc, "body")
+            except BaseException as e:
+                sc.label(e, "main.exc")
+                sc("main:raised", xdesc(sc, e), me.cancelling(), repr(g))
+
+        sc.run(main)
+
+    trace = tg_parity(impl, scenario)
+    assert one(trace, "cb:created")[1] is True
+    got = one(trace, "main:raised")
+    assert [m[1] for m in got[0][2][2]] == ["a.exc"]
+    assert got[1:] == (0, "<TaskGroup cancelling>")
+
+
+def test_abandoned_group_child_destroyed_pending(impl):
+    """A group never exited (its parent returned from the body by hand)
+    whose child is garbage-collected while pending: the loop reports the
+    destroyed pending task like the stdlib does."""
+
+    def scenario(sc):
+        async def main():
+            g = TG(sc)()
+            await g.__aenter__()
+            g.create_task(sleep_forever(sc, "a"))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            sc("main:return", repr(g))
+
+        sc.run(main)
+        gc.collect()
+        sc("collected")
+
+    trace = tg_parity(impl, scenario)
+    recs = ev(trace, "exception-handler")
+    assert [r[0] for r in recs] == ["Task was destroyed but it is pending!"]
