@@ -52,6 +52,7 @@ which iteration, which exception, which group, which count -- is exact.
 
 import asyncio
 import bisect
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -59,10 +60,13 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 import fastwait
-from conftest import (TASKS_KIND, VirtualClock, normalize_addresses,
-                      settle_garbage)
-from conftest import trace_scenario
-import re
+from conftest import (
+    TASKS_KIND,
+    VirtualClock,
+    normalize_addresses,
+    settle_garbage,
+    trace_scenario,
+)
 
 MAX_STEP = 6
 
