@@ -1,7 +1,8 @@
 """Parity tests for ``TaskGroup``: every behaviour, on both implementations.
 
 Scenario tests run through ``tg_parity``: the scenario is traced with
-``impl.TaskGroup`` and with ``asyncio.TaskGroup``, each on a fresh loop of
+``impl.TaskGroup`` (and ``impl.timeout`` where it mixes in timeouts) and
+with asyncio's, each on a fresh loop of
 the active axes, and the two traces must be equal (results, exception
 types/args/identity, exception-group structure, ``__cause__``/``__context__``
 /``__suppress_context__``, ``cancelling()`` counts, ``repr(group)``,
@@ -70,8 +71,14 @@ def norm(text):
 
 
 def TG(sc):
-    """The TaskGroup class under test in a traced scenario."""
-    return sc.gather
+    """The TaskGroup class under test in a traced scenario (trace_scenario
+    hands the implementation module over as ``sc.gather``)."""
+    return sc.gather.TaskGroup
+
+
+def TO(sc):
+    """The implementation's timeout() in a traced scenario."""
+    return sc.gather.timeout
 
 
 def xdesc(sc, exc, *, ordered=True, name=None):
@@ -138,19 +145,20 @@ def per_jump(trace, jumps):
     return out
 
 
-def tg_trace(TaskGroup, scenario, *, clock=False):
+def tg_trace(mod, scenario, *, clock=False):
+    """Trace ``scenario`` with the TaskGroup and timeout() of ``mod``."""
     if not clock:
-        return trace_scenario(TaskGroup, scenario)
+        return trace_scenario(mod, scenario)
     vclock = JumpClock()
-    trace = trace_scenario(TaskGroup, scenario, clock=vclock)
+    trace = trace_scenario(mod, scenario, clock=vclock)
     return per_jump(trace, vclock.jumps)
 
 
 def tg_parity(impl, scenario, *, clock=False):
     """Trace ``scenario`` with ``impl.TaskGroup`` and ``asyncio.TaskGroup``
     and assert the traces agree; return the implementation's trace."""
-    got = tg_trace(impl.TaskGroup, scenario, clock=clock)
-    want = tg_trace(asyncio.TaskGroup, scenario, clock=clock)
+    got = tg_trace(impl, scenario, clock=clock)
+    want = tg_trace(asyncio, scenario, clock=clock)
     if canon(got) != canon(want):
         got_c, want_c = canon(got), canon(want)
         first = next((a, b) for a, b in zip(got_c + [None] * len(want_c),
@@ -1429,7 +1437,7 @@ def test_group_inside_timeout(impl, deadline, child_fails_at):
             me = asyncio.current_task()
             g = TG(sc)()
             try:
-                async with asyncio.timeout(deadline) as cm:
+                async with TO(sc)(deadline) as cm:
                     try:
                         async with g:
                             g.create_task(child("a", 2.0))
@@ -1485,7 +1493,7 @@ def test_timeout_inside_group(impl, deadline, sibling):
         async def timed_child():
             me = asyncio.current_task()
             try:
-                async with asyncio.timeout(deadline):
+                async with TO(sc)(deadline):
                     await asyncio.sleep(2.0)
                     sc("tc:slept", sc.loop.time())
             except BaseException as e:
@@ -1507,7 +1515,7 @@ def test_timeout_inside_group(impl, deadline, sibling):
                 async with g:
                     g.create_task(timed_child())
                     g.create_task(other())
-                    async with asyncio.timeout(deadline):
+                    async with TO(sc)(deadline):
                         await asyncio.sleep(5)
             except BaseException as e:
                 sc.label(e, "main.exc")
@@ -1992,7 +2000,7 @@ def test_timeout_expiring_around_a_failing_group(impl):
         async def main():
             me = asyncio.current_task()
             try:
-                async with asyncio.timeout(1.0) as cm:
+                async with TO(sc)(1.0) as cm:
                     async with TG(sc)() as g:
                         g.create_task(child())
             except BaseException as e:

@@ -1,9 +1,9 @@
 """Differential test: random TaskGroup scenarios, stdlib against fastwait.
 
 Each generated scenario runs twice, with ``asyncio.TaskGroup`` and with
-``fastwait.TaskGroup``, each on a fresh loop of the active axes (loop kind
-and task factory; timed scenarios on the default loop with a virtual
-clock), and the complete traces must be equal: every event with the loop
+``fastwait.TaskGroup`` (and each one's ``timeout()``), each on a fresh
+loop of the active axes (loop kind and task factory; timed scenarios on
+the default loop with a virtual clock), and the complete traces must be equal: every event with the loop
 iteration (and, when timed, the virtual time) it happened in, results,
 exceptions with their identity, ``__context__``/``__cause__``/
 ``__suppress_context__``, the structure of every exception group,
@@ -233,10 +233,11 @@ def install_factory(loop, kind):
 
 def build(spec):
     """The scenario function (see conftest.trace_scenario); ``sc.gather``
-    is the TaskGroup class under test."""
+    is the implementation module (its TaskGroup and timeout() are used)."""
 
     def scenario(sc):
-        TaskGroup = sc.gather
+        TaskGroup = sc.gather.TaskGroup
+        timeout = sc.gather.timeout
         loop = sc.loop
         tasks = {}  # name -> Task
         gates = []
@@ -438,7 +439,7 @@ def build(spec):
 
         async def body_maybe_timeout(gspec, g, gname, top):
             if top and spec.timeout and spec.timeout[0] == "inside":
-                async with asyncio.timeout(spec.timeout[1]) as cm:
+                async with timeout(spec.timeout[1]) as cm:
                     try:
                         await body(gspec, g, gname)
                     finally:
@@ -503,7 +504,7 @@ def build(spec):
             sc.label(drv, "driver")
             try:
                 if spec.timeout and spec.timeout[0] == "around":
-                    async with asyncio.timeout(spec.timeout[1]) as cm:
+                    async with timeout(spec.timeout[1]) as cm:
                         try:
                             await run_group(spec.group, "g", top=True)
                         finally:
@@ -575,7 +576,7 @@ class JumpClock(VirtualClock):
         self.jumps.append(asyncio.get_running_loop().fw_iteration)
 
 
-def trace(TaskGroup, spec):
+def trace(mod, spec):
     """The scenario's trace.  Timed scenarios number iterations relative to
     the last clock jump, (jumps so far, iterations since): allowed
     difference #4 -- where the stdlib spends an iteration of its own on a
@@ -583,9 +584,9 @@ def trace(TaskGroup, spec):
     its next timer, fastwait jumps one iteration sooner; every event keeps
     its place relative to the jumps and its virtual time."""
     if not spec.timed:
-        return trace_scenario(TaskGroup, build(spec))
+        return trace_scenario(mod, build(spec))
     clock = JumpClock()
-    tr = trace_scenario(TaskGroup, build(spec), clock=clock)
+    tr = trace_scenario(mod, build(spec), clock=clock)
     out = []
     for e in tr:
         j = bisect.bisect_right(clock.jumps, e[0])
@@ -620,8 +621,8 @@ def _check_desc(d, tr):
 def test_taskgroup_matches_stdlib(spec):
     note(repr(spec))
     settle_garbage()
-    want = trace(asyncio.TaskGroup, spec)
-    got = trace(fastwait.TaskGroup, spec)
+    want = trace(asyncio, spec)
+    got = trace(fastwait, spec)
     names = {e[1] for e in want}
     assert "main:state" in names
     assert {"main:raised", "main:returned"} & names or "run:raised" in names
@@ -673,8 +674,8 @@ def test_scenario_runner_is_deterministic():
         ),
         cancel=(3, "m1", 2),
     )
-    first = trace(asyncio.TaskGroup, spec)
-    second = trace(asyncio.TaskGroup, spec)
+    first = trace(asyncio, spec)
+    second = trace(asyncio, spec)
     assert canon(first) == canon(second)
     names = [e[1] for e in first]
     assert "main:raised" in names
