@@ -120,28 +120,36 @@ def canon(trace):
 
 
 class JumpClock(VirtualClock):
-    """A VirtualClock that remembers the loop iteration of every jump."""
+    """A VirtualClock that remembers the loop iteration of every jump and
+    the time it jumped to."""
 
     def __init__(self):
         super().__init__()
         self.jumps = []
+        self.times = []
+        self.start = self.now
 
     def advance(self, dt):
         super().advance(dt)
         self.jumps.append(asyncio.get_running_loop().fw_iteration)
+        self.times.append(self.now)
 
 
-def per_jump(trace, jumps):
-    """Iteration numbers made relative to the last clock jump: (number of
-    jumps so far, iterations since).  Allowed difference #4: where the
-    stdlib runs a done-callback that changes nothing in an iteration of its
-    own just before the idle loop jumps to its next timer, fastwait jumps
-    one iteration sooner; every event keeps its place relative to the
-    jumps (and its virtual time)."""
+def per_jump(trace, clock):
+    """Iteration numbers made relative to the last clock jump: (the time
+    it jumped to -- the start time before the first jump --, iterations
+    since).  README's allowed difference #4: where the stdlib runs a done-callback that changes nothing in an
+    iteration of its own just before the idle loop jumps to its next
+    timer, fastwait jumps one iteration sooner; and #5: a stale deadline
+    of fastwait's one loop timer wakes an idle loop once, a jump after
+    which nothing happens.  Every event keeps its place relative to the
+    jumps that lead to it (and its virtual time)."""
     out = []
     for e in trace:
-        j = bisect.bisect_right(jumps, e[0])
-        out.append(((j, e[0] - (jumps[j - 1] if j else 0)),) + e[1:])
+        j = bisect.bisect_right(clock.jumps, e[0])
+        at_ = (clock.times[j - 1], e[0] - clock.jumps[j - 1]) if j else (
+            clock.start, e[0])
+        out.append((at_,) + e[1:])
     return out
 
 
@@ -151,7 +159,7 @@ def tg_trace(mod, scenario, *, clock=False):
         return trace_scenario(mod, scenario)
     vclock = JumpClock()
     trace = trace_scenario(mod, scenario, clock=vclock)
-    return per_jump(trace, vclock.jumps)
+    return per_jump(trace, vclock)
 
 
 def tg_parity(impl, scenario, *, clock=False):

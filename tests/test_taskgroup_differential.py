@@ -258,8 +258,9 @@ def build(spec):
             jumps = getattr(loop.clock, "jumps", None)
             if jumps is None:
                 return loop.fw_iteration
-            return (len(jumps),
-                    loop.fw_iteration - (jumps[-1] if jumps else 0))
+            if not jumps:
+                return (loop.clock.start, loop.fw_iteration)
+            return (loop.clock.times[-1], loop.fw_iteration - jumps[-1])
 
         def noted_at():
             """When the group takes note of a failure raised now: in the
@@ -565,24 +566,30 @@ def canon(trace):
 
 
 class JumpClock(VirtualClock):
-    """A VirtualClock that remembers the loop iteration of every jump."""
+    """A VirtualClock that remembers the loop iteration of every jump and
+    the time it jumped to."""
 
     def __init__(self):
         super().__init__()
         self.jumps = []
+        self.times = []
+        self.start = self.now
 
     def advance(self, dt):
         super().advance(dt)
         self.jumps.append(asyncio.get_running_loop().fw_iteration)
+        self.times.append(self.now)
 
 
 def trace(mod, spec):
     """The scenario's trace.  Timed scenarios number iterations relative to
-    the last clock jump, (jumps so far, iterations since): allowed
-    difference #4 -- where the stdlib spends an iteration of its own on a
-    done-callback that changes nothing just before the idle loop jumps to
-    its next timer, fastwait jumps one iteration sooner; every event keeps
-    its place relative to the jumps and its virtual time."""
+    the last clock jump, (the time it jumped to, iterations since): README's
+    allowed difference #4 -- where the stdlib spends an iteration of its
+    own on a done-callback that changes nothing just before the idle loop
+    jumps to its next timer, fastwait jumps one iteration sooner -- and #5
+    -- a stale deadline of fastwait's one loop timer wakes an idle loop
+    once, a jump after which nothing happens; every event keeps its place
+    relative to the jumps that lead to it and its virtual time."""
     if not spec.timed:
         return trace_scenario(mod, build(spec))
     clock = JumpClock()
@@ -590,7 +597,9 @@ def trace(mod, spec):
     out = []
     for e in tr:
         j = bisect.bisect_right(clock.jumps, e[0])
-        out.append(((j, e[0] - (clock.jumps[j - 1] if j else 0)),) + e[1:])
+        at = (clock.times[j - 1], e[0] - clock.jumps[j - 1]) if j else (
+            clock.start, e[0])
+        out.append((at,) + e[1:])
     return out
 
 
