@@ -138,9 +138,10 @@ class JumpClock(VirtualClock):
 def per_jump(trace, clock):
     """Iteration numbers made relative to the last clock jump: (the time
     it jumped to -- the start time before the first jump --, iterations
-    since).  README's allowed difference #4: where the stdlib runs a done-callback that changes nothing in an
-    iteration of its own just before the idle loop jumps to its next
-    timer, fastwait jumps one iteration sooner; and #5: a stale deadline
+    since).  README's allowed difference #4: where the stdlib runs a
+    done-callback that changes nothing in an iteration of its own just
+    before the idle loop jumps to its next timer, fastwait jumps one
+    iteration sooner; and #5: a stale deadline
     of fastwait's one loop timer wakes an idle loop once, a jump after
     which nothing happens.  Every event keeps its place relative to the
     jumps that lead to it (and its virtual time)."""
