@@ -55,6 +55,7 @@ which iteration, which exception, which group, which count -- is exact.
 import asyncio
 import bisect
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -253,6 +254,16 @@ def build(spec):
         def now():
             return loop.time() if spec.timed else None
 
+        def jitter(who):
+            """A distinct sub-millisecond offset per sleeper: no two timers
+            are ever due at exactly the same instant (which of two equal
+            deadlines asyncio's heap pops first depends on every timer in
+            the heap; README difference #5)."""
+            return (zlib.crc32(who.encode()) % 99991 + 1) * 1e-8
+
+        def deadline():
+            return spec.timeout[1] + 3.1e-9 if spec.timeout[1] else 0.0
+
         def iteration():
             """The current iteration, numbered as in the final trace."""
             jumps = getattr(loop.clock, "jumps", None)
@@ -326,11 +337,11 @@ def build(spec):
                 at(max(step, state.get("step", -1) + 1), resolve)
             return g
 
-        async def suspend(how):
+        async def suspend(how, who):
             if how[0] == "sleep":
                 await asyncio.sleep(0)
             elif how[0] == "sleep_t":
-                await asyncio.sleep(how[1])
+                await asyncio.sleep(how[1] + jitter(who))
             else:
                 await gate(how[1])
 
@@ -369,7 +380,7 @@ def build(spec):
             exc = None
             try:
                 for j, how in enumerate(child.suspend):
-                    await suspend(how)
+                    await suspend(how, name)
                     sc(f"{name}:resume", j, now(), cancelling())
                 if child.nested is not None:
                     await run_group(child.nested, f"{name}.g")
@@ -390,7 +401,8 @@ def build(spec):
                     raise raising(name, exc)
                 if kind == "ext_cancel":
                     for _ in range(MAX_STEP + 3):
-                        await asyncio.sleep(1 if spec.timed else 0)
+                        await asyncio.sleep(
+                            1 + jitter(name) if spec.timed else 0)
             except asyncio.CancelledError as e:
                 if e is exc:
                     raise
@@ -418,7 +430,7 @@ def build(spec):
                     spawn_into(g, gname, how[1], f"{gname}.b{k}", gname)
                     continue
                 try:
-                    await suspend(how)
+                    await suspend(how, f"{gname}.body")
                 except asyncio.CancelledError as e:
                     sc.label(e, f"{gname}.body{k}.cancel")
                     sc(f"{gname}:body-cancelled", k, desc(e), now(),
@@ -440,7 +452,7 @@ def build(spec):
 
         async def body_maybe_timeout(gspec, g, gname, top):
             if top and spec.timeout and spec.timeout[0] == "inside":
-                async with timeout(spec.timeout[1]) as cm:
+                async with timeout(deadline()) as cm:
                     try:
                         await body(gspec, g, gname)
                     finally:
@@ -505,7 +517,7 @@ def build(spec):
             sc.label(drv, "driver")
             try:
                 if spec.timeout and spec.timeout[0] == "around":
-                    async with timeout(spec.timeout[1]) as cm:
+                    async with timeout(deadline()) as cm:
                         try:
                             await run_group(spec.group, "g", top=True)
                         finally:
@@ -525,7 +537,8 @@ def build(spec):
                                       if t is not me):
                     break
                 try:
-                    await asyncio.sleep(1 if spec.timed else 0)
+                    await asyncio.sleep(1 + jitter("main") if spec.timed
+                                        else 0)
                 except asyncio.CancelledError as e:
                     sc("main:cancelled-late", desc(e, "late.cancel"),
                        me.cancelling())
