@@ -163,13 +163,30 @@ def tg_trace(mod, scenario, *, clock=False):
     return per_jump(trace, vclock)
 
 
-def tg_parity(impl, scenario, *, clock=False):
+TASKS_N = re.compile(r" (?:tasks|errors)=\d+")
+
+
+def exiting_count_lags(impl):
+    """README difference #6: while the parent waits in __aexit__, the native
+    group's count (repr()'s tasks=N, also in the "shutting down" message)
+    may be lower than asyncio's for up to one loop iteration."""
+    import fastwait
+
+    return impl is fastwait and "TaskGroup" in fastwait.NATIVE_NAMES
+
+
+def tg_parity(impl, scenario, *, clock=False, exiting_count=False):
     """Trace ``scenario`` with ``impl.TaskGroup`` and ``asyncio.TaskGroup``
-    and assert the traces agree; return the implementation's trace."""
+    and assert the traces agree; return the implementation's trace.
+    ``exiting_count``: the scenario reads the count while the group exits;
+    compare without it where it may differ (difference #6)."""
     got = tg_trace(impl, scenario, clock=clock)
     want = tg_trace(asyncio, scenario, clock=clock)
-    if canon(got) != canon(want):
-        got_c, want_c = canon(got), canon(want)
+    got_c, want_c = canon(got), canon(want)
+    if exiting_count and exiting_count_lags(impl):
+        got_c = [(i, TASKS_N.sub("", t)) for i, t in got_c]
+        want_c = [(i, TASKS_N.sub("", t)) for i, t in want_c]
+    if got_c != want_c:
         first = next((a, b) for a, b in zip(got_c + [None] * len(want_c),
                                             want_c + [None] * len(got_c))
                      if a != b)
@@ -1227,7 +1244,8 @@ def test_spawn_from_child_while_exiting(impl):
     async def body(sc, g, named):
         spawn(sc, g, named, "s0", make_spawner(sc, g, named, 0)())
 
-    trace = tg_parity(impl, group_scenario(body))
+    # The spawners read repr(g) while the group exits (difference #6).
+    trace = tg_parity(impl, group_scenario(body), exiting_count=True)
     assert one(trace, "main:exited") == (0, "<TaskGroup entered>")
     assert one(trace, "s2:spawned")
 
@@ -1773,9 +1791,13 @@ def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting,
                 await asyncio.sleep(0)
                 sc("body:repr", i, repr(g))
 
-    trace = tg_parity(impl, group_scenario(body, factory=factory))
+    trace = tg_parity(impl, group_scenario(body, factory=factory),
+                      exiting_count=exiting)
     assert at(trace, "peer:repr") == at(trace, "a:return")
-    assert one(trace, "peer:repr") == ("<TaskGroup tasks=2 entered>",)
+    lags = exiting and exiting_count_lags(impl) and factory is None
+    assert one(trace, "peer:repr") in (
+        [("<TaskGroup tasks=1 entered>",), ("<TaskGroup tasks=2 entered>",)]
+        if lags else [("<TaskGroup tasks=2 entered>",)])
     assert one(trace, "peer:repr-later") == ("<TaskGroup tasks=1 entered>",)
 
 
