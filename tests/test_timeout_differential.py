@@ -38,7 +38,8 @@ iterations since the first traced event at that time).
 
 import asyncio
 import contextvars
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 from hypothesis import event, given, note
@@ -454,16 +455,43 @@ def check(impl, spec):
     assert got == want
 
 
+def without_wait_for(scope):
+    """``scope`` with every wait_for turned into a timeout scope."""
+    steps = tuple(
+        ("scope", without_wait_for(a[1])) + tuple(a[2:]) if a[0] == "scope"
+        else a for a in scope.body.steps)
+    kind = "timeout" if scope.kind.startswith("wait_for") else scope.kind
+    return replace(scope, kind=kind, body=replace(scope.body, steps=steps))
+
+
+def comparable(impl, spec):
+    """3.11 with native timeouts: every wait_for turned into a timeout
+    scope.  3.11's wait_for outcome depends on the order of the timers
+    due in one iteration (the inner's completion against its deadline),
+    and fastwait's deadlines expire together at the place of the earliest
+    one due -- a removed deadline's too (README, difference 5; pinned by
+    test_wait_for.py's test_deadlines_within_one_resolution_keep_their_order;
+    3.11's wait_for is otherwise covered by test_wait_for.py)."""
+    import fastwait
+
+    if (sys.version_info < (3, 12) and impl is fastwait
+            and "wait_for" in fastwait.NATIVE_NAMES):
+        return replace(spec, tasks=tuple(
+            replace(ts, scope=without_wait_for(ts.scope))
+            for ts in spec.tasks))
+    return spec
+
+
 @given(spec=specs())
 def test_timeouts_match_stdlib(impl, spec):
-    check(impl, spec)
+    check(impl, comparable(impl, spec))
 
 
 @given(spec=specs(NARROW))
 def test_timeouts_match_stdlib_colliding_instants(impl, spec):
     """Few distinct instants: expiries, completions, reschedules and
-    cancellations due in the same iteration."""
-    check(impl, spec)
+    cancellations due in the same iteration (see ``comparable``)."""
+    check(impl, comparable(impl, spec))
 
 
 def test_scenario_runner_is_deterministic(impl):
