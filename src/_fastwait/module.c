@@ -228,6 +228,19 @@ static const char signatures_src[] =
     "tg_aexit = TaskGroup.__aexit__\n"
     "tg_create_task = TaskGroup.create_task\n";
 
+int
+fw_release_waiter(fw_state *st, PyObject *waiter)
+{
+    int done = fw_fut_bool(st, waiter, FW_DONE);
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(waiter, st->str_set_result,
+                                            Py_None);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
 PyObject *
 fw_signature_error(fw_state *st, const char *name, PyObject *self,
                    PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)

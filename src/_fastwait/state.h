@@ -193,6 +193,9 @@ int fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc);
 PyObject *fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
                            PyObject *waiter);
 int fw_release_timer_cancel(fw_state *st, PyObject *timer);
+/* tasks._release_waiter(waiter): set its result None unless done.  -1
+ * error. */
+int fw_release_waiter(fw_state *st, PyObject *waiter);
 /* functools.partial(_release_waiter, waiter) as a C callable. */
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 int fw_taskgroup_init(PyObject *module, fw_state *st);

@@ -501,19 +501,6 @@ static PyType_Spec sched_spec = {
 /* ------------------------------------------------------------------ */
 /* _release_waiter: wait_for's (3.11) callback and timer action */
 
-static int
-release_waiter(fw_state *st, PyObject *waiter)
-{
-    int done = fw_fut_bool(st, waiter, FW_DONE);
-    if (done != 0) {
-        return done < 0 ? -1 : 0;
-    }
-    PyObject *r = PyObject_CallMethodOneArg(waiter, st->str_set_result,
-                                            Py_None);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -525,7 +512,7 @@ release_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                    PyObject *kwnames)
 {
     fw_state *st = fw_state_from_type(Py_TYPE(op));
-    if (release_waiter(st, ((Release *)op)->waiter) < 0) {
+    if (fw_release_waiter(st, ((Release *)op)->waiter) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -638,7 +625,7 @@ static int
 timeout_fire(fw_state *st, TimeoutObject *t)
 {
     if (t->waiter != NULL) {
-        return release_waiter(st, t->waiter);
+        return fw_release_waiter(st, t->waiter);
     }
     if (t->state != T_ENTERED && !st->optimize) {
         PyErr_SetNone(PyExc_AssertionError);

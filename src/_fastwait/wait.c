@@ -45,21 +45,7 @@ release_waiter(WaitState *self, int cancel_timer)
         }
         Py_DECREF(r);
     }
-    PyObject *waiter = self->waiter;
-    if (waiter == NULL) {
-        return 0;
-    }
-    int done = fw_fut_bool(st, waiter, FW_DONE);
-    if (done != 0) {
-        return done < 0 ? -1 : 0;
-    }
-    PyObject *r = PyObject_CallMethodOneArg(waiter, st->str_set_result,
-                                            Py_None);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return self->waiter == NULL ? 0 : fw_release_waiter(st, self->waiter);
 }
 
 /* _on_completion(f): a future finished. */
