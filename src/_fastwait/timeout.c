@@ -44,6 +44,7 @@ typedef struct Scheduler Scheduler;
 
 typedef struct {
     PyObject_HEAD
+    fw_state *st;        /* looked up once, at creation */
     PyObject *when;      /* the deadline as given: None or a number */
     PyObject *task;      /* the task the scope was entered in */
     PyObject *cancelling; /* task.cancelling() at entry */
@@ -583,8 +584,9 @@ static PyType_Spec release_spec = {
 /* Timeout */
 
 static TimeoutObject *
-timeout_init_fields(TimeoutObject *t, PyObject *when)
+timeout_init_fields(fw_state *st, TimeoutObject *t, PyObject *when)
 {
+    t->st = st;
     t->when = Py_NewRef(when);
     t->task = NULL;
     t->cancelling = NULL;
@@ -606,7 +608,7 @@ fw_timeout_new(fw_state *st, PyObject *when)
     if (t == NULL) {
         return NULL;
     }
-    timeout_init_fields(t, when);
+    timeout_init_fields(st, t, when);
     PyObject_GC_Track(t);
     return (PyObject *)t;
 }
@@ -1056,7 +1058,7 @@ timeout_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (t == NULL) {
         return NULL;
     }
-    timeout_init_fields(t, Py_None);
+    timeout_init_fields(fw_state_from_type(type), t, Py_None);
     return (PyObject *)t;
 }
 
@@ -1128,7 +1130,7 @@ aenter_step(PyObject *state, PyObject *exc, PyObject **result)
         fw_err_restore(exc);
         return NULL;
     }
-    fw_state *st = fw_state_from_type(Py_TYPE(state));
+    fw_state *st = Timeout_CAST(state)->st;
     if (fw_timeout_enter(st, state) < 0) {
         return NULL;
     }
@@ -1150,7 +1152,7 @@ aexit_step(PyObject *state, PyObject *exc, PyObject **result)
         exc_type = PyTuple_GET_ITEM(state, 1);
         exc_val = PyTuple_GET_ITEM(state, 2);
     }
-    fw_state *st = fw_state_from_type(Py_TYPE(t));
+    fw_state *st = Timeout_CAST(t)->st;
     if (timeout_exit(st, Timeout_CAST(t), exc_type, exc_val) < 0) {
         return NULL;
     }
@@ -1165,7 +1167,7 @@ static PyObject *
 timeout_aenter(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                PyObject *kwnames)
 {
-    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    fw_state *st = Timeout_CAST(op)->st;
     if (nargs != 0 || kwnames != NULL) {
         return fw_signature_error(st, "Timeout.__aenter__", op, args, nargs,
                                   kwnames);
@@ -1177,7 +1179,7 @@ static PyObject *
 timeout_aexit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
-    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    fw_state *st = Timeout_CAST(op)->st;
     PyObject *bound = NULL;
     PyObject *exc_type, *exc_val;
     if (nargs == 3 && kwnames == NULL) {
