@@ -17,12 +17,6 @@
  */
 #include "state.h"
 
-#if PY_VERSION_HEX < 0x030C0000
-#  include <structmember.h>
-#  define Py_T_PYSSIZET T_PYSSIZET
-#  define Py_READONLY READONLY
-#endif
-
 typedef struct {
     PyObject_HEAD
     fw_state *st;
@@ -55,20 +49,10 @@ ac_wakeup_next(AsCompleted *self)
             Py_DECREF(w);
             return -1;
         }
-        int done = fw_fut_bool(st, w, FW_DONE);
-        if (done == 0) {
-            PyObject *r = PyObject_CallMethodOneArg(w, st->str_set_result,
-                                                    Py_None);
-            Py_DECREF(w);
-            if (r == NULL) {
-                return -1;
-            }
-            Py_DECREF(r);
-            return 0;
-        }
+        int woken = fw_release_waiter(st, w);
         Py_DECREF(w);
-        if (done < 0) {
-            return -1;
+        if (woken != 0) {
+            return woken < 0 ? -1 : 0;
         }
     }
     return 0;

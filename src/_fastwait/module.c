@@ -237,8 +237,11 @@ fw_release_waiter(fw_state *st, PyObject *waiter)
     }
     PyObject *r = PyObject_CallMethodOneArg(waiter, st->str_set_result,
                                             Py_None);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
 }
 
 PyObject *
