@@ -464,11 +464,15 @@ coro_finalize(PyObject *op)
     if (!self->started) {
         /* Like a dropped `async def` coroutine. */
         fw_state *st = fw_state_from_type(Py_TYPE(op));
-        PyObject *r = PyObject_CallOneArg(st->warn_unawaited, op);
-        if (r == NULL) {
-            PyErr_WriteUnraisable(op);
+        /* At interpreter shutdown the module state may be cleared before
+         * the last coroutine goes: then there is no one to warn. */
+        if (st->warn_unawaited != NULL) {
+            PyObject *r = PyObject_CallOneArg(st->warn_unawaited, op);
+            if (r == NULL) {
+                PyErr_WriteUnraisable(op);
+            }
+            Py_XDECREF(r);
         }
-        Py_XDECREF(r);
         self->finished = 1;
     }
     else {

@@ -26,12 +26,6 @@
  */
 #include "state.h"
 
-#if PY_VERSION_HEX < 0x030C0000
-#  include <structmember.h>
-#  define Py_T_PYSSIZET T_PYSSIZET
-#  define Py_READONLY READONLY
-#endif
-
 /* ------------------------------------------------------------------ */
 /* _GatheringFuture: asyncio.Future + our fields after the base's. */
 

@@ -13,6 +13,15 @@
 #include <Python.h>
 #include <stddef.h>
 
+/* PyMemberDef's type and flag names before 3.12 (Py_T_* and Py_READONLY
+ * are the public spellings from 3.12 on). */
+#if PY_VERSION_HEX < 0x030C0000
+#  include <structmember.h>
+#  define Py_T_PYSSIZET T_PYSSIZET
+#  define Py_T_OBJECT_EX T_OBJECT_EX
+#  define Py_READONLY READONLY
+#endif
+
 /* Interned attribute and method names.  X(field, "text"). */
 #define FW_NAMES(X)                                                     \
     X(str_add_done_callback, "add_done_callback")                       \
@@ -193,8 +202,8 @@ int fw_timeout_exit(fw_state *st, PyObject *timeout, PyObject *exc);
 PyObject *fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
                            PyObject *waiter);
 int fw_release_timer_cancel(fw_state *st, PyObject *timer);
-/* tasks._release_waiter(waiter): set its result None unless done.  -1
- * error. */
+/* tasks._release_waiter(waiter): set its result None unless done.  1 if it
+ * was released, 0 if it was done already, -1 error. */
 int fw_release_waiter(fw_state *st, PyObject *waiter);
 /* functools.partial(_release_waiter, waiter) as a C callable. */
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);

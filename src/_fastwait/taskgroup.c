@@ -32,13 +32,6 @@
  */
 #include "state.h"
 
-#if PY_VERSION_HEX < 0x030C0000
-#  include <structmember.h>
-#  define Py_T_PYSSIZET T_PYSSIZET
-#  define Py_T_OBJECT_EX T_OBJECT_EX
-#  define Py_READONLY READONLY
-#endif
-
 typedef struct {
     PyObject_HEAD
     PyObject *dict;

@@ -29,12 +29,6 @@
 #include "state.h"
 #include <math.h>
 
-#if PY_VERSION_HEX < 0x030C0000
-#  include <structmember.h>
-#  define Py_T_PYSSIZET T_PYSSIZET
-#  define Py_READONLY READONLY
-#endif
-
 enum { T_CREATED, T_ENTERED, T_EXPIRING, T_EXPIRED, T_EXITED };
 static const char *const state_values[] = {
     "created", "active", "expiring", "expired", "finished",

@@ -9,12 +9,6 @@
  */
 #include "state.h"
 
-#if PY_VERSION_HEX < 0x030C0000
-#  include <structmember.h>
-#  define Py_T_PYSSIZET T_PYSSIZET
-#  define Py_READONLY READONLY
-#endif
-
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
