@@ -8,16 +8,25 @@ repeat on top of it:
 * the child model of the differential tests of gather(), wait() and
   as_completed(): the ``Child`` description, the hypothesis strategies for
   a child's outcome and a future's resolution, ``AwaitableChild``, the
-  driver's gate futures and external cancellations, running the main task;
-* ``note_first_difference`` for the differential properties.
+  exception a child raises itself, the driver's gate futures and external
+  cancellations, running the main task and recording the children's final
+  states;
+* ``note_first_difference`` for the differential properties;
+* the TaskGroup trace helpers of test_taskgroup.py and
+  test_taskgroup_differential.py: ``norm``, ``canon``, ``TASKS_N``,
+  ``JumpClock``, ``per_jump`` and ``install_factory``.
 """
 
 import asyncio
+import bisect
+import re
 from dataclasses import dataclass
 from typing import Tuple
 
 from hypothesis import note
 from hypothesis import strategies as st
+
+from conftest import TASKS_KIND, VirtualClock, normalize_addresses
 
 
 class Boom(Exception):
@@ -186,3 +195,84 @@ def note_first_difference(got, want):
             if a != b:
                 note(f"first difference: fastwait {a!r} vs stdlib {b!r}")
                 break
+
+
+# ---------------------------------------------------------------------------
+# TaskGroup traces
+# ---------------------------------------------------------------------------
+
+_TASK_NAME = re.compile(r"Task-\d+")
+
+
+def norm(text):
+    """Addresses and the global Task-N counter removed from a text."""
+    return _TASK_NAME.sub("Task-N", normalize_addresses(text))
+
+
+def canon(trace):
+    """A trace as a multiset per loop iteration (Task-N names, which come
+    from a process-wide counter, normalized)."""
+    return sorted((e[0], norm(repr(e[1:]))) for e in trace)
+
+
+#: The task and error counts in a TaskGroup's repr() (README difference
+#: #6: the native group's may lag asyncio's while the group exits).
+TASKS_N = re.compile(r" (?:tasks|errors)=\d+")
+
+
+class JumpClock(VirtualClock):
+    """A VirtualClock that remembers the loop iteration of every jump and
+    the time it jumped to."""
+
+    def __init__(self):
+        super().__init__()
+        self.jumps = []
+        self.times = []
+        self.start = self.now
+
+    def advance(self, dt):
+        super().advance(dt)
+        self.jumps.append(asyncio.get_running_loop().fw_iteration)
+        self.times.append(self.now)
+
+
+def per_jump(trace, clock):
+    """Iteration numbers made relative to the last clock jump: (the time
+    it jumped to -- the start time before the first jump --, iterations
+    since).  README's allowed difference #4: where the stdlib runs a
+    done-callback that changes nothing in an iteration of its own just
+    before the idle loop jumps to its next timer, fastwait jumps one
+    iteration sooner; and #5: a stale deadline
+    of fastwait's one loop timer wakes an idle loop once, a jump after
+    which nothing happens.  Every event keeps its place relative to the
+    jumps that lead to it (and its virtual time)."""
+    out = []
+    for e in trace:
+        j = bisect.bisect_right(clock.jumps, e[0])
+        at_ = (clock.times[j - 1], e[0] - clock.jumps[j - 1]) if j else (
+            clock.start, e[0])
+        out.append((at_,) + e[1:])
+    return out
+
+
+def install_factory(loop, kind):
+    """Give ``loop`` a task factory of its own (``kind``: "task" for
+    asyncio.Task, "pytask" for the pure-Python Task, None: leave the
+    axis's factory), eager on the eager axis.  A factory that is not
+    asyncio's own makes fastwait watch its children with done-callbacks
+    (its "callback" mode)."""
+    if kind is None:
+        return
+    cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
+    if TASKS_KIND == "eager":
+        base = asyncio.create_eager_task_factory(cls)
+    else:
+        def base(loop, coro, **kwargs):
+            return cls(coro, loop=loop, **kwargs)
+
+    def factory(loop, coro, *, eager_start=None, **kwargs):
+        # uvloop on 3.13 passes eager_start=None.
+        assert eager_start is None
+        return base(loop, coro, **kwargs)
+
+    loop.set_task_factory(factory)
