@@ -17,7 +17,6 @@ import asyncio
 import collections.abc
 import gc
 import inspect
-import os
 import warnings
 
 import pytest
@@ -32,6 +31,7 @@ from conftest import (
     entry,
     events,
     new_loop,
+    print_traces,
     run,
     run_briefly,
     trace_scenario,
@@ -103,14 +103,7 @@ def wparity(impl, scenario, *, virtual=False, tasks=None):
     # Reports of one iteration are compared as a multiset.
     got = _handler_reports_as_multisets(trace(impl.wait))
     want = _handler_reports_as_multisets(trace(asyncio.wait))
-    if os.environ.get("FASTWAIT_PRINT_TRACES"):  # debugging aid (use -s)
-        print(f"\n--- trace ({impl.__name__}.wait)")
-        for e in got:
-            print("   ", e)
-        if got != want:
-            print("--- trace (asyncio.wait)")
-            for e in want:
-                print("   ", e)
+    print_traces(got, want, f"{impl.__name__}.wait", "asyncio.wait")
     assert got == want
     return got
 
