@@ -4,7 +4,8 @@ conftest.py holds the harness itself (loops, VirtualClock, Tracer,
 trace_scenario, parity); this module holds what the test modules used to
 repeat on top of it:
 
-* ``Boom`` and ``BaseBoom``, the exceptions the scenarios raise;
+* ``Boom``, ``BaseBoom`` and ``MyCancelled``, the exceptions the
+  scenarios raise;
 * the child model of the differential tests of gather(), wait() and
   as_completed(): the ``Child`` description, the hypothesis strategies for
   a child's outcome and a future's resolution, ``AwaitableChild``, the
@@ -35,6 +36,11 @@ class Boom(Exception):
 
 class BaseBoom(BaseException):
     """A BaseException that Task treats like any other exception."""
+
+
+class MyCancelled(asyncio.CancelledError):
+    """A CancelledError subclass (the timeout tests raise it from a
+    cancelled body)."""
 
 
 # ---------------------------------------------------------------------------

@@ -41,14 +41,11 @@ from conftest import (
     trace_scenario,
     when,
 )
+from helpers import Boom
 
 EAGER = TASKS_KIND == "eager"
 PyFuture = asyncio.futures._PyFuture
 PyTask = asyncio.tasks._PyTask
-
-
-class Boom(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------

@@ -46,18 +46,11 @@ from conftest import (
     trace_scenario,
     when,
 )
+from helpers import Boom, MyCancelled
 
 EAGER = TASKS_KIND == "eager"
 NAN = float("nan")
 INF = float("inf")
-
-
-class Boom(Exception):
-    pass
-
-
-class MyCancelled(asyncio.CancelledError):
-    pass
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from conftest import (
     trace_scenario,
     when,
 )
+from helpers import BaseBoom, Boom
 
 EAGER = TASKS_KIND == "eager"
 ALL = asyncio.ALL_COMPLETED
@@ -44,14 +45,6 @@ FIRST = asyncio.FIRST_COMPLETED
 FEXC = asyncio.FIRST_EXCEPTION
 PyFuture = asyncio.futures._PyFuture
 PyTask = asyncio.tasks._PyTask
-
-
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    """A BaseException that Task treats like any other exception."""
 
 
 # ---------------------------------------------------------------------------
