@@ -7,7 +7,8 @@ Axes (environment):
                        skipped test fails the session, and hypothesis uses
                        the fixed "ci" profile (else "dev"; override with
                        FASTWAIT_HYPOTHESIS_PROFILE).
-  FASTWAIT_PRINT_TRACES=1  print the traces ``parity`` compares (use -s).
+  FASTWAIT_PRINT_TRACES=1  print the traces ``parity`` (and the other
+                       parity helpers) compare (use -s).
 
 Every behavioural test takes the ``impl`` fixture (``asyncio`` or
 ``fastwait``) and calls ``impl.gather(...)``.  Scenario tests usually go
@@ -746,19 +747,26 @@ def settle_garbage():
     gc.freeze()
 
 
+def print_traces(got, want, got_name, want_name):
+    """Debugging aid (FASTWAIT_PRINT_TRACES=1, use -s): print the trace
+    ``got`` of ``got_name``, and ``want`` of ``want_name`` too when they
+    differ.  The parity helpers call it before comparing."""
+    if os.environ.get("FASTWAIT_PRINT_TRACES"):
+        print(f"\n--- trace ({got_name})")
+        for e in got:
+            print("   ", e)
+        if got != want:
+            print(f"--- trace ({want_name})")
+            for e in want:
+                print("   ", e)
+
+
 def parity(impl, scenario, **kwargs):
     """Trace ``scenario`` with ``impl.gather`` and ``asyncio.gather`` and
     assert the traces are equal; return the trace."""
     got = trace_scenario(impl.gather, scenario, **kwargs)
     want = trace_scenario(asyncio.gather, scenario, **kwargs)
-    if os.environ.get("FASTWAIT_PRINT_TRACES"):  # debugging aid (use -s)
-        print(f"\n--- trace ({impl.__name__}.gather)")
-        for e in got:
-            print("   ", e)
-        if got != want:
-            print("--- trace (asyncio.gather)")
-            for e in want:
-                print("   ", e)
+    print_traces(got, want, f"{impl.__name__}.gather", "asyncio.gather")
     assert got == want
     return got
 

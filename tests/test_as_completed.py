@@ -65,18 +65,11 @@ from conftest import (
     trace_scenario,
     when,
 )
+from helpers import BaseBoom, Boom
 
 EAGER = TASKS_KIND == "eager"
 PY313 = PY >= (3, 13)
 HAS_EAGER = hasattr(asyncio, "eager_task_factory")
-
-
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    """A BaseException that Task treats like any other exception."""
 
 
 # ---------------------------------------------------------------------------

@@ -46,6 +46,10 @@ from hypothesis import strategies as st
 
 import fastwait
 from conftest import PY, entry, settle_garbage
+from helpers import AwaitableChild, Boom, Child, note_first_difference
+from helpers import add_ext_cancel, add_gates, numbered_message, run_main
+from helpers import child_outcomes, future_resolutions, own_exception
+from helpers import record_final_states
 from test_as_completed import project, trace_ac
 
 MAX_STEP = 6
@@ -60,32 +64,13 @@ def modes():
     return ["plain"]
 
 
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    pass
-
-
 # ---------------------------------------------------------------------------
 # Scenario description
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Child:
-    kind: str  # coro | awaitable | task | future | pyfuture
-    # coroutine-like children: ("future", step) | ("sleep",) (tasks only) |
-    # ("timed", delay) (virtual clock only)
-    suspend: Tuple[Tuple, ...] = ()
-    # ("return",) ("raise",) ("raise_base",) ("self_cancel", msg)
-    # ("ext_cancel", step, msg)
-    outcome: Tuple = ("return",)
-    catch_cancel: bool = False
-    # futures: ("result", step) ("exception", step) ("cancel", step, msg);
-    # step -1 resolves the future before as_completed() is called
-    resolve: Tuple = ("result", 0)
-
+# Child (helpers): coro | awaitable | task | future | pyfuture; coroutine-
+# like children suspend with ("future", step) | ("sleep",) (tasks only) |
+# ("timed", delay) (virtual clock only).
 
 @dataclass(frozen=True)
 class Scenario:
@@ -110,20 +95,8 @@ class Scenario:
 steps = st.integers(0, MAX_STEP)
 messages = st.sampled_from([None, "m"])
 
-outcomes = st.one_of(
-    st.just(("return",)),
-    st.just(("raise",)),
-    st.just(("raise_base",)),
-    st.tuples(st.just("self_cancel"), messages),
-    st.tuples(st.just("ext_cancel"), steps, messages),
-)
-
-resolve_steps = st.one_of(st.just(-1), steps)
-future_resolutions = st.one_of(
-    st.tuples(st.just("result"), resolve_steps),
-    st.tuples(st.just("exception"), resolve_steps),
-    st.tuples(st.just("cancel"), resolve_steps, messages),
-)
+outcomes = child_outcomes(steps, messages)
+resolutions = future_resolutions(steps, messages)
 
 
 @st.composite
@@ -131,7 +104,7 @@ def children(draw, clock):
     kind = draw(st.sampled_from(
         ["coro", "coro", "awaitable", "task", "task", "future", "pyfuture"]))
     if kind in ("future", "pyfuture"):
-        return Child(kind=kind, resolve=draw(future_resolutions))
+        return Child(kind=kind, resolve=draw(resolutions))
     options = [st.tuples(st.just("future"), steps)]
     if kind == "task":
         options.append(st.just(("sleep",)))
@@ -182,21 +155,6 @@ def timed_delay(i, j, delay):
     return delay + 2.0 ** -(4 + 3 * i + j)
 
 
-class AwaitableChild:
-    """A non-coroutine awaitable; its body coroutine is created only when
-    awaited."""
-
-    def __init__(self, make_body):
-        self.make_body = make_body
-
-    def __await__(self):
-        return self.make_body().__await__()
-
-
-def _cancel_message(i, msg):
-    return None if msg is None else f"{msg}{i}"
-
-
 def build(spec):
     """The scenario function (see conftest.trace_scenario) for ``spec``."""
 
@@ -232,17 +190,8 @@ def build(spec):
                             await waits[i, j]
                         sc(f"c{i}:resume", j)
                     kind = child.outcome[0]
-                    if kind == "raise":
-                        exc = Boom(f"c{i}")
-                    elif kind == "raise_base":
-                        exc = BaseBoom(f"c{i}")
-                    elif kind == "self_cancel":
-                        msg = _cancel_message(i, child.outcome[1])
-                        exc = asyncio.CancelledError(
-                            *(() if msg is None else (msg,)))
+                    exc = own_exception(sc, i, child.outcome, numbered=True)
                     if exc is not None:
-                        sc.label(exc, f"c{i}.exc")
-                        sc(f"c{i}:raise", exc)
                         raise exc
                     if kind == "ext_cancel":
                         # Hold until the driver's cancellation lands (or the
@@ -278,7 +227,7 @@ def build(spec):
                         sc.label(exc, f"c{i}.exc")
                         fut.set_exception(exc)
                     else:
-                        fut.cancel(_cancel_message(i, how[2]))
+                        fut.cancel(numbered_message(i, how[2]))
                     sc(f"c{i}:finished", in_consumer())
 
                 if how[1] < 0:
@@ -286,25 +235,12 @@ def build(spec):
                 else:
                     at(how[1], resolve)
                 return fut
-            for j, how in enumerate(child.suspend):
-                if how[0] == "future":
-                    w = loop.create_future()
-                    waits[i, j] = w
-                    at(how[1], (lambda w=w, i=i, j=j:
-                                w.done() or w.set_result((i, j))))
+            add_gates(loop, at, waits, i, child, "future")
             if child.outcome[0] == "ext_cancel":
                 _, step, msg = child.outcome
                 waits[i, "hold"] = loop.create_future()
-
-                def ext_cancel(i=i, msg=msg):
-                    t = tasks.get(i)
-                    if t is None:
-                        sc(f"c{i}:ext-cancel", "not-started")
-                    elif not t.done():
-                        sc(f"c{i}:ext-cancel",
-                           t.cancel(_cancel_message(i, msg)), t.cancelling())
-
-                at(step, ext_cancel)
+                add_ext_cancel(sc, at, tasks, i, step,
+                               numbered_message(i, msg))
             if child.kind == "coro":
                 return body(i, child)
             if child.kind == "awaitable":
@@ -432,24 +368,12 @@ def build(spec):
                     sc("main:cancelled-late", e)
             else:
                 raise AssertionError("scenario did not settle")
-            for i in range(len(spec.children)):
-                if i in futures:
-                    sc(f"c{i}:final", sc.state(futures[i]))
-                elif i in tasks:
-                    sc(f"c{i}:final", sc.state(tasks[i]),
-                       tasks[i]._log_destroy_pending)
-                else:
-                    sc(f"c{i}:final", "no-task")
+            record_final_states(sc, len(spec.children), futures, tasks)
             sc("order-check", check_order(spec, sc.tr.events))
 
         coro = main()
         state["main_coro"] = coro
-        main_task = loop.create_task(coro)
-        try:
-            sc.run(main_task)
-        except BaseException as e:  # noqa: B902 - recorded
-            sc("run:raised", e)
-        sc("main:state", sc.state(main_task))
+        run_main(sc, coro)
 
     return scenario
 
@@ -568,11 +492,7 @@ def test_as_completed_matches_stdlib(spec):
     settle_garbage()
     got, want = run_both(spec)
     check_trace(want)
-    if got != want:
-        for a, b in zip(got, want):
-            if a != b:
-                note(f"first difference: fastwait {a!r} vs stdlib {b!r}")
-                break
+    note_first_difference(got, want)
     assert got == want
 
 

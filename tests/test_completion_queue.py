@@ -62,6 +62,7 @@ from conftest import (
     run,
     settle_garbage,
 )
+from helpers import Boom
 
 EAGER = TASKS_KIND == "eager"
 
@@ -90,10 +91,6 @@ def cq_impl(request):
     """The CompletionQueue class under test (session-scoped, so that the
     hypothesis tests may take it)."""
     return request.param
-
-
-class Boom(Exception):
-    pass
 
 
 class AwaitableItem:

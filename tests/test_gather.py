@@ -30,17 +30,10 @@ from conftest import (
     run_briefly,
     when,
 )
+from helpers import BaseBoom, Boom
 
 EAGER = TASKS_KIND == "eager"
 PY312 = PY >= (3, 12)
-
-
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    """A BaseException that Task treats like any other exception."""
 
 
 # ---------------------------------------------------------------------------

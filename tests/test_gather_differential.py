@@ -30,34 +30,19 @@ from hypothesis import strategies as st
 
 import fastwait
 from conftest import settle_garbage, trace_scenario
+from helpers import AwaitableChild, Boom, Child, note_first_difference
+from helpers import add_ext_cancel, add_gates, own_exception, run_main
+from helpers import child_outcomes, future_resolutions, record_final_states
 
 MAX_STEP = 6
-
-
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    pass
 
 
 # ---------------------------------------------------------------------------
 # Scenario description
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Child:
-    kind: str  # coro | task | awaitable | future | pyfuture
-    # coroutine-like children
-    suspend: Tuple[Tuple, ...] = ()  # ("sleep",) | ("future", step)
-    outcome: Tuple = ("return",)  # ("return",) ("raise",) ("raise_base",)
-    #                                ("self_cancel", msg) ("ext_cancel", step, msg)
-    catch_cancel: bool = False
-    # futures; step -1 resolves the future before gather() is called
-    resolve: Tuple = ("result", 0)  # ("result", step) ("exception", step)
-    #                                  ("cancel", step, msg)
-
+# Child (helpers): coro | task | awaitable | future | pyfuture; coroutine-
+# like children suspend with ("sleep",) | ("future", step).
 
 @dataclass(frozen=True)
 class Scenario:
@@ -82,22 +67,11 @@ suspensions = st.lists(
     max_size=3,
 ).map(tuple)
 
-outcomes = st.one_of(
-    st.just(("return",)),
-    st.just(("raise",)),
-    st.just(("raise_base",)),
-    st.tuples(st.just("self_cancel"), messages),
-    st.tuples(st.just("ext_cancel"), steps, messages),
-)
+outcomes = child_outcomes(steps, messages)
 
 # Half of the futures are already done when gather() is called (3.12+
 # handles those synchronously).
-resolve_steps = st.one_of(st.just(-1), steps)
-future_resolutions = st.one_of(
-    st.tuples(st.just("result"), resolve_steps),
-    st.tuples(st.just("exception"), resolve_steps),
-    st.tuples(st.just("cancel"), resolve_steps, messages),
-)
+resolutions = future_resolutions(steps, messages)
 
 
 @st.composite
@@ -105,7 +79,7 @@ def children(draw):
     kind = draw(st.sampled_from(
         ["coro", "coro", "task", "task", "awaitable", "future", "pyfuture"]))
     if kind in ("future", "pyfuture"):
-        return Child(kind=kind, resolve=draw(future_resolutions))
+        return Child(kind=kind, resolve=draw(resolutions))
     return Child(
         kind=kind,
         suspend=draw(suspensions),
@@ -137,18 +111,6 @@ def scenarios(draw):
 # Running a scenario
 # ---------------------------------------------------------------------------
 
-class AwaitableChild:
-    """A non-coroutine awaitable; its body coroutine is created only when
-    awaited (so a wrapper cancelled before it starts leaves nothing
-    un-awaited)."""
-
-    def __init__(self, make_body):
-        self.make_body = make_body
-
-    def __await__(self):
-        return self.make_body().__await__()
-
-
 def build(spec):
     """The scenario function (see conftest.trace_scenario) for ``spec``."""
 
@@ -175,19 +137,8 @@ def build(spec):
                         await waits[i, j]
                     sc(f"c{i}:resume", j)
                 kind = child.outcome[0]
-                if kind == "raise":
-                    exc = Boom(f"c{i}")
-                elif kind == "raise_base":
-                    exc = BaseBoom(f"c{i}")
-                elif kind == "self_cancel":
-                    msg = child.outcome[1]
-                    exc = asyncio.CancelledError(*(() if msg is None
-                                                   else (msg,)))
-                else:
-                    exc = None
+                exc = own_exception(sc, i, child.outcome)
                 if exc is not None:
-                    sc.label(exc, f"c{i}.exc")
-                    sc(f"c{i}:raise", exc)
                     raise exc
                 if kind == "ext_cancel":
                     # Keep running until the driver's cancellation lands.
@@ -230,23 +181,10 @@ def build(spec):
                 else:
                     at(how[1], resolve)
                 return fut
-            for j, how in enumerate(child.suspend):
-                if how[0] == "future":
-                    w = loop.create_future()
-                    waits[i, j] = w
-                    at(how[1], (lambda w=w, i=i, j=j:
-                                w.done() or w.set_result((i, j))))
+            add_gates(loop, at, waits, i, child, "future")
             if child.outcome[0] == "ext_cancel":
                 _, step, msg = child.outcome
-
-                def ext_cancel(i=i, msg=msg):
-                    t = tasks.get(i)
-                    if t is None:
-                        sc(f"c{i}:ext-cancel", "not-started")
-                    elif not t.done():
-                        sc(f"c{i}:ext-cancel", t.cancel(msg), t.cancelling())
-
-                at(step, ext_cancel)
+                add_ext_cancel(sc, at, tasks, i, step, msg)
             if child.kind == "coro":
                 return body(i, child)
             if child.kind == "awaitable":
@@ -341,22 +279,10 @@ def build(spec):
                 raise AssertionError("scenario did not settle")
             if g is not None:
                 sc("g:final", sc.state(g), g.cancelled())
-            for i in range(len(spec.children)):
-                if i in futures:
-                    sc(f"c{i}:final", sc.state(futures[i]))
-                elif i in tasks:
-                    sc(f"c{i}:final", sc.state(tasks[i]),
-                       tasks[i]._log_destroy_pending)
-                else:
-                    sc(f"c{i}:final", "no-task")
+            record_final_states(sc, len(spec.children), futures, tasks)
             sc("main:final-cancelling", me.cancelling())
 
-        main_task = loop.create_task(main())
-        try:
-            sc.run(main_task)
-        except BaseException as e:
-            sc("run:raised", e)
-        sc("main:state", sc.state(main_task))
+        run_main(sc, main())
 
     return scenario
 
@@ -383,11 +309,7 @@ def test_gather_matches_stdlib(spec):
     assert "main:state" in names
     # The harness itself never failed (deadlock, runaway, unsettled).
     assert not {"run:raised", "scenario-raised"} & names, want
-    if got != want:
-        for a, b in zip(got, want):
-            if a != b:
-                note(f"first difference: fastwait {a!r} vs stdlib {b!r}")
-                break
+    note_first_difference(got, want)
     assert got == want
 
 

@@ -18,7 +18,6 @@ ensure_future (no running loop: 3.12+ warn) and of the eager task factory.
 import asyncio
 import gc
 import inspect
-import os
 import re
 import sys
 import warnings
@@ -35,20 +34,18 @@ from conftest import (
     events,
     new_loop,
     normalize_addresses,
+    print_traces,
     run,
     run_briefly,
     settle_garbage,
     trace_scenario,
     when,
 )
+from helpers import Boom
 
 EAGER = TASKS_KIND == "eager"
 PyFuture = asyncio.futures._PyFuture
 PyTask = asyncio.tasks._PyTask
-
-
-class Boom(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------
@@ -69,14 +66,7 @@ def sparity(impl, scenario, **kwargs):
 
     got = trace(impl.shield)
     want = trace(asyncio.shield)
-    if os.environ.get("FASTWAIT_PRINT_TRACES"):  # debugging aid (use -s)
-        print(f"\n--- trace ({impl.__name__}.shield)")
-        for e in got:
-            print("   ", e)
-        if got != want:
-            print("--- trace (asyncio.shield)")
-            for e in want:
-                print("   ", e)
+    print_traces(got, want, f"{impl.__name__}.shield", "asyncio.shield")
     assert got == want
     return got
 

@@ -24,7 +24,6 @@ must be equal.
 """
 
 import asyncio
-import bisect
 import contextvars
 import gc
 import re
@@ -36,39 +35,27 @@ from conftest import (
     LOOP_KIND,
     PY,
     TASKS_KIND,
-    VirtualClock,
     close_loop,
     describe_context,
     new_loop,
-    normalize_addresses,
     run_briefly,
     trace_scenario,
 )
+from helpers import TASKS_N, BaseBoom, Boom, JumpClock, canon, norm, per_jump
+from helpers import install_factory
 
 EAGER = TASKS_KIND == "eager"
 PY313 = PY >= (3, 13)
 MSG = "unhandled errors in a TaskGroup"
 
 
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    """A BaseException that is neither KeyboardInterrupt nor SystemExit."""
+# BaseBoom (helpers): a BaseException that is neither KeyboardInterrupt
+# nor SystemExit.
 
 
 # ---------------------------------------------------------------------------
 # Harness
 # ---------------------------------------------------------------------------
-
-_TASK_NAME = re.compile(r"Task-\d+")
-
-
-def norm(text):
-    """Addresses and the global Task-N counter removed from a text."""
-    return _TASK_NAME.sub("Task-N", normalize_addresses(text))
-
 
 def TG(sc):
     """The TaskGroup class under test in a traced scenario (trace_scenario
@@ -113,47 +100,6 @@ def xdesc(sc, exc, *, ordered=True, name=None):
     )
 
 
-def canon(trace):
-    """A trace as a multiset per loop iteration (Task-N names, which come
-    from a process-wide counter, normalized)."""
-    return sorted((e[0], norm(repr(e[1:]))) for e in trace)
-
-
-class JumpClock(VirtualClock):
-    """A VirtualClock that remembers the loop iteration of every jump and
-    the time it jumped to."""
-
-    def __init__(self):
-        super().__init__()
-        self.jumps = []
-        self.times = []
-        self.start = self.now
-
-    def advance(self, dt):
-        super().advance(dt)
-        self.jumps.append(asyncio.get_running_loop().fw_iteration)
-        self.times.append(self.now)
-
-
-def per_jump(trace, clock):
-    """Iteration numbers made relative to the last clock jump: (the time
-    it jumped to -- the start time before the first jump --, iterations
-    since).  README's allowed difference #4: where the stdlib runs a
-    done-callback that changes nothing in an iteration of its own just
-    before the idle loop jumps to its next timer, fastwait jumps one
-    iteration sooner; and #5: a stale deadline
-    of fastwait's one loop timer wakes an idle loop once, a jump after
-    which nothing happens.  Every event keeps its place relative to the
-    jumps that lead to it (and its virtual time)."""
-    out = []
-    for e in trace:
-        j = bisect.bisect_right(clock.jumps, e[0])
-        at_ = (clock.times[j - 1], e[0] - clock.jumps[j - 1]) if j else (
-            clock.start, e[0])
-        out.append((at_,) + e[1:])
-    return out
-
-
 def tg_trace(mod, scenario, *, clock=False):
     """Trace ``scenario`` with the TaskGroup and timeout() of ``mod``."""
     if not clock:
@@ -161,9 +107,6 @@ def tg_trace(mod, scenario, *, clock=False):
     vclock = JumpClock()
     trace = trace_scenario(mod, scenario, clock=vclock)
     return per_jump(trace, vclock)
-
-
-TASKS_N = re.compile(r" (?:tasks|errors)=\d+")
 
 
 def exiting_count_lags(impl):
@@ -391,28 +334,6 @@ def group_scenario(body, *, final=None, ordered=True, make=None,
         sc("main:state", sc.state(task))
 
     return scenario
-
-
-def install_factory(loop, kind):
-    """Give ``loop`` a task factory of its own (``kind``: "task" for
-    asyncio.Task, "pytask" for the pure-Python Task), eager on the eager
-    axis.  A factory that is not asyncio's own makes fastwait watch its
-    children with done-callbacks (its "callback" mode)."""
-    if kind is None:
-        return
-    cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
-    if EAGER:
-        base = asyncio.create_eager_task_factory(cls)
-    else:
-        def base(loop, coro, **kwargs):
-            return cls(coro, loop=loop, **kwargs)
-
-    def factory(loop, coro, *, eager_start=None, **kwargs):
-        # uvloop on 3.13 passes eager_start=None.
-        assert eager_start is None
-        return base(loop, coro, **kwargs)
-
-    loop.set_task_factory(factory)
 
 
 def spawn(sc, g, named, name, coro):

@@ -53,8 +53,6 @@ which iteration, which exception, which group, which count -- is exact.
 """
 
 import asyncio
-import bisect
-import re
 import zlib
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -63,30 +61,11 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 import fastwait
-from conftest import (
-    TASKS_KIND,
-    VirtualClock,
-    normalize_addresses,
-    settle_garbage,
-    trace_scenario,
-)
+from conftest import settle_garbage, trace_scenario
+from helpers import TASKS_N, BaseBoom, Boom, JumpClock, canon, norm, per_jump
+from helpers import install_factory, note_first_difference
 
 MAX_STEP = 6
-
-
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    pass
-
-
-_TASK_NAME = re.compile(r"Task-\d+")
-
-
-def norm(text):
-    return _TASK_NAME.sub("Task-N", normalize_addresses(text))
 
 
 # ---------------------------------------------------------------------------
@@ -213,24 +192,6 @@ def scenarios(draw):
 # ---------------------------------------------------------------------------
 # Running a scenario
 # ---------------------------------------------------------------------------
-
-def install_factory(loop, kind):
-    if kind is None:
-        return
-    cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
-    if TASKS_KIND == "eager":
-        base = asyncio.create_eager_task_factory(cls)
-    else:
-        def base(loop, coro, **kwargs):
-            return cls(coro, loop=loop, **kwargs)
-
-    def factory(loop, coro, *, eager_start=None, **kwargs):
-        # uvloop on 3.13 passes eager_start=None.
-        assert eager_start is None
-        return base(loop, coro, **kwargs)
-
-    loop.set_task_factory(factory)
-
 
 def build(spec):
     """The scenario function (see conftest.trace_scenario); ``sc.gather``
@@ -574,32 +535,9 @@ def build(spec):
     return scenario
 
 
-def canon(trace):
-    return sorted((e[0], norm(repr(e[1:]))) for e in trace)
-
-
-TASKS_N = re.compile(r" (?:tasks|errors)=\d+")
-
-
 def exiting_count_lags():
     """Is fastwait's TaskGroup the native one (README difference #6)?"""
     return "TaskGroup" in fastwait.NATIVE_NAMES
-
-
-class JumpClock(VirtualClock):
-    """A VirtualClock that remembers the loop iteration of every jump and
-    the time it jumped to."""
-
-    def __init__(self):
-        super().__init__()
-        self.jumps = []
-        self.times = []
-        self.start = self.now
-
-    def advance(self, dt):
-        super().advance(dt)
-        self.jumps.append(asyncio.get_running_loop().fw_iteration)
-        self.times.append(self.now)
 
 
 def trace(mod, spec):
@@ -614,14 +552,7 @@ def trace(mod, spec):
     if not spec.timed:
         return trace_scenario(mod, build(spec))
     clock = JumpClock()
-    tr = trace_scenario(mod, build(spec), clock=clock)
-    out = []
-    for e in tr:
-        j = bisect.bisect_right(clock.jumps, e[0])
-        at = (clock.times[j - 1], e[0] - clock.jumps[j - 1]) if j else (
-            clock.start, e[0])
-        out.append((at,) + e[1:])
-    return out
+    return per_jump(trace_scenario(mod, build(spec), clock=clock), clock)
 
 
 def check_error_order(tr):
@@ -679,10 +610,7 @@ def test_taskgroup_matches_stdlib(spec):
         g, w = [(i, TASKS_N.sub("", t)) for i, t in g], [
             (i, TASKS_N.sub("", t)) for i, t in w]
     if g != w:
-        for a, b in zip(g, w):
-            if a != b:
-                note(f"first difference: fastwait {a!r} vs stdlib {b!r}")
-                break
+        note_first_difference(g, w)
         note("fastwait trace:\n  " + "\n  ".join(map(repr, got)))
         note("stdlib trace:\n  " + "\n  ".join(map(repr, want)))
     assert g == w

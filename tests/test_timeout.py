@@ -29,7 +29,6 @@ On uvloop (its own millisecond timer wheel, which ignores a replaced
 
 import asyncio
 import gc
-import os
 import re
 import warnings
 
@@ -41,23 +40,17 @@ from conftest import (
     TASKS_KIND,
     VirtualClock,
     entry,
+    print_traces,
     run,
     run_briefly,
     trace_scenario,
     when,
 )
+from helpers import Boom, MyCancelled
 
 EAGER = TASKS_KIND == "eager"
 NAN = float("nan")
 INF = float("inf")
-
-
-class Boom(Exception):
-    pass
-
-
-class MyCancelled(asyncio.CancelledError):
-    pass
 
 
 # ---------------------------------------------------------------------------
@@ -94,14 +87,7 @@ def tparity(impl, scenario, *, virtual=True, step=None, start=1000.0,
     if per_iteration_multiset:
         got = sorted(got, key=lambda e: (e[0], repr(e)))
         want = sorted(want, key=lambda e: (e[0], repr(e)))
-    if os.environ.get("FASTWAIT_PRINT_TRACES"):  # debugging aid (use -s)
-        print(f"\n--- trace ({impl.__name__})")
-        for e in got:
-            print("   ", e)
-        if got != want:
-            print("--- trace (asyncio)")
-            for e in want:
-                print("   ", e)
+    print_traces(got, want, impl.__name__, "asyncio")
     assert got == want
     return got
 

@@ -46,6 +46,7 @@ from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 from conftest import VirtualClock, settle_garbage, trace_scenario
+from helpers import Boom, MyCancelled
 
 #: Which task records an event (normalize() groups by it): "main", "t<i>"
 #: for the top-level tasks, the scope's path for a task wait_for runs the
@@ -56,14 +57,6 @@ OWNER = contextvars.ContextVar("owner", default="main")
 Q = 0.25  # the stepping clock's step
 START = 1000.0
 MAX_TIME = 40.0  # no scenario needs longer (sleeps and delays are short)
-
-
-class Boom(Exception):
-    pass
-
-
-class MyCancelled(asyncio.CancelledError):
-    pass
 
 
 # ---------------------------------------------------------------------------

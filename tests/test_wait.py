@@ -17,7 +17,6 @@ import asyncio
 import collections.abc
 import gc
 import inspect
-import os
 import warnings
 
 import pytest
@@ -32,11 +31,13 @@ from conftest import (
     entry,
     events,
     new_loop,
+    print_traces,
     run,
     run_briefly,
     trace_scenario,
     when,
 )
+from helpers import BaseBoom, Boom
 
 EAGER = TASKS_KIND == "eager"
 ALL = asyncio.ALL_COMPLETED
@@ -44,14 +45,6 @@ FIRST = asyncio.FIRST_COMPLETED
 FEXC = asyncio.FIRST_EXCEPTION
 PyFuture = asyncio.futures._PyFuture
 PyTask = asyncio.tasks._PyTask
-
-
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    """A BaseException that Task treats like any other exception."""
 
 
 # ---------------------------------------------------------------------------
@@ -103,14 +96,7 @@ def wparity(impl, scenario, *, virtual=False, tasks=None):
     # Reports of one iteration are compared as a multiset.
     got = _handler_reports_as_multisets(trace(impl.wait))
     want = _handler_reports_as_multisets(trace(asyncio.wait))
-    if os.environ.get("FASTWAIT_PRINT_TRACES"):  # debugging aid (use -s)
-        print(f"\n--- trace ({impl.__name__}.wait)")
-        for e in got:
-            print("   ", e)
-        if got != want:
-            print("--- trace (asyncio.wait)")
-            for e in want:
-                print("   ", e)
+    print_traces(got, want, f"{impl.__name__}.wait", "asyncio.wait")
     assert got == want
     return got
 

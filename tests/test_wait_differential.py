@@ -42,6 +42,9 @@ from hypothesis import strategies as st
 
 import fastwait
 from conftest import VirtualClock, settle_garbage, trace_scenario
+from helpers import Boom, Child, note_first_difference, own_exception
+from helpers import add_ext_cancel, add_gates, run_main
+from helpers import child_outcomes, future_resolutions
 
 MAX_STEP = 6
 PyFuture = asyncio.futures._PyFuture
@@ -50,31 +53,13 @@ MODES = (asyncio.ALL_COMPLETED, asyncio.FIRST_COMPLETED,
          asyncio.FIRST_EXCEPTION)
 
 
-class Boom(Exception):
-    pass
-
-
-class BaseBoom(BaseException):
-    pass
-
-
 # ---------------------------------------------------------------------------
 # Scenario description
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Child:
-    kind: str  # task | pytask | future | pyfuture | coro
-    # tasks: ("sleep",) | ("gate", step) | ("sleep_t", seconds)
-    suspend: Tuple[Tuple, ...] = ()
-    # tasks: ("return",) ("raise",) ("raise_base",) ("self_cancel", msg)
-    #        ("ext_cancel", step, msg)
-    outcome: Tuple = ("return",)
-    catch_cancel: bool = False
-    # futures: ("result", step) ("exception", step) ("cancel", step, msg)
-    # ("never",); step -1 resolves the future before wait() is called
-    resolve: Tuple = ("result", 0)
-
+# Child (helpers): task | pytask | future | pyfuture | coro; tasks suspend
+# with ("sleep",) | ("gate", step) | ("sleep_t", seconds); futures may also
+# be resolved ("never",).
 
 @dataclass(frozen=True)
 class Scenario:
@@ -102,22 +87,8 @@ def suspensions(timed):
     return st.lists(st.one_of(*kinds), max_size=3).map(tuple)
 
 
-outcomes = st.one_of(
-    st.just(("return",)),
-    st.just(("raise",)),
-    st.just(("raise",)),
-    st.just(("raise_base",)),
-    st.tuples(st.just("self_cancel"), messages),
-    st.tuples(st.just("ext_cancel"), steps, messages),
-)
-
-resolve_steps = st.one_of(st.just(-1), steps)
-future_resolutions = st.one_of(
-    st.tuples(st.just("result"), resolve_steps),
-    st.tuples(st.just("exception"), resolve_steps),
-    st.tuples(st.just("cancel"), resolve_steps, messages),
-    st.just(("never",)),
-)
+outcomes = child_outcomes(steps, messages, raise_twice=True)
+resolutions = future_resolutions(steps, messages, never=True)
 
 
 @st.composite
@@ -125,7 +96,7 @@ def children(draw, timed):
     kind = draw(st.sampled_from(
         ["task", "task", "task", "pytask", "future", "future", "pyfuture"]))
     if kind in ("future", "pyfuture"):
-        return Child(kind=kind, resolve=draw(future_resolutions))
+        return Child(kind=kind, resolve=draw(resolutions))
     return Child(
         kind=kind,
         suspend=draw(suspensions(timed)),
@@ -205,17 +176,8 @@ def build(spec):
                         await gates[i, j]
                     sc(f"c{i}:resume", j, now())
                 kind = child.outcome[0]
-                if kind == "raise":
-                    exc = Boom(f"c{i}")
-                elif kind == "raise_base":
-                    exc = BaseBoom(f"c{i}")
-                elif kind == "self_cancel":
-                    msg = child.outcome[1]
-                    exc = asyncio.CancelledError(
-                        *(() if msg is None else (msg,)))
+                exc = own_exception(sc, i, child.outcome)
                 if exc is not None:
-                    sc.label(exc, f"c{i}.exc")
-                    sc(f"c{i}:raise", exc)
                     raise exc
                 if kind == "ext_cancel":
                     # Keep running until the driver's cancellation lands.
@@ -264,23 +226,10 @@ def build(spec):
                 else:
                     at(how[1], resolve)
                 return fut
-            for j, how in enumerate(child.suspend):
-                if how[0] == "gate":
-                    g = loop.create_future()
-                    gates[i, j] = g
-                    at(how[1], (lambda g=g, i=i, j=j:
-                                g.done() or g.set_result((i, j))))
+            add_gates(loop, at, gates, i, child, "gate")
             if child.outcome[0] == "ext_cancel":
                 _, step, msg = child.outcome
-
-                def ext_cancel(i=i, msg=msg):
-                    t = tasks.get(i)
-                    if t is None:
-                        sc(f"c{i}:ext-cancel", "not-started")
-                    elif not t.done():
-                        sc(f"c{i}:ext-cancel", t.cancel(msg), t.cancelling())
-
-                at(step, ext_cancel)
+                add_ext_cancel(sc, at, tasks, i, step, msg)
             if child.kind == "pytask":
                 t = PyTask(body(i, child), loop=loop)
             else:
@@ -378,12 +327,7 @@ def build(spec):
                     sc(f"c{i}:final", sc.state(k), n_callbacks(k))
             sc("main:final-cancelling", me.cancelling(), now())
 
-        main_task = loop.create_task(main())
-        try:
-            sc.run(main_task)
-        except BaseException as e:
-            sc("run:raised", e)
-        sc("main:state", sc.state(main_task))
+        run_main(sc, main())
 
     return scenario
 
@@ -415,11 +359,7 @@ def test_wait_matches_stdlib(spec):
     assert "main:state" in names
     # The harness itself never failed (deadlock, runaway, unsettled).
     assert not {"run:raised", "scenario-raised"} & names, want
-    if got != want:
-        for a, b in zip(got, want):
-            if a != b:
-                note(f"first difference: fastwait {a!r} vs stdlib {b!r}")
-                break
+    note_first_difference(got, want)
     assert got == want
 
 

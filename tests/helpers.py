@@ -1,0 +1,284 @@
+"""Helpers shared by several test modules.
+
+conftest.py holds the harness itself (loops, VirtualClock, Tracer,
+trace_scenario, parity); this module holds what the test modules used to
+repeat on top of it:
+
+* ``Boom``, ``BaseBoom`` and ``MyCancelled``, the exceptions the
+  scenarios raise;
+* the child model of the differential tests of gather(), wait() and
+  as_completed(): the ``Child`` description, the hypothesis strategies for
+  a child's outcome and a future's resolution, ``AwaitableChild``, the
+  exception a child raises itself, the driver's gate futures and external
+  cancellations, running the main task and recording the children's final
+  states;
+* ``note_first_difference`` for the differential properties;
+* the TaskGroup trace helpers of test_taskgroup.py and
+  test_taskgroup_differential.py: ``norm``, ``canon``, ``TASKS_N``,
+  ``JumpClock``, ``per_jump`` and ``install_factory``.
+"""
+
+import asyncio
+import bisect
+import re
+from dataclasses import dataclass
+from typing import Tuple
+
+from hypothesis import note
+from hypothesis import strategies as st
+
+from conftest import TASKS_KIND, VirtualClock, normalize_addresses
+
+
+class Boom(Exception):
+    pass
+
+
+class BaseBoom(BaseException):
+    """A BaseException that Task treats like any other exception."""
+
+
+class MyCancelled(asyncio.CancelledError):
+    """A CancelledError subclass (the timeout tests raise it from a
+    cancelled body)."""
+
+
+# ---------------------------------------------------------------------------
+# The child model of the gather / wait / as_completed differential tests
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Child:
+    """One distinct child of a differential scenario.
+
+    ``kind``: gather: coro | task | awaitable | future | pyfuture;
+    as_completed: the same; wait: task | pytask | future | pyfuture | coro.
+    """
+
+    kind: str
+    # coroutine-like children: ("sleep",) and the suspensions of the module
+    # (gather, as_completed: ("future", step); as_completed: ("timed",
+    # delay) on a virtual clock; wait: ("gate", step), ("sleep_t", seconds))
+    suspend: Tuple[Tuple, ...] = ()
+    # ("return",) ("raise",) ("raise_base",) ("self_cancel", msg)
+    # ("ext_cancel", step, msg)
+    outcome: Tuple = ("return",)
+    catch_cancel: bool = False
+    # futures: ("result", step) ("exception", step) ("cancel", step, msg)
+    # and, in wait(), ("never",); step -1 resolves the future before the
+    # call under test
+    resolve: Tuple = ("result", 0)
+
+
+def child_outcomes(steps, messages, *, raise_twice=False):
+    """Strategy for ``Child.outcome``; ``raise_twice`` draws ("raise",)
+    twice as often (wait())."""
+    options = [st.just(("return",)), st.just(("raise",))]
+    if raise_twice:
+        options.append(st.just(("raise",)))
+    options += [
+        st.just(("raise_base",)),
+        st.tuples(st.just("self_cancel"), messages),
+        st.tuples(st.just("ext_cancel"), steps, messages),
+    ]
+    return st.one_of(*options)
+
+
+def future_resolutions(steps, messages, *, never=False):
+    """Strategy for ``Child.resolve``: half of the resolutions at step -1
+    (done before the call); with ``never``, also ("never",)."""
+    resolve_steps = st.one_of(st.just(-1), steps)
+    options = [
+        st.tuples(st.just("result"), resolve_steps),
+        st.tuples(st.just("exception"), resolve_steps),
+        st.tuples(st.just("cancel"), resolve_steps, messages),
+    ]
+    if never:
+        options.append(st.just(("never",)))
+    return st.one_of(*options)
+
+
+class AwaitableChild:
+    """A non-coroutine awaitable; its body coroutine is created only when
+    awaited (so a wrapper cancelled before it starts leaves nothing
+    un-awaited)."""
+
+    def __init__(self, make_body):
+        self.make_body = make_body
+
+    def __await__(self):
+        return self.make_body().__await__()
+
+
+def cancelled_error(msg):
+    """CancelledError(msg), or CancelledError() when ``msg`` is None."""
+    return asyncio.CancelledError(*(() if msg is None else (msg,)))
+
+
+def numbered_message(i, msg):
+    """A cancellation message that names child ``i`` ("m" -> "m3"), or
+    None."""
+    return None if msg is None else f"{msg}{i}"
+
+
+def own_exception(sc, i, outcome, *, numbered=False):
+    """The exception child ``i`` raises itself for ``outcome`` (a
+    ``Child.outcome``): ("raise",) Boom, ("raise_base",) BaseBoom,
+    ("self_cancel", msg) CancelledError(msg) -- with ``numbered``,
+    CancelledError(numbered_message(i, msg)) --, labelled ``c<i>.exc``
+    and recorded as ``c<i>:raise``; None for the other outcomes."""
+    kind = outcome[0]
+    if kind == "raise":
+        exc = Boom(f"c{i}")
+    elif kind == "raise_base":
+        exc = BaseBoom(f"c{i}")
+    elif kind == "self_cancel":
+        msg = outcome[1]
+        exc = cancelled_error(numbered_message(i, msg) if numbered else msg)
+    else:
+        return None
+    sc.label(exc, f"c{i}.exc")
+    sc(f"c{i}:raise", exc)
+    return exc
+
+
+def add_gates(loop, at, gates, i, child, kind):
+    """For child ``i``'s suspensions of ``kind`` (("future", step) or
+    ("gate", step)): a future in ``gates[i, j]`` that the driver resolves
+    at that step (``at(step, action)``)."""
+    for j, how in enumerate(child.suspend):
+        if how[0] == kind:
+            g = loop.create_future()
+            gates[i, j] = g
+            at(how[1], (lambda g=g, i=i, j=j:
+                        g.done() or g.set_result((i, j))))
+
+
+def add_ext_cancel(sc, at, tasks, i, step, msg):
+    """At driver ``step``, cancel child ``i``'s task (``tasks[i]``, once
+    known) with ``msg``, recording ``c<i>:ext-cancel``."""
+
+    def ext_cancel():
+        t = tasks.get(i)
+        if t is None:
+            sc(f"c{i}:ext-cancel", "not-started")
+        elif not t.done():
+            sc(f"c{i}:ext-cancel", t.cancel(msg), t.cancelling())
+
+    at(step, ext_cancel)
+
+
+def run_main(sc, coro):
+    """Run ``coro`` as the scenario's main task to completion; record
+    ``run:raised`` if the run itself raised, then ``main:state``."""
+    main_task = sc.loop.create_task(coro)
+    try:
+        sc.run(main_task)
+    except BaseException as e:  # noqa: B902 - recorded
+        sc("run:raised", e)
+    sc("main:state", sc.state(main_task))
+
+
+def record_final_states(sc, n, futures, tasks):
+    """Record ``c<i>:final`` for children 0..n-1: the state of the future
+    child, or of the task that ran it (and whether it would log being
+    destroyed while pending), or "no-task"."""
+    for i in range(n):
+        if i in futures:
+            sc(f"c{i}:final", sc.state(futures[i]))
+        elif i in tasks:
+            sc(f"c{i}:final", sc.state(tasks[i]),
+               tasks[i]._log_destroy_pending)
+        else:
+            sc(f"c{i}:final", "no-task")
+
+
+def note_first_difference(got, want):
+    """Note (hypothesis) the first entry where the fastwait trace ``got``
+    and the stdlib trace ``want`` differ, if any."""
+    if got != want:
+        for a, b in zip(got, want):
+            if a != b:
+                note(f"first difference: fastwait {a!r} vs stdlib {b!r}")
+                break
+
+
+# ---------------------------------------------------------------------------
+# TaskGroup traces
+# ---------------------------------------------------------------------------
+
+_TASK_NAME = re.compile(r"Task-\d+")
+
+
+def norm(text):
+    """Addresses and the global Task-N counter removed from a text."""
+    return _TASK_NAME.sub("Task-N", normalize_addresses(text))
+
+
+def canon(trace):
+    """A trace as a multiset per loop iteration (Task-N names, which come
+    from a process-wide counter, normalized)."""
+    return sorted((e[0], norm(repr(e[1:]))) for e in trace)
+
+
+#: The task and error counts in a TaskGroup's repr() (README difference
+#: #6: the native group's may lag asyncio's while the group exits).
+TASKS_N = re.compile(r" (?:tasks|errors)=\d+")
+
+
+class JumpClock(VirtualClock):
+    """A VirtualClock that remembers the loop iteration of every jump and
+    the time it jumped to."""
+
+    def __init__(self):
+        super().__init__()
+        self.jumps = []
+        self.times = []
+        self.start = self.now
+
+    def advance(self, dt):
+        super().advance(dt)
+        self.jumps.append(asyncio.get_running_loop().fw_iteration)
+        self.times.append(self.now)
+
+
+def per_jump(trace, clock):
+    """Iteration numbers made relative to the last clock jump: (the time
+    it jumped to -- the start time before the first jump --, iterations
+    since).  README's allowed difference #4: where the stdlib runs a
+    done-callback that changes nothing in an iteration of its own just
+    before the idle loop jumps to its next timer, fastwait jumps one
+    iteration sooner; and #5: a stale deadline
+    of fastwait's one loop timer wakes an idle loop once, a jump after
+    which nothing happens.  Every event keeps its place relative to the
+    jumps that lead to it (and its virtual time)."""
+    out = []
+    for e in trace:
+        j = bisect.bisect_right(clock.jumps, e[0])
+        at_ = (clock.times[j - 1], e[0] - clock.jumps[j - 1]) if j else (
+            clock.start, e[0])
+        out.append((at_,) + e[1:])
+    return out
+
+
+def install_factory(loop, kind):
+    """Give ``loop`` a task factory of its own (``kind``: "task" for
+    asyncio.Task, "pytask" for the pure-Python Task, None: leave the
+    axis's factory), eager on the eager axis.  A factory that is not
+    asyncio's own makes fastwait watch its children with done-callbacks
+    (its "callback" mode)."""
+    if kind is None:
+        return
+    cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
+    if TASKS_KIND == "eager":
+        base = asyncio.create_eager_task_factory(cls)
+    else:
+        def base(loop, coro, **kwargs):
+            return cls(coro, loop=loop, **kwargs)
+
+    def factory(loop, coro, *, eager_start=None, **kwargs):
+        # uvloop on 3.13 passes eager_start=None.
+        assert eager_start is None
+        return base(loop, coro, **kwargs)
+
+    loop.set_task_factory(factory)
