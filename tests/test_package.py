@@ -138,3 +138,25 @@ def test_taskgroup_signatures():
                 list(want.parameters.values())[1:]), meth
     assert inspect.signature(fastwait.TaskGroup) == inspect.signature(
         asyncio.TaskGroup)
+
+
+def test_c_sources_use_only_the_public_c_api():
+    """No private CPython names (``_Py*``) in the extension's sources, so it
+    keeps building on later Pythons.  Macros of the public API may expand to
+    private symbols; what the sources spell is what we control."""
+    import pathlib
+    import re
+
+    src = pathlib.Path(__file__).resolve().parent.parent / "src" / "_fastwait"
+    files = sorted(src.glob("*.[ch]"))
+    if not files:
+        pytest.skip("C sources not available (installed package only)")
+    private = re.compile(r"\b_Py[A-Za-z0-9_]*")
+    comment_or_string = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\])*"', re.S)
+    found = {}
+    for f in files:
+        code = comment_or_string.sub(" ", f.read_text())
+        names = sorted(set(private.findall(code)))
+        if names:
+            found[f.name] = names
+    assert found == {}
