@@ -968,3 +968,52 @@ def test_taskgroup_child_repr_has_no_group_callback(impl, loop):
             assert "cb=[" not in got
         else:
             assert "cb=[TaskGroup._on_task_done()]" in got
+
+
+async def _rejected_coroutine():
+    pass
+
+
+@pytest.mark.parametrize("case", ["wait_for_bad_timeout", "gather_bad_argument",
+                                  "taskgroup_not_entered", "as_completed_coroutine"])
+def test_rejected_argument_is_released_with_the_call(impl, loop, case):
+    """A C function has no frame, so nothing in the exception's traceback
+    keeps a rejected argument alive: a coroutine that fastwait rejects
+    warns "never awaited" as the call fails, where asyncio's frames hold it
+    until the exception is released (the end of the ``except`` block).
+    Same message, same category."""
+    import warnings
+
+    async def fail():
+        if case == "wait_for_bad_timeout":
+            await impl.wait_for(_rejected_coroutine(), "x")
+        elif case == "gather_bad_argument":
+            await impl.gather(42, _rejected_coroutine())
+        elif case == "as_completed_coroutine":
+            for _ in impl.as_completed(_rejected_coroutine()):
+                pass  # 3.11/3.12: a generator, which checks at its first step
+        else:
+            impl.TaskGroup().create_task(_rejected_coroutine())
+
+    async def main():
+        with warnings.catch_warnings(record=True) as ws:
+            warnings.simplefilter("always")
+            try:
+                await fail()
+            except (TypeError, RuntimeError):
+                inside = len(ws)
+            gc.collect()
+            return inside, [(w.category, str(w.message)) for w in ws]
+
+    inside, warned = run(loop, main)
+    closes = case == "taskgroup_not_entered" and conftest.PY >= (3, 13)
+    if closes:  # 3.13's create_task closes the coroutine: no warning at all
+        assert (inside, warned) == (0, [])
+        return
+    assert warned == [(RuntimeWarning,
+                       "coroutine '_rejected_coroutine' was never awaited")]
+    primitive = {"wait_for_bad_timeout": "wait_for", "gather_bad_argument": "gather",
+                 "taskgroup_not_entered": "TaskGroup",
+                 "as_completed_coroutine": "as_completed"}[case]
+    native = impl is not asyncio and primitive in impl.NATIVE_NAMES
+    assert inside == (1 if native else 0)
