@@ -146,17 +146,10 @@ cq_wake_drainers(CQ *self)
     PyObject *w;
     int r = 0;
     while ((w = fifo_pop(&self->drainers)) != NULL) {
-        int done = w == Py_None ? 1 : fw_fut_bool(st, w, FW_DONE);
-        if (done == 0) {
-            PyObject *res = PyObject_CallMethodOneArg(w, st->str_set_result,
-                                                      Py_None);
-            Py_XDECREF(res);
-            done = res == NULL ? -1 : 1;
-        }
-        Py_DECREF(w);
-        if (done < 0) {
+        if (w != Py_None && fw_release_waiter(st, w) < 0) {
             r = -1;
         }
+        Py_DECREF(w);
     }
     return r;
 }
@@ -645,19 +638,9 @@ next_state_call(PyObject *op, PyObject *args, PyObject *kwargs)
     NextState *self = Next_CAST(op);
     self->timed_out = 1;
     Py_CLEAR(self->timer);
-    if (self->waiter != NULL) {
-        int done = fw_fut_bool(self->cq->st, self->waiter, FW_DONE);
-        if (done < 0) {
-            return NULL;
-        }
-        if (!done) {
-            PyObject *r = PyObject_CallMethodOneArg(
-                self->waiter, self->cq->st->str_set_result, Py_None);
-            if (r == NULL) {
-                return NULL;
-            }
-            Py_DECREF(r);
-        }
+    if (self->waiter != NULL &&
+        fw_release_waiter(self->cq->st, self->waiter) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
