@@ -786,33 +786,6 @@ fail:
     return NULL;
 }
 
-/* Bind arguments through the Python function `name` of the signatures
- * namespace, which returns them as a tuple (a new reference). */
-static PyObject *
-tg_bind(fw_state *st, const char *name, PyObject *self,
-        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *func = PyDict_GetItemString(st->signatures, name);
-    if (func == NULL) {
-        PyErr_Format(PyExc_SystemError, "no signature for %s", name);
-        return NULL;
-    }
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    PyObject **stack = PyMem_Malloc((size_t)(1 + nargs + nkw) *
-                                    sizeof(PyObject *));
-    if (stack == NULL) {
-        return PyErr_NoMemory();
-    }
-    stack[0] = self;
-    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
-        stack[1 + i] = args[i];
-    }
-    PyObject *r = PyObject_Vectorcall(func, stack, (size_t)(1 + nargs),
-                                      kwnames);
-    PyMem_Free(stack);
-    return r;
-}
-
 PyDoc_STRVAR(tg_create_task_doc,
              "create_task($self, coro, *, name=None, context=None)\n--\n\n"
              "Create a new task in this group and return it.\n\n"
@@ -842,7 +815,7 @@ tg_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (ok) {
         return tg_create_task_impl(self, args[0], name, context);
     }
-    PyObject *bound = tg_bind(st, "tg_create_task", op, args, nargs,
+    PyObject *bound = fw_bind(st, "tg_create_task", op, args, nargs,
                               kwnames);
     if (bound == NULL) {
         return NULL;
@@ -1180,7 +1153,7 @@ tg_aexit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     PyObject *bound = NULL;
     PyObject *items[3];
     if (nargs != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        bound = tg_bind(st, "tg_aexit", op, args, nargs, kwnames);
+        bound = fw_bind(st, "tg_aexit", op, args, nargs, kwnames);
         if (bound == NULL) {
             return NULL;
         }
