@@ -13,6 +13,8 @@ repeat on top of it:
   cancellations, running the main task and recording the children's final
   states;
 * ``note_first_difference`` for the differential properties;
+* ``worker_outcome``, how the scripted workers of the gather, wait and
+  shield tests end (record, then raise or return);
 * the TaskGroup trace helpers of test_taskgroup.py and
   test_taskgroup_differential.py: ``norm``, ``canon``, ``TASKS_N``,
   ``JumpClock``, ``per_jump`` and ``install_factory``.
@@ -282,3 +284,15 @@ def install_factory(loop, kind):
         return base(loop, coro, **kwargs)
 
     loop.set_task_factory(factory)
+
+
+def worker_outcome(sc, name, exc, result):
+    """The end of a scripted worker: record ``{name}:raise`` and raise
+    ``exc`` (labelled ``{name}.exc``), or record ``{name}:return`` and
+    return ``result``."""
+    if exc is not None:
+        sc.label(exc, f"{name}.exc")
+        sc(f"{name}:raise", exc)
+        raise exc
+    sc(f"{name}:return", result)
+    return result

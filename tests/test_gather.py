@@ -30,7 +30,7 @@ from conftest import (
     run_briefly,
     when,
 )
-from helpers import BaseBoom, Boom
+from helpers import BaseBoom, Boom, worker_outcome
 
 EAGER = TASKS_KIND == "eager"
 PY312 = PY >= (3, 12)
@@ -61,12 +61,7 @@ async def worker(sc, name, *, steps=0, result=None, exc=None, wait=(),
             raise
         sc(f"{name}:return", "caught")
         return "caught"
-    if exc is not None:
-        sc.label(exc, f"{name}.exc")
-        sc(f"{name}:raise", exc)
-        raise exc
-    sc(f"{name}:return", result)
-    return result
+    return worker_outcome(sc, name, exc, result)
 
 
 async def drain(sc, limit=100):

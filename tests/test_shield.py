@@ -41,7 +41,7 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import Boom
+from helpers import Boom, worker_outcome
 
 EAGER = TASKS_KIND == "eager"
 PyFuture = asyncio.futures._PyFuture
@@ -107,12 +107,7 @@ async def child(sc, name, *, steps=0, gate=None, result=None, exc=None):
     except asyncio.CancelledError as e:
         sc(f"{name}:cancelled", e)
         raise
-    if exc is not None:
-        sc.label(exc, f"{name}.exc")
-        sc(f"{name}:raise", exc)
-        raise exc
-    sc(f"{name}:return", result)
-    return result
+    return worker_outcome(sc, name, exc, result)
 
 
 async def await_shield(sc, arg, name="main"):

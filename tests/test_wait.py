@@ -37,7 +37,7 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import BaseBoom, Boom
+from helpers import BaseBoom, Boom, worker_outcome
 
 EAGER = TASKS_KIND == "eager"
 ALL = asyncio.ALL_COMPLETED
@@ -143,12 +143,7 @@ async def worker(sc, name, *, steps=0, result=None, exc=None, gate=None,
             raise
         sc(f"{name}:return", "caught")
         return "caught"
-    if exc is not None:
-        sc.label(exc, f"{name}.exc")
-        sc(f"{name}:raise", exc)
-        raise exc
-    sc(f"{name}:return", result)
-    return result
+    return worker_outcome(sc, name, exc, result)
 
 
 def task(sc, name, **kw):
