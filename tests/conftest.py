@@ -857,9 +857,12 @@ def event_loop_policy_guard():
     try:
         yield
     finally:
-        policy = asyncio.get_event_loop_policy()
-        current = getattr(policy._local, "_loop", None)
-        asyncio.set_event_loop_policy(None)
+        with warnings.catch_warnings():
+            # 3.14 deprecates the policy functions.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy = asyncio.get_event_loop_policy()
+            current = getattr(policy._local, "_loop", None)
+            asyncio.set_event_loop_policy(None)
         # A loop the policy made implicitly is ours to close; test loops are
         # closed by their own fixture.
         if (
