@@ -56,10 +56,11 @@ PACKAGES = sorted(
        for p, s in (("python", ""), ("python", "-dev"), ("python", "-venv"),
                     ("libpython", "-testsuite"))]
 )
-# What the tests install (pyproject's [test] extra and the build backend).
-WHEELS = ("pytest", "hypothesis", "uvloop", "mypy", "setuptools>=77", "wheel")
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64",
-             "manylinux_2_34_x86_64", "any")
+# What the tests and benchmarks install (pyproject's [test] and [bench]
+# extras, and the build backend).
+WHEELS = ("pytest", "hypothesis", "uvloop", "mypy", "pyperf", "setuptools>=77", "wheel")
+PLATFORMS = ("manylinux2010_x86_64", "manylinux_2_12_x86_64", "manylinux2014_x86_64",
+             "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64", "any")
 STAMP = ".fastwait-root.json"
 DEBIAN_MIRROR_DEFAULT = "http://deb.debian.org/debian"
 
