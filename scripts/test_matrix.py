@@ -31,7 +31,10 @@ environment no extension is built and ``NATIVE`` must be False instead.
 Then pytest runs once per axis, selected with FASTWAIT_TEST_LOOP (asyncio,
 uvloop) and FASTWAIT_TEST_TASKS (lazy; eager on 3.12+): 22 runs for the six
 Pythons, ``--jobs`` (default 2) at a time, each with ``--junitxml``.  Unless
-``--no-extras``, it also runs, on every Python, scripts/leakcheck.py and mypy
+``--no-extras``, it also runs, on every Python, CPython's own test suites for
+the primitives with fastwait patched in (scripts/cpython_suites.py, on
+asyncio's loop and again on uvloop for the tests whose loop comes from the
+policy), scripts/leakcheck.py and mypy
 (``mypy --strict tests/typing/example.py``, ``mypy.stubtest fastwait``: the
 stubs against that interpreter's runtime, and the example itself), and
 scripts/asan.sh on pyenv's 3.12 and on Debian's 3.14.
@@ -73,7 +76,8 @@ LOG_DIR = ROOT / ".venv" / "logs"
 TAIL_LINES = 120  # log lines shown for each failed job
 
 # Per-job time limits (seconds), so that a hang fails the job instead of CI.
-TIMEOUT = {"setup": 900, "pytest": 1200, "leakcheck": 600, "mypy": 600, "asan": 2400}
+TIMEOUT = {"setup": 900, "pytest": 1200, "leakcheck": 600, "mypy": 600, "asan": 2400,
+           "cpython": 900}
 
 
 def truthy(value: str | None) -> bool:
@@ -232,6 +236,7 @@ class Job:
         self.reasons: list[str] = []
         self.seconds = 0.0
         self.passed = self.failed = self.errors = self.skipped = self.xfailed = 0
+        self.excluded = 0
         self.counted = False  # has test counts
         self.note = ""
 
@@ -263,8 +268,14 @@ class Job:
             elif "error" in kinds:
                 self.errors += 1
             elif "skipped" in kinds:
-                if kinds["skipped"].get("type") == "pytest.xfail":
+                kind = kinds["skipped"].get("type")
+                if kind == "pytest.xfail":
                     self.xfailed += 1
+                elif kind in ("excluded", "cpython.skip"):
+                    # CPython suites: an exclusion listed (with its reason) in
+                    # scripts/cpython_suites.py, or CPython's own skip
+                    # decorator; both are in that script's report.
+                    self.excluded += 1
                 else:
                     self.skipped += 1
             else:
@@ -352,6 +363,29 @@ class PytestJob(Job):
             self.fail("pytest collected no test (exit 5)")
         elif rc != 0:
             self.fail(f"pytest exited {rc}")
+        self.read_junit(py.host(junit))
+
+
+class CPythonSuitesJob(Job):
+    """The interpreter's own test.test_asyncio suites for the primitives,
+    with fastwait patched in (scripts/cpython_suites.py), on asyncio's loop
+    and again on uvloop for the tests whose loop comes from the policy."""
+
+    def __init__(self, py: Python, setup: SetupJob):
+        super().__init__(f"cpython-{py.tag}", "cpython", (setup,))
+        self.py = py
+
+    def run(self, r: Runner) -> None:
+        py = self.py
+        junit = py.logs / f"junit-cpython-{py.tag}.xml"
+        py.host(junit).unlink(missing_ok=True)
+        cmd = [str(py.vpython), str(py.src / "scripts" / "cpython_suites.py"), "--uvloop",
+               f"--junitxml={junit}"]
+        rc = r.call(self, cmd, cwd=py.src, check=False, py=py)
+        if rc is None:
+            return
+        if rc != 0:
+            self.fail(f"cpython_suites.py exited {rc}")
         self.read_junit(py.host(junit))
 
 
@@ -541,7 +575,8 @@ def describe(job: Job) -> str:
     parts = []
     if job.counted:
         parts.append(f"{job.passed} passed, {job.failed + job.errors} failed, "
-                     f"{job.skipped} skipped" + (f", {job.xfailed} xfailed" if job.xfailed else ""))
+                     f"{job.skipped} skipped" + (f", {job.xfailed} xfailed" if job.xfailed else "")
+                     + (f", {job.excluded} excluded or skipped by CPython" if job.excluded else ""))
     if job.note and job.state == "ok":
         parts.append(job.note)
     parts += job.reasons
@@ -619,6 +654,8 @@ def plan(args: argparse.Namespace, pythons: list[Python]) -> list[Job]:
         for loop, mode in axes:
             jobs.append(PytestJob(py, setups[py.tag], loop, mode, args.pytest_args))
     if not args.no_extras:
+        for py in pythons:
+            jobs.append(CPythonSuitesJob(py, setups[py.tag]))
         for py in pythons:
             modes = ",".join(py.task_modes)
             vpy = str(py.vpython)
