@@ -440,6 +440,37 @@ import_attr(const char *module, const char *attr)
     return res;
 }
 
+/* asyncio.tasks.current_task, looked up at every call, as the stdlib's
+ * primitives look it up (tasks.py, timeouts.py and taskgroups.py call
+ * tasks.current_task()): a program or a test may rebind it, e.g. to
+ * tasks._py_current_task, which on 3.14+ is the only one that sees a
+ * pure-Python Task.  st->current_task is this function, so every caller
+ * gets the rebinding for free. */
+static PyObject *
+current_task_at_call(PyObject *module, PyObject *const *args,
+                     Py_ssize_t nargs)
+{
+    fw_state *st = fw_get_state(module);
+    PyObject *fn = PyDict_GetItemWithError(st->tasks_dict,
+                                           st->str_current_task);
+    if (fn == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_AttributeError,
+                            "module 'asyncio.tasks' has no attribute "
+                            "'current_task'");
+        }
+        return NULL;
+    }
+    Py_INCREF(fn);
+    PyObject *res = PyObject_Vectorcall(fn, args, nargs, NULL);
+    Py_DECREF(fn);
+    return res;
+}
+
+static PyMethodDef current_task_def = {
+    "current_task", (PyCFunction)(void (*)(void))current_task_at_call,
+    METH_FASTCALL, NULL};
+
 static int
 module_exec(PyObject *module)
 {
@@ -545,7 +576,11 @@ module_exec(PyObject *module)
              import_attr("asyncio.events", "get_running_loop")) == NULL ||
         (st->iscoroutine = import_attr("asyncio.coroutines", "iscoroutine")) ==
             NULL ||
-        (st->current_task = import_attr("asyncio", "current_task")) == NULL ||
+        (st->tasks_dict = import_attr("asyncio.tasks", "__dict__")) == NULL ||
+        (st->str_current_task = PyUnicode_InternFromString("current_task")) ==
+            NULL ||
+        (st->current_task = PyCFunction_NewEx(&current_task_def, module,
+                                              NULL)) == NULL ||
         (st->QueueEmpty = import_attr("asyncio", "QueueEmpty")) == NULL ||
         (st->isawaitable = import_attr("inspect", "isawaitable")) == NULL ||
         (st->warn_unawaited =
@@ -636,6 +671,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->iscoroutine);
     Py_VISIT(st->current_task);
+    Py_VISIT(st->tasks_dict);
+    Py_VISIT(st->str_current_task);
     Py_VISIT(st->QueueEmpty);
     Py_VISIT(st->isawaitable);
     Py_VISIT(st->AsCompletedGenType);
@@ -697,6 +734,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->iscoroutine);
     Py_CLEAR(st->current_task);
+    Py_CLEAR(st->tasks_dict);
+    Py_CLEAR(st->str_current_task);
     Py_CLEAR(st->QueueEmpty);
     Py_CLEAR(st->isawaitable);
     Py_CLEAR(st->AsCompletedGenType);

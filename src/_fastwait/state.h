@@ -104,7 +104,10 @@ typedef struct {
     PyObject *eager_task_factory; /* tasks.eager_task_factory or None */
     PyObject *get_running_loop;  /* events.get_running_loop */
     PyObject *iscoroutine;       /* coroutines.iscoroutine */
-    PyObject *current_task;      /* asyncio.current_task */
+    PyObject *current_task;      /* asyncio.tasks.current_task, looked up
+                                    at each call (module.c) */
+    PyObject *tasks_dict;        /* asyncio.tasks.__dict__ */
+    PyObject *str_current_task;  /* "current_task" */
     PyObject *QueueEmpty;        /* asyncio.QueueEmpty */
     PyObject *isawaitable;       /* inspect.isawaitable */
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
