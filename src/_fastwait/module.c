@@ -440,24 +440,26 @@ import_attr(const char *module, const char *attr)
     return res;
 }
 
-/* asyncio.tasks.current_task, looked up at every call, as the stdlib's
- * primitives look it up (tasks.py, timeouts.py and taskgroups.py call
- * tasks.current_task()): a program or a test may rebind it, e.g. to
+/* A module global that the stdlib's primitives read at every call
+ * (tasks.py, timeouts.py and taskgroups.py call tasks.current_task(),
+ * futures.future_add_to_awaited_by(), ...): a program or a test may rebind
+ * it, e.g. CPython's tests rebind tasks.current_task to
  * tasks._py_current_task, which on 3.14+ is the only one that sees a
- * pure-Python Task.  st->current_task is this function, so every caller
- * gets the rebinding for free. */
+ * pure-Python Task.  fw_late_bound(dict, name) is a callable that looks
+ * name up in dict at each call and calls what it finds, so that the state
+ * field holding it serves every caller as it is. */
 static PyObject *
-current_task_at_call(PyObject *module, PyObject *const *args,
-                     Py_ssize_t nargs)
+late_bound_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    fw_state *st = fw_get_state(module);
-    PyObject *fn = PyDict_GetItemWithError(st->tasks_dict,
-                                           st->str_current_task);
+    /* self: (module dict, name, module name) */
+    PyObject *dict = PyTuple_GET_ITEM(self, 0);
+    PyObject *name = PyTuple_GET_ITEM(self, 1);
+    PyObject *fn = PyDict_GetItemWithError(dict, name);
     if (fn == NULL) {
         if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_AttributeError,
-                            "module 'asyncio.tasks' has no attribute "
-                            "'current_task'");
+            PyErr_Format(PyExc_AttributeError,
+                         "module '%U' has no attribute '%U'",
+                         PyTuple_GET_ITEM(self, 2), name);
         }
         return NULL;
     }
@@ -467,9 +469,31 @@ current_task_at_call(PyObject *module, PyObject *const *args,
     return res;
 }
 
-static PyMethodDef current_task_def = {
-    "current_task", (PyCFunction)(void (*)(void))current_task_at_call,
-    METH_FASTCALL, NULL};
+static PyMethodDef late_bound_def = {
+    "late_bound", (PyCFunction)(void (*)(void))late_bound_call, METH_FASTCALL,
+    NULL};
+
+PyObject *
+fw_late_bound(const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *modname = PyModule_GetNameObject(mod);
+    PyObject *self = modname == NULL ? NULL
+                                     : Py_BuildValue("(OsO)",
+                                                     PyModule_GetDict(mod),
+                                                     name, modname);
+    Py_XDECREF(modname);
+    Py_DECREF(mod);
+    if (self == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyCFunction_NewEx(&late_bound_def, self, NULL);
+    Py_DECREF(self);
+    return res;
+}
 
 static int
 module_exec(PyObject *module)
@@ -576,11 +600,8 @@ module_exec(PyObject *module)
              import_attr("asyncio.events", "get_running_loop")) == NULL ||
         (st->iscoroutine = import_attr("asyncio.coroutines", "iscoroutine")) ==
             NULL ||
-        (st->tasks_dict = import_attr("asyncio.tasks", "__dict__")) == NULL ||
-        (st->str_current_task = PyUnicode_InternFromString("current_task")) ==
+        (st->current_task = fw_late_bound("asyncio.tasks", "current_task")) ==
             NULL ||
-        (st->current_task = PyCFunction_NewEx(&current_task_def, module,
-                                              NULL)) == NULL ||
         (st->QueueEmpty = import_attr("asyncio", "QueueEmpty")) == NULL ||
         (st->isawaitable = import_attr("inspect", "isawaitable")) == NULL ||
         (st->warn_unawaited =
@@ -671,8 +692,6 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->iscoroutine);
     Py_VISIT(st->current_task);
-    Py_VISIT(st->tasks_dict);
-    Py_VISIT(st->str_current_task);
     Py_VISIT(st->QueueEmpty);
     Py_VISIT(st->isawaitable);
     Py_VISIT(st->AsCompletedGenType);
@@ -734,8 +753,6 @@ module_clear(PyObject *module)
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->iscoroutine);
     Py_CLEAR(st->current_task);
-    Py_CLEAR(st->tasks_dict);
-    Py_CLEAR(st->str_current_task);
     Py_CLEAR(st->QueueEmpty);
     Py_CLEAR(st->isawaitable);
     Py_CLEAR(st->AsCompletedGenType);

@@ -105,9 +105,7 @@ typedef struct {
     PyObject *get_running_loop;  /* events.get_running_loop */
     PyObject *iscoroutine;       /* coroutines.iscoroutine */
     PyObject *current_task;      /* asyncio.tasks.current_task, looked up
-                                    at each call (module.c) */
-    PyObject *tasks_dict;        /* asyncio.tasks.__dict__ */
-    PyObject *str_current_task;  /* "current_task" */
+                                    at each call (fw_late_bound) */
     PyObject *QueueEmpty;        /* asyncio.QueueEmpty */
     PyObject *isawaitable;       /* inspect.isawaitable */
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
@@ -181,6 +179,10 @@ fw_state_from_type(PyTypeObject *tp)
 }
 
 /* Parts of the module: each adds its types/functions to the module. */
+/* A callable that looks module.name up at each call and calls it, for the
+ * globals the stdlib's primitives read at call time (module.c). */
+PyObject *fw_late_bound(const char *module, const char *name);
+
 int fw_child_init(PyObject *module, fw_state *st);
 int fw_gather_init(PyObject *module, fw_state *st);
 int fw_coro_init(PyObject *module, fw_state *st);
