@@ -23,6 +23,8 @@ repeat on top of it:
 import asyncio
 import bisect
 import re
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -34,6 +36,41 @@ from conftest import TASKS_KIND, VirtualClock, normalize_addresses
 
 class Boom(Exception):
     pass
+
+
+# 3.14 records call-graph edges (asyncio.capture_call_graph), raises from
+# get_event_loop() without a current loop and deprecates the policy API.
+PY314 = sys.version_info >= (3, 14)
+
+
+def reset_event_loop_policy():
+    """asyncio.set_event_loop_policy(None), without 3.14's
+    DeprecationWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(None)
+
+
+def unhashable_message(obj, role):
+    """The running interpreter's TypeError text for hashing ``obj`` as
+    ``role``: "a dict key" or "a set element" (3.14 names both;
+    "unhashable type: 'X'" before)."""
+    try:
+        if role == "a dict key":
+            {obj: None}
+        else:
+            {obj}
+    except TypeError as e:
+        return str(e)
+    raise AssertionError(f"{obj!r} is hashable")
+
+
+def policy_loop():
+    """The loop the default policy holds for this thread (or None), read
+    without 3.14's DeprecationWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(asyncio.get_event_loop_policy()._local, "_loop", None)
 
 
 class BaseBoom(BaseException):

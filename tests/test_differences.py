@@ -26,6 +26,7 @@ import asyncio
 import gc
 import io
 import re
+import sys
 
 import pytest
 
@@ -344,8 +345,12 @@ def test_no_idle_iteration_for_gather_bookkeeping(impl, vloop):
         (1, 1.0), (2, 2.0), (3, 3.0), ("outer", 3.0)]
     # Children 1 and 2 are not the last: asyncio spends one otherwise idle
     # iteration on each one's done-callback; fastwait spends none.
-    skipped = [0, 1, 2, 2] if conftest.fastwait_wraps_children(impl, vloop) else [
-        0, 0, 0, 0]
+    # 3.14+: called in a task, gather records call-graph edges, and the
+    # iteration after a child finishes removes its edge -- fastwait runs
+    # that iteration too (one loop callback for the children finished in
+    # the same iteration), so there is no difference to see.
+    skipped = ([0, 1, 2, 2] if conftest.fastwait_wraps_children(impl, vloop)
+               and sys.version_info < (3, 14) else [0, 0, 0, 0])
     assert [w[2] - g[2] for g, w in zip(got[1], want[1])] == skipped
 
 

@@ -41,7 +41,7 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import Boom, worker_outcome
+from helpers import PY314, Boom, reset_event_loop_policy, worker_outcome
 
 EAGER = TASKS_KIND == "eager"
 PyFuture = asyncio.futures._PyFuture
@@ -419,9 +419,10 @@ def test_outer_cancelled_first_inner_keeps_running(impl, late, gap):
     """The awaiting task is cancelled; the inner is told to finish ``gap``
     iterations later (-1: just before the cancellation, in the same
     iteration).  At -1 the inner finishes in the next iteration before the
-    outer's callback runs: the inner callback still runs and marks the
-    inner's exception retrieved.  From 0 on, the outer callback has removed
-    it first: the inner's exception is never retrieved and is reported."""
+    outer's callback runs: the inner callback still runs and, up to 3.13,
+    marks the inner's exception retrieved (3.14 no longer does: reported).
+    From 0 on, the outer callback has removed it first: the inner's
+    exception is never retrieved and is reported."""
 
     def scenario(sc):
         async def main():
@@ -461,7 +462,7 @@ def test_outer_cancelled_first_inner_keeps_running(impl, late, gap):
     raised = entry(trace, "waiter:raised")[0]
     assert raised[0] == "CancelledError"
     reports = [e for e in trace if e[1] == "exception-handler"]
-    if late == "exception" and gap >= 0:
+    if late == "exception" and (gap >= 0 or PY314):
         assert len(reports) == 1
         assert reports[0][2] == "Task exception was never retrieved"
     else:
@@ -493,7 +494,11 @@ def test_outer_cancelled_directly(impl):
 
     trace = sparity(impl, scenario)
     seen = [e[2] for e in trace if e[1] == "inner-callbacks"]
-    assert seen == [["shield.<locals>._inner_done_callback"], []]
+    # 3.14: shield() runs in a task, so the inner is recorded in the call
+    # graph and a callback removes that edge.
+    assert seen == [(["shield.<locals>._clear_awaited_by_callback"]
+                     if PY314 else []) +
+                    ["shield.<locals>._inner_done_callback"], []]
     assert entry(trace, "outer-callbacks") == (
         ["shield.<locals>._outer_done_callback"],)
 
@@ -805,11 +810,20 @@ def test_no_running_loop_with_a_coroutine(impl, event_loop_policy_guard):
         return "c"
 
     def attempt(shield):
-        asyncio.set_event_loop_policy(None)
+        reset_event_loop_policy()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             c = coro()
-            outer = shield(c)
+            try:
+                outer = shield(c)
+            except RuntimeError as e:
+                # 3.14: get_event_loop() raises before create_task, which
+                # leaves the coroutine as it was
+                state = inspect.getcoroutinestate(c)
+                c.close()
+                return ((type(e).__name__, e.args, state),
+                        [(w.category, str(w.message), w.filename)
+                         for w in caught])
         loop = outer.get_loop()
         try:
             result = loop.run_until_complete(outer)
@@ -821,6 +835,11 @@ def test_no_running_loop_with_a_coroutine(impl, event_loop_policy_guard):
 
     got, want = attempt(impl.shield), attempt(asyncio.shield)
     assert got == want
+    if PY314:
+        assert want == (("RuntimeError", (
+            "There is no current event loop in thread 'MainThread'.",),
+            inspect.CORO_CREATED), [])
+        return
     if sys.version_info >= (3, 12):
         assert want[1] == [(DeprecationWarning,
                             "There is no current event loop", __file__)]
