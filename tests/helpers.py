@@ -65,6 +65,68 @@ def unhashable_message(obj, role):
     raise AssertionError(f"{obj!r} is hashable")
 
 
+class GraphWatch:
+    """Snapshots of the 3.14 call graph: for each tracked future, the
+    labels of the tracked futures that ``asyncio.capture_call_graph()``
+    shows awaiting it (sorted; "?" for an untracked one).  Before 3.14 a
+    snapshot reads None for every future (there is no call graph).
+
+    ``each_iteration(n)`` takes a snapshot from a plain loop callback once
+    per loop iteration, for ``n`` iterations: it runs where the callbacks
+    scheduled before it in the previous iteration have run, so it also
+    sees the moment between a child finishing and the done-callback that
+    removes its edge."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.tracked = []
+        self.log = []
+
+    def track(self, label, fut):
+        self.tracked.append((label, fut))
+        return fut
+
+    def label(self, fut):
+        for label, f in self.tracked:
+            if f is fut:
+                return label
+        return "?"
+
+    def edges(self, fut):
+        if not PY314:
+            return None
+        if not isinstance(fut, asyncio.Future):
+            # a pure-Python future: capture_call_graph() rejects it; its own
+            # set stays empty (asyncio's C functions ignore it)
+            return sorted(self.label(w)
+                          for w in fut._asyncio_awaited_by or ())
+        graph = asyncio.capture_call_graph(fut, limit=0)
+        return sorted(self.label(g.future) for g in graph.awaited_by)
+
+    def snap(self, point):
+        self.log.append((point, [(label, self.edges(f))
+                                 for label, f in self.tracked]))
+
+    def each_iteration(self, n, tag="tick"):
+        def tick(i):
+            self.snap((tag, i))
+            if i + 1 < n:
+                self.loop.call_soon(tick, i + 1)
+
+        self.loop.call_soon(tick, 0)
+
+    def at(self, point):
+        """The edges of the snapshot taken at ``point``: {label: edges}."""
+        for p, edges in self.log:
+            if p == point:
+                return dict(edges)
+        raise KeyError(point)
+
+    def release(self):
+        """Drop the tracked futures (the log keeps only labels)."""
+        self.tracked = []
+
+
 def policy_loop():
     """The loop the default policy holds for this thread (or None), read
     without 3.14's DeprecationWarning."""

@@ -65,7 +65,7 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import (PY314, BaseBoom, Boom, policy_loop,
+from helpers import (PY314, BaseBoom, Boom, GraphWatch, policy_loop,
                      reset_event_loop_policy)
 
 EAGER = TASKS_KIND == "eager"
@@ -2206,3 +2206,78 @@ def test_outside_running_loop_loop_set_to_none(impl, event_loop_policy_guard):
     assert got == (("raised", "RuntimeError", (
         "There is no current event loop in thread 'MainThread'.",)),
         [inspect.CORO_CREATED], [])
+
+
+# ---------------------------------------------------------------------------
+# 3.14: call-graph edges (asyncio.capture_call_graph)
+# ---------------------------------------------------------------------------
+
+def _later(loop, n, fn, *args):
+    """Call fn(*args) from a loop callback n iterations from now."""
+    if n <= 0:
+        loop.call_soon(fn, *args)
+    else:
+        loop.call_soon(_later, loop, n - 1, fn, *args)
+
+
+def _as_completed_graph(as_completed, loop_factory, case):
+    loop = loop_factory()
+    gw = GraphWatch(loop)
+
+    async def child(n):
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return n
+
+    async def main():
+        gw.track("main", asyncio.current_task())
+        t1 = gw.track("t1", loop.create_task(child(1)))
+        t3 = gw.track("t3", loop.create_task(child(3)))
+        fut = gw.track("fut", loop.create_future())
+        done = gw.track("done", loop.create_future())
+        done.set_result("d")
+        gw.each_iteration(10)
+        _later(loop, 6, lambda: fut.done() or fut.set_result("f"))
+        kwargs = {"timeout": 0} if case == "timeout" else {}
+        it = as_completed([t1, t3, fut, done], **kwargs)
+        gw.snap("after-call")
+        got = []
+        try:
+            if case == "async-for":
+                async for f in it:
+                    gw.snap(("got", gw.label(f)))
+                    got.append(gw.label(f))
+            else:
+                for c in it:
+                    r = await c
+                    gw.snap(("got", r))
+                    got.append(r)
+        except TimeoutError:
+            got.append("timeout")
+        gw.snap("after-loop")
+        for _ in range(8):
+            await asyncio.sleep(0)
+        gw.snap("end")
+        gw.release()
+        return got
+
+    return run(loop, main), gw.log
+
+
+# async iteration is 3.13's: on 3.11/3.12 the stdlib has none to compare
+@pytest.mark.parametrize("case", ["plain", "timeout"] + (
+    ["async-for"] if PY313 else []))
+def test_call_graph_edges(impl, loop_factory, case):
+    """3.14: each future as_completed() waits for is recorded as awaited by
+    the task that called it; its edge goes when it is handed to the queue
+    (its done-callback) or when the timeout gives up on it."""
+    got = _as_completed_graph(impl.as_completed, loop_factory, case)
+    want = _as_completed_graph(asyncio.as_completed, loop_factory, case)
+    assert got == want
+    if not PY314:
+        return
+    log = dict(want[1])
+    edges = dict(log["after-call"])
+    assert edges["t1"] == edges["t3"] == edges["fut"] == edges["done"] == [
+        "main"]
+    assert all(v == [] for v in dict(log["after-loop"]).values())

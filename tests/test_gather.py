@@ -30,7 +30,7 @@ from conftest import (
     run_briefly,
     when,
 )
-from helpers import (PY314, BaseBoom, Boom, policy_loop,
+from helpers import (PY314, BaseBoom, Boom, GraphWatch, policy_loop,
                      reset_event_loop_policy, unhashable_message,
                      worker_outcome)
 
@@ -1525,3 +1525,136 @@ def test_stepping_the_loop_by_hand(impl, loop):
     assert got == want
     assert got[-1] == (True, [2, 0, 1])
     assert got[0] == (False, False)
+
+
+# ---------------------------------------------------------------------------
+# 3.14: call-graph edges (asyncio.capture_call_graph)
+# ---------------------------------------------------------------------------
+
+def _later(loop, n, fn, *args):
+    """Call fn(*args) from a loop callback n iterations from now."""
+    if n <= 0:
+        loop.call_soon(fn, *args)
+    else:
+        loop.call_soon(_later, loop, n - 1, fn, *args)
+
+
+def _gather_graph(gather, loop_factory, case, return_exceptions,
+                  extra=lambda loop: []):
+    loop = loop_factory()
+    gw = GraphWatch(loop)
+
+    async def child(n, exc=None):
+        for _ in range(n):
+            await asyncio.sleep(0)
+        if exc is not None:
+            raise exc
+        return n
+
+    async def main():
+        gw.track("main", asyncio.current_task())
+        fut = gw.track("fut", loop.create_future())
+        done = gw.track("done", loop.create_future())
+        done.set_result("d")
+        first = child(1, Boom("x") if case == "fail" else None)
+        args = [first, child(3), fut, done, first] + extra(loop)
+        g = gather(*args, return_exceptions=return_exceptions)
+        for i, c in enumerate(g._children):
+            if gw.label(c) == "?":
+                gw.track(f"child{i}", c)
+        gw.track("outer", g)
+        gw.snap("after-gather")
+        gw.each_iteration(9)
+        _later(loop, 5, lambda: fut.done() or fut.set_result("f"))
+        if case == "cancel-child":
+            _later(loop, 0, g._children[1].cancel, "c")
+        elif case == "outer-cancel":
+            _later(loop, 0, g.cancel, "o")
+        try:
+            out = ("result", [(type(r).__name__, r.args)
+                              if isinstance(r, BaseException) else r
+                              for r in await g])
+        except BaseException as e:  # noqa: B902 - recorded
+            out = ("raised", type(e).__name__, e.args)
+        gw.snap("after-await")
+        for _ in range(8):
+            await asyncio.sleep(0)
+        gw.snap("end")
+        gw.release()
+        return out
+
+    return run(loop, main), gw.log
+
+
+@pytest.mark.parametrize("case", ["ok", "fail", "cancel-child",
+                                  "outer-cancel"])
+@pytest.mark.parametrize("return_exceptions", [False, True])
+def test_call_graph_edges(impl, loop_factory, case, return_exceptions):
+    """3.14: each child not done when gather() sees it is recorded as
+    awaited by the calling task; a child's edge goes in its done-callback
+    (the iteration after it finished, also for fastwait's wrapped children,
+    which have no such callback), and every child's edge goes when a failure
+    finishes the outer early (gh-157213).  The snapshots, once per
+    iteration and at the marked points, are asyncio's."""
+    got = _gather_graph(impl.gather, loop_factory, case, return_exceptions)
+    want = _gather_graph(asyncio.gather, loop_factory, case,
+                         return_exceptions)
+    assert got == want
+    if not PY314:
+        return
+    out, log = want
+    edges = dict(log[0][1])
+    assert edges["child0"] == edges["child1"] == ["main"]
+    assert edges["fut"] == ["main"] and edges["done"] == []
+    end = dict(log[-1][1])
+    assert all(end[k] == [] for k in end if k != "outer")
+
+
+def test_call_graph_edges_of_duplicates_and_awaitables(impl, loop_factory):
+    """Tasks made for other awaitables take part like any child; a
+    duplicate argument is one child with one edge."""
+
+    class Awaitable:
+        def __await__(self):
+            yield from asyncio.sleep(0).__await__()
+            return "a"
+
+    extra = (lambda loop: [Awaitable()])
+    got = _gather_graph(impl.gather, loop_factory, "ok", False, extra)
+    want = _gather_graph(asyncio.gather, loop_factory, "ok", False, extra)
+    assert got == want
+
+
+@pytest.mark.parametrize("where", ["callback", "outside"])
+def test_call_graph_without_a_current_task(impl, loop_factory, where):
+    """Called from a plain loop callback (a running loop, no task) or with
+    no running loop, gather records no edge; the running loop still binds
+    the children on 3.14."""
+
+    def observe(gather):
+        loop = loop_factory()
+        gw = GraphWatch(loop)
+        fut = gw.track("fut", loop.create_future())
+        made = []
+
+        def call():
+            g = gather(fut)
+            made.append(g)
+            gw.snap("after-gather")
+
+        if where == "callback":
+            loop.call_soon(call)
+            run_briefly(loop)
+        else:
+            call()
+        fut.set_result(1)
+        result = loop.run_until_complete(made[0])
+        gw.snap("end")
+        gw.release()
+        return result, gw.log
+
+    got = observe(impl.gather)
+    want = observe(asyncio.gather)
+    assert got == want
+    if PY314:
+        assert want[1][0] == ("after-gather", [("fut", [])])

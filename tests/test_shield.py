@@ -41,7 +41,8 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import PY314, Boom, reset_event_loop_policy, worker_outcome
+from helpers import (PY314, Boom, GraphWatch, reset_event_loop_policy,
+                     worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 PyFuture = asyncio.futures._PyFuture
@@ -1053,3 +1054,78 @@ def test_shield_matches_stdlib(inner, outer, awaited):
     note(f"inner={inner} outer={outer} awaited={awaited}")
     sparity(fastwait, differential_scenario(inner, outer, awaited))
     settle_garbage()
+
+
+# ---------------------------------------------------------------------------
+# 3.14: call-graph edges (asyncio.capture_call_graph)
+# ---------------------------------------------------------------------------
+
+def _shield_graph(shield, loop_factory, case):
+    loop = loop_factory()
+    gw = GraphWatch(loop)
+
+    async def child(n, exc=None):
+        for _ in range(n):
+            await asyncio.sleep(0)
+        if exc is not None:
+            raise exc
+        return n
+
+    async def waiter(outer):
+        return await outer
+
+    async def main():
+        me = gw.track("main", asyncio.current_task())
+        inner = gw.track("inner", loop.create_task(
+            child(3, Boom("x") if case == "inner-fails" else None)))
+        gw.each_iteration(8)
+        if case == "outside-task":
+            made = []
+            loop.call_soon(lambda: made.append(shield(inner)))
+            await asyncio.sleep(0)
+            outer = made[0]
+        else:
+            outer = shield(inner)
+        gw.track("outer", outer)
+        gw.snap("after-call")
+        if case == "outer-cancelled":
+            after(loop, 1, outer.cancel)
+        elif case == "waiter-cancelled":
+            w = gw.track("waiter", loop.create_task(waiter(outer)))
+            after(loop, 1, w.cancel)
+        elif case == "main-cancelled":
+            after(loop, 1, me.cancel)
+        try:
+            out = ("result", await outer)
+        except BaseException as e:  # noqa: B902 - recorded
+            out = ("raised", type(e).__name__, e.args)
+        gw.snap("after-await")
+        for _ in range(6):
+            await asyncio.sleep(0)
+        gw.snap("end")
+        if inner.done() and not inner.cancelled():
+            inner.exception()
+        gw.release()
+        return out, cb_names(inner)
+
+    return run(loop, main), gw.log
+
+
+@pytest.mark.parametrize("case", ["result", "inner-fails", "outer-cancelled",
+                                  "waiter-cancelled", "main-cancelled",
+                                  "outside-task"])
+def test_call_graph_edges(impl, loop_factory, case):
+    """3.14: shield() called in a task records the inner as awaited by that
+    task; a callback on the inner removes the edge when the inner finishes,
+    the outer's callback removes it (and that callback) when the outer
+    finishes first.  From a plain callback (no task) nothing is recorded
+    and the inner gets no such callback."""
+    got = _shield_graph(impl.shield, loop_factory, case)
+    want = _shield_graph(asyncio.shield, loop_factory, case)
+    assert got == want
+    if not PY314:
+        return
+    log = dict(want[1])
+    assert dict(log["after-call"])["inner"] == (
+        [] if case == "outside-task" else ["main"])
+    assert dict(log["end"])["inner"] == []

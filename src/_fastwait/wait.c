@@ -271,7 +271,20 @@ wait_step(PyObject *op, PyObject *exc, PyObject **result)
     WaitState *self = Wait_CAST(op);
     if (self->waiter == NULL) {
         assert(exc == NULL);
-        return wait_start(self);
+        PyObject *waiter = wait_start(self);
+        if (waiter == NULL) {
+            /* The stdlib's frames go with the exception; what its
+             * _on_completion closure and timer keep (the waiter, the
+             * timer, the counter) is all that callbacks already scheduled
+             * may still hold.  Drop the futures: nothing may keep them
+             * alive longer than asyncio's frames do (a timer or a
+             * callback of an earlier future would until it ran, and a
+             * failed future's "never retrieved" report with it). */
+            Py_CLEAR(self->items);
+            Py_CLEAR(self->fs);
+            Py_CLEAR(self->timeout);
+        }
+        return waiter;
     }
     return wait_finish(self, exc, result);
 }
