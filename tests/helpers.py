@@ -277,6 +277,13 @@ def run_main(sc, coro):
         sc.run(main_task)
     except BaseException as e:  # noqa: B902 - recorded
         sc("run:raised", e)
+    finally:
+        # The probe of record_graph_edges() goes with the run: it must not
+        # keep the children alive (their "never retrieved" reports).
+        probe = getattr(sc, "fw_graph_probe", None)
+        if probe is not None:
+            sc.loop.fw_probes.remove(probe)
+            sc.fw_graph_probe = None
     sc("main:state", sc.state(main_task))
 
 
@@ -292,6 +299,31 @@ def record_final_states(sc, n, futures, tasks):
                tasks[i]._log_destroy_pending)
         else:
             sc(f"c{i}:final", "no-task")
+
+
+def record_graph_edges(sc, futures, tasks):
+    """3.14+: after every loop iteration, record ``graph`` -- which
+    children (``futures``/``tasks``: key -> future, filled as they become
+    known) the call graph shows awaited by which tasks -- whenever it
+    changed, until run_main() returns.  Nothing before 3.14 (no call
+    graph)."""
+    if not PY314:
+        return
+    last = []
+
+    def probe():
+        snap = []
+        for kind, d in (("f", futures), ("t", tasks)):
+            for key, fut in sorted(d.items(), key=lambda kv: str(kv[0])):
+                by = getattr(fut, "_asyncio_awaited_by", None)
+                if by:
+                    snap.append((kind, key, sorted(sc.label(w) for w in by)))
+        if not last or snap != last[0]:
+            last[:] = [snap]
+            sc("graph", snap)
+
+    sc.loop.fw_probes.append(probe)
+    sc.fw_graph_probe = probe  # removed by run_main() when the run ends
 
 
 def note_first_difference(got, want):

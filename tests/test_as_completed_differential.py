@@ -49,7 +49,7 @@ from conftest import PY, entry, settle_garbage
 from helpers import PY314, AwaitableChild, Boom, Child, note_first_difference
 from helpers import add_ext_cancel, add_gates, numbered_message, run_main
 from helpers import child_outcomes, future_resolutions, own_exception
-from helpers import record_final_states
+from helpers import record_final_states, record_graph_edges
 from test_as_completed import project, trace_ac
 
 MAX_STEP = 6
@@ -162,6 +162,7 @@ def build(spec):
         loop = sc.loop
         tasks = {}  # child index -> the Task running it (once known)
         futures = {}  # child index -> plain future child
+        record_graph_edges(sc, futures, tasks)
         waits = {}  # (child index, position) -> future the child awaits
         actions = {}  # driver step -> [callable]
         state = {}

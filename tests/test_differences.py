@@ -347,8 +347,8 @@ def test_no_idle_iteration_for_gather_bookkeeping(impl, vloop):
     # iteration on each one's done-callback; fastwait spends none.
     # 3.14+: called in a task, gather records call-graph edges, and the
     # iteration after a child finishes removes its edge -- fastwait runs
-    # that iteration too (one loop callback for the children finished in
-    # the same iteration), so there is no difference to see.
+    # that iteration too (a loop callback removes the edge), so there is
+    # no difference to see.
     skipped = ([0, 1, 2, 2] if conftest.fastwait_wraps_children(impl, vloop)
                and sys.version_info < (3, 14) else [0, 0, 0, 0])
     assert [w[2] - g[2] for g, w in zip(got[1], want[1])] == skipped

@@ -216,13 +216,8 @@ typedef struct {
     char aborted;
     char batch_scheduled;
     /* 3.14+: the task the children's call-graph edges point to (NULL:
-     * none recorded), and the wrapped children that finished without a
-     * loop callback of their own, whose edges go at the place of the
-     * stdlib's done-callback: one loop callback per iteration (graph_sweep)
-     * removes them. */
+     * none recorded). */
     PyObject *graph_waiter;
-    PyObject *graph_pending; /* list or NULL */
-    char graph_scheduled;
 } GatherCore;
 
 #define Core_CAST(op) ((GatherCore *)(op))
@@ -263,7 +258,6 @@ core_traverse(PyObject *op, visitproc visit, void *arg)
         }
     }
     Py_VISIT(self->graph_waiter);
-    Py_VISIT(self->graph_pending);
     return 0;
 }
 
@@ -272,7 +266,6 @@ core_clear(PyObject *op)
 {
     core_release(Core_CAST(op));
     Py_CLEAR(Core_CAST(op)->graph_waiter);
-    Py_CLEAR(Core_CAST(op)->graph_pending);
     return 0;
 }
 
@@ -293,26 +286,6 @@ core_graph_discard_all(GatherCore *self)
         }
     }
     Py_DECREF(children);
-    return r;
-}
-
-/* The loop callback that removes the edges of wrapped children finished
- * since it was scheduled. */
-static int
-core_graph_sweep(GatherCore *self)
-{
-    self->graph_scheduled = 0;
-    PyObject *pending = self->graph_pending;
-    self->graph_pending = NULL;
-    if (pending == NULL) {
-        return 0;
-    }
-    int r = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pending) && r == 0; i++) {
-        r = fw_graph_discard(self->st, PyList_GET_ITEM(pending, i),
-                             self->graph_waiter);
-    }
-    Py_DECREF(pending);
     return r;
 }
 
@@ -577,11 +550,7 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     Py_INCREF(op);
-    if (nargs == 0 && self->graph_scheduled) {
-        /* 3.14+ (no batch of early children there) */
-        r = core_graph_sweep(self);
-    }
-    else if (nargs == 0) {
+    if (nargs == 0) {
         self->batch_scheduled = 0;
         r = core_process_early(self);
     }
@@ -605,29 +574,6 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     }
     Py_DECREF(op);
     return r < 0 ? NULL : Py_NewRef(Py_None);
-}
-
-/* 3.14+: a wrapped child finished without a loop callback of its own: its
- * edge goes in the next iteration, where the stdlib's done-callback would
- * remove it. */
-static int
-core_graph_defer(GatherCore *self, PyObject *task)
-{
-    if (self->graph_pending == NULL &&
-        (self->graph_pending = PyList_New(0)) == NULL) {
-        return -1;
-    }
-    if (PyList_Append(self->graph_pending, task) < 0) {
-        return -1;
-    }
-    if (!self->graph_scheduled) {
-        if (fw_call_soon(self->st, self->loop, (PyObject *)self, NULL, 0) <
-            0) {
-            return -1;
-        }
-        self->graph_scheduled = 1;
-    }
-    return 0;
 }
 
 /* A wrapped child's coroutine finished (value != NULL: it returned). */
@@ -678,7 +624,14 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
         deciding = 0; /* nothing to retrieve */
     }
     if (!deciding) {
-        return self->graph_waiter == NULL ? 0 : core_graph_defer(self, task);
+        if (self->graph_waiter == NULL) {
+            return 0;
+        }
+        /* 3.14+: the stdlib's done-callback would remove the child's
+         * call-graph edge in the next iteration: so does a loop callback
+         * of _asyncio's own future_discard_from_awaited_by. */
+        PyObject *args[2] = {task, self->graph_waiter};
+        return fw_call_soon(st, self->loop, st->awaited_by_discard, args, 2);
     }
     PyObject *args[2] = {task, is_last ? Py_True : Py_False};
     return fw_call_soon(st, self->loop, owner, args, 2);
@@ -750,8 +703,6 @@ core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
     self->aborted = 0;
     self->batch_scheduled = 0;
     self->graph_waiter = NULL;
-    self->graph_pending = NULL;
-    self->graph_scheduled = 0;
     self->children = PyList_New(nargs);
     PyObject_GC_Track(self);
     if (self->children == NULL) {

@@ -447,9 +447,14 @@ fw_graph_waiter(fw_state *st, PyObject *loop, PyObject **waiter)
     return 0;
 }
 
-static int
-graph_call(PyObject *func, PyObject *fut, PyObject *waiter)
+int
+fw_graph_call(fw_state *st, PyObject *func, PyObject *fut, PyObject *waiter)
 {
+    /* _asyncio's functions ignore anything but its Future and Task (and
+     * subclasses): so do we, without the call. */
+    if (!PyObject_TypeCheck(fut, st->FutureType)) {
+        return 0;
+    }
     PyObject *args[2] = {fut, waiter};
     PyObject *r = PyObject_Vectorcall(func, args, 2, NULL);
     if (r == NULL) {
@@ -457,24 +462,6 @@ graph_call(PyObject *func, PyObject *fut, PyObject *waiter)
     }
     Py_DECREF(r);
     return 0;
-}
-
-int
-fw_graph_add(fw_state *st, PyObject *fut, PyObject *waiter)
-{
-    if (waiter == NULL || !PyObject_TypeCheck(fut, st->FutureType)) {
-        return 0;
-    }
-    return graph_call(st->awaited_by_add, fut, waiter);
-}
-
-int
-fw_graph_discard(fw_state *st, PyObject *fut, PyObject *waiter)
-{
-    if (waiter == NULL || !PyObject_TypeCheck(fut, st->FutureType)) {
-        return 0;
-    }
-    return graph_call(st->awaited_by_discard, fut, waiter);
 }
 
 /* ------------------------------------------------------------------ */

@@ -454,8 +454,23 @@ int fw_loop_type_known(fw_state *st, PyTypeObject *tp);
  * edge can be recorded (before 3.14, no task, or not a C Task).  -1 error. */
 int fw_graph_waiter(fw_state *st, PyObject *loop, PyObject **waiter);
 /* future_add_to_awaited_by(fut, waiter) / future_discard_from_awaited_by;
- * waiter NULL: nothing.  -1 error. */
-int fw_graph_add(fw_state *st, PyObject *fut, PyObject *waiter);
-int fw_graph_discard(fw_state *st, PyObject *fut, PyObject *waiter);
+ * waiter NULL: nothing (before 3.14 it always is).  -1 error. */
+int fw_graph_call(fw_state *st, PyObject *func, PyObject *fut,
+                  PyObject *waiter);
+
+static inline int
+fw_graph_add(fw_state *st, PyObject *fut, PyObject *waiter)
+{
+    return waiter == NULL ? 0
+                          : fw_graph_call(st, st->awaited_by_add, fut, waiter);
+}
+
+static inline int
+fw_graph_discard(fw_state *st, PyObject *fut, PyObject *waiter)
+{
+    return waiter == NULL
+               ? 0
+               : fw_graph_call(st, st->awaited_by_discard, fut, waiter);
+}
 
 #endif /* FASTWAIT_STATE_H */
