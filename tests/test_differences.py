@@ -1027,3 +1027,44 @@ def test_rejected_argument_is_released_with_the_call(impl, loop, case):
                  "as_completed_coroutine": "as_completed"}[case]
     native = impl is not asyncio and primitive in impl.NATIVE_NAMES
     assert inside == (1 if native else 0)
+
+
+class _NotAFuture:
+    def __await__(self):
+        yield
+
+
+@pytest.mark.parametrize("timeout", [None, 100])
+def test_wait_futures_released_with_the_failed_call(impl, loop, timeout):
+    """wait() that fails part-way (a non-future: asyncio's AttributeError
+    for add_done_callback): asyncio's wait()/_wait() frames in the
+    traceback hold the set of futures until the exception goes; fastwait's
+    call drops them when it fails (a done-callback it already scheduled
+    holds its future one iteration, as asyncio's does).  So a failed future
+    nobody retrieved reports "exception was never retrieved" as soon as
+    the caller drops it, even while the exception is kept; asyncio reports
+    when the exception goes.  The report is the same."""
+    reports = []
+    loop.set_exception_handler(
+        lambda lp, ctx: reports.append(ctx["message"]))
+
+    class Boom(Exception):
+        pass
+
+    async def main():
+        f = loop.create_future()
+        f.set_exception(Boom("x"))
+        kept = None
+        try:
+            await impl.wait([f, _NotAFuture()], timeout=timeout)
+        except AttributeError as e:
+            kept = e
+        del f
+        await asyncio.sleep(0)  # a callback wait() scheduled for f has run
+        while_kept = list(reports)
+        del kept
+        return while_kept, list(reports)
+
+    while_kept, after = run(loop, main)
+    assert after == ["Future exception was never retrieved"]
+    assert while_kept == (after if native(impl) else [])
