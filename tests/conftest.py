@@ -343,6 +343,16 @@ def _eager_factory_for(loop):
                 assert eager_start is None, eager_start
                 return asyncio.eager_task_factory(loop, coro, **kwargs)
 
+        else:
+            # 3.14+: uvloop passes its own default ``eager_start=None``,
+            # which overrides eager_task_factory's ``eager_start=True``
+            # (the task then starts lazily): leave it out when None, so
+            # that the eager axis is eager on uvloop too.
+            def factory(loop, coro, *, eager_start=None, **kwargs):
+                if eager_start is not None:
+                    kwargs["eager_start"] = eager_start
+                return asyncio.eager_task_factory(loop, coro, **kwargs)
+
     return factory
 
 

@@ -23,6 +23,8 @@ repeat on top of it:
 import asyncio
 import bisect
 import re
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -34,6 +36,103 @@ from conftest import TASKS_KIND, VirtualClock, normalize_addresses
 
 class Boom(Exception):
     pass
+
+
+# 3.14 records call-graph edges (asyncio.capture_call_graph), raises from
+# get_event_loop() without a current loop and deprecates the policy API.
+PY314 = sys.version_info >= (3, 14)
+
+
+def reset_event_loop_policy():
+    """asyncio.set_event_loop_policy(None), without 3.14's
+    DeprecationWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(None)
+
+
+def unhashable_message(obj, role):
+    """The running interpreter's TypeError text for hashing ``obj`` as
+    ``role``: "a dict key" or "a set element" (3.14 names both;
+    "unhashable type: 'X'" before)."""
+    try:
+        if role == "a dict key":
+            {obj: None}
+        else:
+            {obj}
+    except TypeError as e:
+        return str(e)
+    raise AssertionError(f"{obj!r} is hashable")
+
+
+class GraphWatch:
+    """Snapshots of the 3.14 call graph: for each tracked future, the
+    labels of the tracked futures that ``asyncio.capture_call_graph()``
+    shows awaiting it (sorted; "?" for an untracked one).  Before 3.14 a
+    snapshot reads None for every future (there is no call graph).
+
+    ``each_iteration(n)`` takes a snapshot from a plain loop callback once
+    per loop iteration, for ``n`` iterations: it runs where the callbacks
+    scheduled before it in the previous iteration have run, so it also
+    sees the moment between a child finishing and the done-callback that
+    removes its edge."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.tracked = []
+        self.log = []
+
+    def track(self, label, fut):
+        self.tracked.append((label, fut))
+        return fut
+
+    def label(self, fut):
+        for label, f in self.tracked:
+            if f is fut:
+                return label
+        return "?"
+
+    def edges(self, fut):
+        if not PY314:
+            return None
+        if not isinstance(fut, asyncio.Future):
+            # a pure-Python future: capture_call_graph() rejects it; its own
+            # set stays empty (asyncio's C functions ignore it)
+            return sorted(self.label(w)
+                          for w in fut._asyncio_awaited_by or ())
+        graph = asyncio.capture_call_graph(fut, limit=0)
+        return sorted(self.label(g.future) for g in graph.awaited_by)
+
+    def snap(self, point):
+        self.log.append((point, [(label, self.edges(f))
+                                 for label, f in self.tracked]))
+
+    def each_iteration(self, n, tag="tick"):
+        def tick(i):
+            self.snap((tag, i))
+            if i + 1 < n:
+                self.loop.call_soon(tick, i + 1)
+
+        self.loop.call_soon(tick, 0)
+
+    def at(self, point):
+        """The edges of the snapshot taken at ``point``: {label: edges}."""
+        for p, edges in self.log:
+            if p == point:
+                return dict(edges)
+        raise KeyError(point)
+
+    def release(self):
+        """Drop the tracked futures (the log keeps only labels)."""
+        self.tracked = []
+
+
+def policy_loop():
+    """The loop the default policy holds for this thread (or None), read
+    without 3.14's DeprecationWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return getattr(asyncio.get_event_loop_policy()._local, "_loop", None)
 
 
 class BaseBoom(BaseException):
@@ -178,6 +277,13 @@ def run_main(sc, coro):
         sc.run(main_task)
     except BaseException as e:  # noqa: B902 - recorded
         sc("run:raised", e)
+    finally:
+        # The probe of record_graph_edges() goes with the run: it must not
+        # keep the children alive (their "never retrieved" reports).
+        probe = getattr(sc, "fw_graph_probe", None)
+        if probe is not None:
+            sc.loop.fw_probes.remove(probe)
+            sc.fw_graph_probe = None
     sc("main:state", sc.state(main_task))
 
 
@@ -193,6 +299,31 @@ def record_final_states(sc, n, futures, tasks):
                tasks[i]._log_destroy_pending)
         else:
             sc(f"c{i}:final", "no-task")
+
+
+def record_graph_edges(sc, futures, tasks):
+    """3.14+: after every loop iteration, record ``graph`` -- which
+    children (``futures``/``tasks``: key -> future, filled as they become
+    known) the call graph shows awaited by which tasks -- whenever it
+    changed, until run_main() returns.  Nothing before 3.14 (no call
+    graph)."""
+    if not PY314:
+        return
+    last = []
+
+    def probe():
+        snap = []
+        for kind, d in (("f", futures), ("t", tasks)):
+            for key, fut in sorted(d.items(), key=lambda kv: str(kv[0])):
+                by = getattr(fut, "_asyncio_awaited_by", None)
+                if by:
+                    snap.append((kind, key, sorted(sc.label(w) for w in by)))
+        if not last or snap != last[0]:
+            last[:] = [snap]
+            sc("graph", snap)
+
+    sc.loop.fw_probes.append(probe)
+    sc.fw_graph_probe = probe  # removed by run_main() when the run ends
 
 
 def note_first_difference(got, want):

@@ -65,7 +65,8 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import BaseBoom, Boom
+from helpers import (PY314, BaseBoom, Boom, GraphWatch, policy_loop,
+                     reset_event_loop_policy)
 
 EAGER = TASKS_KIND == "eager"
 PY313 = PY >= (3, 13)
@@ -1876,8 +1877,9 @@ def test_never_retrieved_after_break(impl):
 
 def test_cancelling_the_iterating_task(impl):
     """A consumer cancelled while waiting for an item: the CancelledError
-    is the consumer's own; the children are not touched; the cancelled item
-    counts as consumed, so the remaining items cover one child fewer."""
+    is the consumer's own; the children are not touched.  Up to 3.13 the
+    cancelled item counts as consumed, so the remaining items cover one
+    child fewer; 3.14's _wait_for_one puts its slot back."""
 
     def scenario(sc):
         async def consumer(it):
@@ -1910,9 +1912,9 @@ def test_cancelling_the_iterating_task(impl):
         sc.run(main)
 
     trace = ac_parity(impl, scenario)
-    # The cancelled item used up its slot: one item is left for two
-    # children, and B's completion is never delivered.
-    assert entry(trace, "rest") == (1,)
+    # Up to 3.13 the cancelled item used up its slot: one item is left for
+    # two children, and B's completion is never delivered.  3.14: two.
+    assert entry(trace, "rest") == ((2 if PY314 else 1),)
     assert entry(trace, "b:final") == (("result", "B", ("cancelling", 0)),)
     assert entry(trace, "cancel") == (True,)
     (cancelled, cancelling) = entry(trace, "consumer:cancelled")
@@ -1920,7 +1922,8 @@ def test_cancelling_the_iterating_task(impl):
     assert cancelling == 1
     assert entry(trace, "consumer:final")[0][0] == "cancelled"
     assert entry(trace, "a:state") == (("pending", ("cancelling", 0)),)
-    assert [e[2] for e in trace if e[1] == "next"] == ["A"]
+    assert [e[2] for e in trace if e[1] == "next"] == (
+        ["A", "B"] if PY314 else ["A"])
 
 
 def test_unawaited_item_warns(impl):
@@ -2123,11 +2126,18 @@ async def _value(x):
 
 def test_outside_running_loop_with_current_loop(impl, loop,
                                                 event_loop_policy_guard):
+    """3.14's _AsCompletedIterator asks current_task() for the call graph:
+    without a running loop that raises, even with a current loop, before
+    any task is made."""
     asyncio.set_event_loop(loop)
 
     def observe(as_completed):
-        out, states, ws, it, first, _ = _outside_loop(
+        out, states, ws, it, first, coros = _outside_loop(
             as_completed, lambda: [_value(1), _value(2)])
+        if it is None:
+            for c in coros:
+                c.close()
+            return out, states, ws, len(asyncio.all_tasks(loop))
         results = [loop.run_until_complete(first)]
         results += [loop.run_until_complete(c) for c in it]
         return out, states, ws, sorted(results)
@@ -2135,28 +2145,42 @@ def test_outside_running_loop_with_current_loop(impl, loop,
     got = observe(impl.as_completed)
     want = observe(asyncio.as_completed)
     assert got == want
-    assert got == (("returned",), [inspect.CORO_CREATED] * 2, [], [1, 2])
+    if PY314:
+        assert got == (("raised", "RuntimeError", ("no running event loop",)),
+                       [inspect.CORO_CREATED] * 2, [], 0)
+    else:
+        assert got == (("returned",), [inspect.CORO_CREATED] * 2, [], [1, 2])
 
 
 def test_outside_running_loop_without_current_loop(impl,
                                                    event_loop_policy_guard):
     """No current loop: the policy makes one (3.12+ warn, attributed to the
-    caller's line: next() on 3.12, the call on 3.13)."""
+    caller's line: next() on 3.12, the call on 3.13); 3.14's
+    get_event_loop() raises instead."""
 
     def observe(as_completed):
-        asyncio.set_event_loop_policy(None)
-        out, states, ws, it, first, _ = _outside_loop(
+        reset_event_loop_policy()
+        out, states, ws, it, first, coros = _outside_loop(
             as_completed, lambda: [_value(1)])
-        made = asyncio.get_event_loop_policy()._local._loop
+        made = policy_loop()
+        if made is None:
+            for c in coros:
+                c.close()
+            return out, states, ws, None
         result = made.run_until_complete(first)
         made.close()
-        asyncio.set_event_loop_policy(None)
+        reset_event_loop_policy()
         return out, states, ws, result
 
     got = observe(impl.as_completed)
     want = observe(asyncio.as_completed)
     assert got == want
     out, states, ws, result = got
+    if PY314:
+        assert got == (("raised", "RuntimeError", (
+            "There is no current event loop in thread 'MainThread'.",)),
+            [inspect.CORO_CREATED], [], None)
+        return
     assert out == ("returned",) and result == 1
     if PY >= (3, 12):
         assert [w[:3] for w in ws] == [
@@ -2182,3 +2206,78 @@ def test_outside_running_loop_loop_set_to_none(impl, event_loop_policy_guard):
     assert got == (("raised", "RuntimeError", (
         "There is no current event loop in thread 'MainThread'.",)),
         [inspect.CORO_CREATED], [])
+
+
+# ---------------------------------------------------------------------------
+# 3.14: call-graph edges (asyncio.capture_call_graph)
+# ---------------------------------------------------------------------------
+
+def _later(loop, n, fn, *args):
+    """Call fn(*args) from a loop callback n iterations from now."""
+    if n <= 0:
+        loop.call_soon(fn, *args)
+    else:
+        loop.call_soon(_later, loop, n - 1, fn, *args)
+
+
+def _as_completed_graph(as_completed, loop_factory, case):
+    loop = loop_factory()
+    gw = GraphWatch(loop)
+
+    async def child(n):
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return n
+
+    async def main():
+        gw.track("main", asyncio.current_task())
+        t1 = gw.track("t1", loop.create_task(child(1)))
+        t3 = gw.track("t3", loop.create_task(child(3)))
+        fut = gw.track("fut", loop.create_future())
+        done = gw.track("done", loop.create_future())
+        done.set_result("d")
+        gw.each_iteration(10)
+        _later(loop, 6, lambda: fut.done() or fut.set_result("f"))
+        kwargs = {"timeout": 0} if case == "timeout" else {}
+        it = as_completed([t1, t3, fut, done], **kwargs)
+        gw.snap("after-call")
+        got = []
+        try:
+            if case == "async-for":
+                async for f in it:
+                    gw.snap(("got", gw.label(f)))
+                    got.append(gw.label(f))
+            else:
+                for c in it:
+                    r = await c
+                    gw.snap(("got", r))
+                    got.append(r)
+        except TimeoutError:
+            got.append("timeout")
+        gw.snap("after-loop")
+        for _ in range(8):
+            await asyncio.sleep(0)
+        gw.snap("end")
+        gw.release()
+        return got
+
+    return run(loop, main), gw.log
+
+
+# async iteration is 3.13's: on 3.11/3.12 the stdlib has none to compare
+@pytest.mark.parametrize("case", ["plain", "timeout"] + (
+    ["async-for"] if PY313 else []))
+def test_call_graph_edges(impl, loop_factory, case):
+    """3.14: each future as_completed() waits for is recorded as awaited by
+    the task that called it; its edge goes when it is handed to the queue
+    (its done-callback) or when the timeout gives up on it."""
+    got = _as_completed_graph(impl.as_completed, loop_factory, case)
+    want = _as_completed_graph(asyncio.as_completed, loop_factory, case)
+    assert got == want
+    if not PY314:
+        return
+    log = dict(want[1])
+    edges = dict(log["after-call"])
+    assert edges["t1"] == edges["t3"] == edges["fut"] == edges["done"] == [
+        "main"]
+    assert all(v == [] for v in dict(log["after-loop"]).values())

@@ -30,7 +30,9 @@ from conftest import (
     run_briefly,
     when,
 )
-from helpers import BaseBoom, Boom, worker_outcome
+from helpers import (PY314, BaseBoom, Boom, GraphWatch, policy_loop,
+                     reset_event_loop_policy, unhashable_message,
+                     worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 PY312 = PY >= (3, 12)
@@ -176,24 +178,31 @@ def test_empty_outside_running_loop_with_current_loop(
 
 def test_empty_outside_running_loop_without_current_loop(
         impl, event_loop_policy_guard):
-    """No current loop: the policy makes one; 3.12+ warns about it."""
+    """No current loop: the policy makes one; 3.12+ warns about it; 3.14's
+    get_event_loop() raises instead."""
 
     def attempt(gather):
-        asyncio.set_event_loop_policy(None)
+        reset_event_loop_policy()
         result, ws, g = _outcome(lambda: _call_gather(gather))
         info = None
         if g is not None:
             made = g.get_loop()
             info = (type(g).__name__, g.done(), g.result(),
-                    made is asyncio.get_event_loop_policy()._local._loop)
+                    made is policy_loop())
             made.close()
-        asyncio.set_event_loop_policy(None)
+        reset_event_loop_policy()
         return result, ws, info
 
     got = attempt(impl.gather)
     want = attempt(asyncio.gather)
     assert got == want
     result, ws, info = got
+    if PY314:
+        assert (result, ws, info) == (
+            ("raised", "RuntimeError",
+             ("There is no current event loop in thread 'MainThread'.",)),
+            [], None)
+        return
     assert result == ("returned",)
     assert info == ("Future", True, [], True)
     if PY312:
@@ -1206,8 +1215,9 @@ def test_unhashable_awaitable(impl):
         return [worker(sc, "a", result="A"), Unhashable(1)]
 
     trace = parity(impl, _sync_call(make_args))
+    # 3.14 names the key in dict's message (arg_to_fut is a dict).
     assert excinfo(entry(trace, "gather:raised")[0]) == (
-        "TypeError", ("unhashable type: 'Unhashable'",))
+        "TypeError", (unhashable_message(Unhashable(1), "a dict key"),))
     assert len(events(trace, "a:start")) == 1
 
 
@@ -1263,8 +1273,10 @@ def test_futures_from_another_loop(impl, loop_factory, first):
 
 
 def test_first_argument_decides_the_loop(impl, loop, loop_factory):
-    """Called in loop A with a future of loop B first, gather binds to B:
-    the coroutine's task is created on B and the outer completes there."""
+    """Called in loop A with a future of loop B first, gather binds to B
+    (3.11-3.13): the coroutine's task is created on B and the outer
+    completes there.  3.14 binds to the running loop first, so the foreign
+    future is rejected and the coroutine never runs."""
 
     def observe(gather):
         other = loop_factory()
@@ -1274,19 +1286,34 @@ def test_first_argument_decides_the_loop(impl, loop, loop_factory):
 
         async def main():
             foreign = other.create_future()
-            g = gather(foreign, child())
+            c = child()
+            try:
+                g = gather(foreign, c)
+            except ValueError as e:
+                state = inspect.getcoroutinestate(c)
+                c.close()
+                return None, foreign, (type(e).__name__, e.args, state,
+                                       len(asyncio.all_tasks(other)),
+                                       len(asyncio.all_tasks()))
             info = (g.get_loop() is other, len(asyncio.all_tasks(other)),
                     len(asyncio.all_tasks()))
             return g, foreign, info
 
         g, foreign, info = run(loop, main)
         foreign.set_result("f")
+        if g is None:
+            return info, None
         return info, other.run_until_complete(g)
 
     got = observe(impl.gather)
     want = observe(asyncio.gather)
     assert got == want
-    assert got == ((True, 1, 1), ["f", ("c", True)])
+    if PY314:
+        assert got == (("ValueError", (
+            "The future belongs to a different loop than the one specified "
+            "as the loop argument",), inspect.CORO_CREATED, 0, 1), None)
+    else:
+        assert got == ((True, 1, 1), ["f", ("c", True)])
 
 
 def _closed_loop_call(impl, loop_factory, make_args):
@@ -1428,7 +1455,10 @@ def test_children_on_timers_virtual_clock(impl, vloop):
     # while the loop is otherwise idle: "fast" (t=2.5) and "plain" (t=7) each
     # cost asyncio one such iteration before "slow" (see
     # test_differences.py::test_no_idle_iteration_for_gather_bookkeeping).
-    skipped = [0, 2, 2] if fastwait_wraps_children(impl, vloop) else [0, 0, 0]
+    # On 3.14 those iterations remove the children's call-graph edges, and
+    # fastwait runs them too.
+    skipped = ([0, 2, 2] if fastwait_wraps_children(impl, vloop)
+               and not PY314 else [0, 0, 0])
     assert [w[2] - g[2] for g, w in zip(got[1], want[1])] == skipped
     result, log = got
     assert result == ["slow", "fast", "plain"]
@@ -1495,3 +1525,136 @@ def test_stepping_the_loop_by_hand(impl, loop):
     assert got == want
     assert got[-1] == (True, [2, 0, 1])
     assert got[0] == (False, False)
+
+
+# ---------------------------------------------------------------------------
+# 3.14: call-graph edges (asyncio.capture_call_graph)
+# ---------------------------------------------------------------------------
+
+def _later(loop, n, fn, *args):
+    """Call fn(*args) from a loop callback n iterations from now."""
+    if n <= 0:
+        loop.call_soon(fn, *args)
+    else:
+        loop.call_soon(_later, loop, n - 1, fn, *args)
+
+
+def _gather_graph(gather, loop_factory, case, return_exceptions,
+                  extra=lambda loop: []):
+    loop = loop_factory()
+    gw = GraphWatch(loop)
+
+    async def child(n, exc=None):
+        for _ in range(n):
+            await asyncio.sleep(0)
+        if exc is not None:
+            raise exc
+        return n
+
+    async def main():
+        gw.track("main", asyncio.current_task())
+        fut = gw.track("fut", loop.create_future())
+        done = gw.track("done", loop.create_future())
+        done.set_result("d")
+        first = child(1, Boom("x") if case == "fail" else None)
+        args = [first, child(3), fut, done, first] + extra(loop)
+        g = gather(*args, return_exceptions=return_exceptions)
+        for i, c in enumerate(g._children):
+            if gw.label(c) == "?":
+                gw.track(f"child{i}", c)
+        gw.track("outer", g)
+        gw.snap("after-gather")
+        gw.each_iteration(9)
+        _later(loop, 5, lambda: fut.done() or fut.set_result("f"))
+        if case == "cancel-child":
+            _later(loop, 0, g._children[1].cancel, "c")
+        elif case == "outer-cancel":
+            _later(loop, 0, g.cancel, "o")
+        try:
+            out = ("result", [(type(r).__name__, r.args)
+                              if isinstance(r, BaseException) else r
+                              for r in await g])
+        except BaseException as e:  # noqa: B902 - recorded
+            out = ("raised", type(e).__name__, e.args)
+        gw.snap("after-await")
+        for _ in range(8):
+            await asyncio.sleep(0)
+        gw.snap("end")
+        gw.release()
+        return out
+
+    return run(loop, main), gw.log
+
+
+@pytest.mark.parametrize("case", ["ok", "fail", "cancel-child",
+                                  "outer-cancel"])
+@pytest.mark.parametrize("return_exceptions", [False, True])
+def test_call_graph_edges(impl, loop_factory, case, return_exceptions):
+    """3.14: each child not done when gather() sees it is recorded as
+    awaited by the calling task; a child's edge goes in its done-callback
+    (the iteration after it finished, also for fastwait's wrapped children,
+    which have no such callback), and every child's edge goes when a failure
+    finishes the outer early (gh-157213).  The snapshots, once per
+    iteration and at the marked points, are asyncio's."""
+    got = _gather_graph(impl.gather, loop_factory, case, return_exceptions)
+    want = _gather_graph(asyncio.gather, loop_factory, case,
+                         return_exceptions)
+    assert got == want
+    if not PY314:
+        return
+    out, log = want
+    edges = dict(log[0][1])
+    assert edges["child0"] == edges["child1"] == ["main"]
+    assert edges["fut"] == ["main"] and edges["done"] == []
+    end = dict(log[-1][1])
+    assert all(end[k] == [] for k in end if k != "outer")
+
+
+def test_call_graph_edges_of_duplicates_and_awaitables(impl, loop_factory):
+    """Tasks made for other awaitables take part like any child; a
+    duplicate argument is one child with one edge."""
+
+    class Awaitable:
+        def __await__(self):
+            yield from asyncio.sleep(0).__await__()
+            return "a"
+
+    extra = (lambda loop: [Awaitable()])
+    got = _gather_graph(impl.gather, loop_factory, "ok", False, extra)
+    want = _gather_graph(asyncio.gather, loop_factory, "ok", False, extra)
+    assert got == want
+
+
+@pytest.mark.parametrize("where", ["callback", "outside"])
+def test_call_graph_without_a_current_task(impl, loop_factory, where):
+    """Called from a plain loop callback (a running loop, no task) or with
+    no running loop, gather records no edge; the running loop still binds
+    the children on 3.14."""
+
+    def observe(gather):
+        loop = loop_factory()
+        gw = GraphWatch(loop)
+        fut = gw.track("fut", loop.create_future())
+        made = []
+
+        def call():
+            g = gather(fut)
+            made.append(g)
+            gw.snap("after-gather")
+
+        if where == "callback":
+            loop.call_soon(call)
+            run_briefly(loop)
+        else:
+            call()
+        fut.set_result(1)
+        result = loop.run_until_complete(made[0])
+        gw.snap("end")
+        gw.release()
+        return result, gw.log
+
+    got = observe(impl.gather)
+    want = observe(asyncio.gather)
+    assert got == want
+    if PY314:
+        assert want[1][0] == ("after-gather", [("fut", [])])

@@ -33,6 +33,7 @@ from conftest import settle_garbage, trace_scenario
 from helpers import AwaitableChild, Boom, Child, note_first_difference
 from helpers import add_ext_cancel, add_gates, own_exception, run_main
 from helpers import child_outcomes, future_resolutions, record_final_states
+from helpers import record_graph_edges
 
 MAX_STEP = 6
 
@@ -118,6 +119,7 @@ def build(spec):
         loop = sc.loop
         tasks = {}  # child index -> Task running it (once known)
         futures = {}  # child index -> plain future child
+        record_graph_edges(sc, futures, tasks)
         waits = {}  # (child index, position) -> future to await
         actions = {}  # step -> [callable]
         state = {}

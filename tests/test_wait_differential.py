@@ -44,7 +44,7 @@ import fastwait
 from conftest import VirtualClock, settle_garbage, trace_scenario
 from helpers import Boom, Child, note_first_difference, own_exception
 from helpers import add_ext_cancel, add_gates, run_main
-from helpers import child_outcomes, future_resolutions
+from helpers import child_outcomes, future_resolutions, record_graph_edges
 
 MAX_STEP = 6
 PyFuture = asyncio.futures._PyFuture
@@ -152,6 +152,7 @@ def build(spec):
         loop = sc.loop
         tasks = {}  # child index -> Task running it (once known)
         futures = {}  # child index -> future child
+        record_graph_edges(sc, futures, tasks)
         gates = {}  # (child index, position) -> gate future
         actions = {}  # step -> [callable]
         state = {}

@@ -29,6 +29,7 @@ typedef struct {
     PyObject *getters;  /* list of futures of waiting consumers */
     PyObject *timer;
     PyObject *weakreflist;
+    PyObject *graph_waiter; /* 3.14+: self._cur_task, for call-graph edges */
     Py_ssize_t todo_left; /* items still to hand out */
     char lazy;            /* 3.11/3.12: set up at the first next() */
     char started;
@@ -118,7 +119,8 @@ ac_on_completion(PyObject *op, PyObject *f)
         }
         return NULL;
     }
-    if (ac_put(self, f) < 0) {
+    if (fw_graph_discard(self->st, f, self->graph_waiter) < 0 ||
+        ac_put(self, f) < 0) {
         return NULL;
     }
     if (PySet_GET_SIZE(self->todo) == 0 && ac_cancel_timer(self) < 0) {
@@ -149,8 +151,9 @@ ac_on_timeout(PyObject *op, PyObject *Py_UNUSED(ignored))
         goto fail;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(snapshot); i++) {
-        if (fw_remove_done_callback(st, PyList_GET_ITEM(snapshot, i), cb) <
-                0 ||
+        PyObject *f = PyList_GET_ITEM(snapshot, i);
+        if (fw_remove_done_callback(st, f, cb) < 0 ||
+            fw_graph_discard(st, f, self->graph_waiter) < 0 ||
             ac_put(self, Py_None) < 0) {
             goto fail;
         }
@@ -230,6 +233,11 @@ ac_setup(AsCompleted *self)
     if (self->loop == NULL) {
         return -1;
     }
+    /* 3.14+: self._cur_task = current_task() (no running loop: the
+     * RuntimeError) */
+    if (fw_graph_waiter(st, NULL, &self->graph_waiter) < 0) {
+        return -1;
+    }
     /* todo = {ensure_future(f, loop=loop) for f in set(fs)} */
     PyObject *uniq = PySet_New(fs);
     if (uniq == NULL) {
@@ -264,10 +272,12 @@ ac_setup(AsCompleted *self)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(order); i++) {
         PyObject *cb = ac_callback(self);
-        int r = cb == NULL ? -1
-                           : fw_add_done_callback(st, PyList_GET_ITEM(order, i),
-                                                  cb);
+        PyObject *f = PyList_GET_ITEM(order, i);
+        int r = cb == NULL ? -1 : fw_add_done_callback(st, f, cb);
         Py_XDECREF(cb);
+        if (r == 0) {
+            r = fw_graph_add(st, f, self->graph_waiter);
+        }
         if (r < 0) {
             Py_DECREF(order);
             return -1;
@@ -356,6 +366,10 @@ wait_one_step(PyObject *op, PyObject *exc, PyObject **result)
             }
             PyErr_Clear();
             Py_DECREF(getter);
+            if (st->as_completed_requeue) {
+                /* 3.14+: except: self._todo_left += 1; raise */
+                ac->todo_left++;
+            }
             fw_err_restore(exc);
             return NULL;
         }
@@ -364,24 +378,24 @@ wait_one_step(PyObject *op, PyObject *exc, PyObject **result)
     if (ac_qsize(ac) == 0) {
         PyObject *loop = PyObject_CallNoArgs(st->get_running_loop_or_none);
         if (loop == NULL) {
-            return NULL;
+            goto get_failed;
         }
         if (loop != ac->loop) {
             PyErr_Format(PyExc_RuntimeError,
                          "<Queue maxsize=0> is bound to a different event "
                          "loop");
             Py_DECREF(loop);
-            return NULL;
+            goto get_failed;
         }
         PyObject *getter = PyObject_CallMethodNoArgs(loop,
                                                      st->str_create_future);
         Py_DECREF(loop);
         if (getter == NULL) {
-            return NULL;
+            goto get_failed;
         }
         if (PyList_Append(ac->getters, getter) < 0) {
             Py_DECREF(getter);
-            return NULL;
+            goto get_failed;
         }
         self->getter = Py_NewRef(getter);
         return getter;
@@ -398,6 +412,11 @@ wait_one_step(PyObject *op, PyObject *exc, PyObject **result)
         return NULL;
     }
     *result = f;
+    return NULL;
+get_failed:
+    if (st->as_completed_requeue) {
+        ac->todo_left++; /* 3.14+: see above */
+    }
     return NULL;
 }
 
@@ -564,6 +583,7 @@ ac_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->done);
     Py_VISIT(self->getters);
     Py_VISIT(self->timer);
+    Py_VISIT(self->graph_waiter);
     return 0;
 }
 
@@ -578,6 +598,7 @@ ac_clear(PyObject *op)
     Py_CLEAR(self->done);
     Py_CLEAR(self->getters);
     Py_CLEAR(self->timer);
+    Py_CLEAR(self->graph_waiter);
     return 0;
 }
 
@@ -779,6 +800,7 @@ as_completed(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     self->getters = NULL;
     self->timer = NULL;
     self->weakreflist = NULL;
+    self->graph_waiter = NULL;
     self->todo_left = 0;
     self->lazy = (char)lazy;
     self->started = 0;

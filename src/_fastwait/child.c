@@ -247,6 +247,8 @@ static PyGetSetDef child_getset[] = {
     {"cr_suspended", child_forward, NULL, NULL, "cr_suspended"},
     {"__wrapped__", child_get_coro, NULL,
      "The coroutine this wrapper runs.", NULL},
+    /* last: blanked out before 3.15, whose coroutines have no cr_state */
+    {"cr_state", child_forward, NULL, NULL, "cr_state"},
     {NULL},
 };
 
@@ -312,6 +314,10 @@ static PyType_Spec child_spec = {
 int
 fw_child_init(PyObject *module, fw_state *st)
 {
+    if (Py_Version < 0x030F0000) {
+        size_t n = sizeof(child_getset) / sizeof(child_getset[0]);
+        child_getset[n - 2] = child_getset[n - 1]; /* no cr_state */
+    }
     st->ChildType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &child_spec, NULL);
     if (st->ChildType == NULL) {

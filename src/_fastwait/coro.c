@@ -534,6 +534,17 @@ coro_get_await(PyObject *op, void *closure)
     return Py_NewRef(self->awaiting != NULL ? self->awaiting : Py_None);
 }
 
+/* cr_state (3.15+, what inspect.getcoroutinestate() reads). */
+static PyObject *
+coro_get_state(PyObject *op, void *closure)
+{
+    FwCoro *self = Coro_CAST(op);
+    return PyUnicode_FromString(self->finished  ? "CORO_CLOSED"
+                                : self->running ? "CORO_RUNNING"
+                                : self->started ? "CORO_SUSPENDED"
+                                                : "CORO_CREATED");
+}
+
 static PyGetSetDef coro_getset[] = {
     {"__name__", coro_get_name, NULL, NULL, NULL},
     {"__qualname__", coro_get_qualname, NULL, NULL, NULL},
@@ -546,6 +557,8 @@ static PyGetSetDef coro_getset[] = {
     {"cr_code", coro_get_none, NULL, "None: native code has no code object.",
      NULL},
     {"cr_origin", coro_get_none, NULL, NULL, NULL},
+    /* last: blanked out before 3.15, whose coroutines have no cr_state */
+    {"cr_state", coro_get_state, NULL, "state of the coroutine", NULL},
     {NULL},
 };
 
@@ -629,6 +642,10 @@ static PyType_Spec coro_spec = {
 int
 fw_coro_init(PyObject *module, fw_state *st)
 {
+    if (Py_Version < 0x030F0000) {
+        size_t n = sizeof(coro_getset) / sizeof(coro_getset[0]);
+        coro_getset[n - 2] = coro_getset[n - 1]; /* no cr_state */
+    }
     st->CoroType = (PyTypeObject *)PyType_FromModuleAndSpec(module,
                                                            &coro_spec, NULL);
     if (st->CoroType == NULL) {

@@ -215,6 +215,9 @@ typedef struct {
     char constructing;
     char aborted;
     char batch_scheduled;
+    /* 3.14+: the task the children's call-graph edges point to (NULL:
+     * none recorded). */
+    PyObject *graph_waiter;
 } GatherCore;
 
 #define Core_CAST(op) ((GatherCore *)(op))
@@ -254,6 +257,7 @@ core_traverse(PyObject *op, visitproc visit, void *arg)
             Py_VISIT(self->values[i]);
         }
     }
+    Py_VISIT(self->graph_waiter);
     return 0;
 }
 
@@ -261,7 +265,28 @@ static int
 core_clear(PyObject *op)
 {
     core_release(Core_CAST(op));
+    Py_CLEAR(Core_CAST(op)->graph_waiter);
     return 0;
+}
+
+/* 3.14+ (gh-157213): the outer finishes early, every child loses its
+ * edge: _discard_awaited_by(children, cur_task). */
+static int
+core_graph_discard_all(GatherCore *self)
+{
+    if (self->graph_waiter == NULL || self->children == NULL) {
+        return 0;
+    }
+    PyObject *children = Py_NewRef(self->children);
+    int r = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(children) && r == 0; i++) {
+        PyObject *fut = PyList_GET_ITEM(children, i);
+        if (fut != NULL) {
+            r = fw_graph_discard(self->st, fut, self->graph_waiter);
+        }
+    }
+    Py_DECREF(children);
+    return r;
 }
 
 /* The stdlib's results list: for each position, the child's result, its
@@ -367,6 +392,21 @@ core_child_done(GatherCore *self, PyObject *fut, Py_ssize_t pos, int is_last)
             goto error;
         }
         if (cancelled) {
+            if (self->graph_waiter != NULL) {
+                /* exc = fut._make_cancelled_error(); discard; set */
+                PyObject *cexc = PyObject_CallMethodNoArgs(
+                    fut, st->str_make_cancelled_error);
+                if (cexc == NULL || core_graph_discard_all(self) < 0) {
+                    Py_XDECREF(cexc);
+                    goto error;
+                }
+                PyObject *res = PyObject_CallMethodOneArg(
+                    outer, st->str_set_exception, cexc);
+                Py_DECREF(cexc);
+                Py_XDECREF(res);
+                r = res == NULL ? -1 : 0;
+                goto finish;
+            }
             r = set_cancelled_error(st, outer, fut);
             goto finish;
         }
@@ -375,6 +415,10 @@ core_child_done(GatherCore *self, PyObject *fut, Py_ssize_t pos, int is_last)
             goto error;
         }
         if (exc != Py_None) {
+            if (core_graph_discard_all(self) < 0) {
+                Py_DECREF(exc);
+                goto error;
+            }
             PyObject *res = PyObject_CallMethodOneArg(
                 outer, st->str_set_exception, exc);
             Py_DECREF(exc);
@@ -478,7 +522,10 @@ core_process_early(GatherCore *self)
         PyObject *fut = PyList_GET_ITEM(children, batch[i]);
         Py_INCREF(fut);
         int is_last = ++self->nfinished == self->nfuts && !self->aborted;
-        r = core_child_done(self, fut, batch[i], is_last);
+        r = fw_graph_discard(self->st, fut, self->graph_waiter);
+        if (r == 0) {
+            r = core_child_done(self, fut, batch[i], is_last);
+        }
         Py_DECREF(fut);
     }
     Py_XDECREF(children);
@@ -509,10 +556,16 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     }
     else if (nargs == 1) {
         int is_last = ++self->nfinished == self->nfuts && !self->aborted;
-        r = core_child_done(self, args[0], -1, is_last);
+        r = fw_graph_discard(self->st, args[0], self->graph_waiter);
+        if (r == 0) {
+            r = core_child_done(self, args[0], -1, is_last);
+        }
     }
     else if (nargs == 2) {
-        r = core_child_done(self, args[0], -1, args[1] == Py_True);
+        r = fw_graph_discard(self->st, args[0], self->graph_waiter);
+        if (r == 0) {
+            r = core_child_done(self, args[0], -1, args[1] == Py_True);
+        }
     }
     else {
         PyErr_SetString(PyExc_TypeError,
@@ -568,10 +621,17 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
         }
     }
     else if (value != NULL) {
-        return 0; /* nothing to retrieve */
+        deciding = 0; /* nothing to retrieve */
     }
     if (!deciding) {
-        return 0;
+        if (self->graph_waiter == NULL) {
+            return 0;
+        }
+        /* 3.14+: the stdlib's done-callback would remove the child's
+         * call-graph edge in the next iteration: so does a loop callback
+         * of _asyncio's own future_discard_from_awaited_by. */
+        PyObject *args[2] = {task, self->graph_waiter};
+        return fw_call_soon(st, self->loop, st->awaited_by_discard, args, 2);
     }
     PyObject *args[2] = {task, is_last ? Py_True : Py_False};
     return fw_call_soon(st, self->loop, owner, args, 2);
@@ -642,6 +702,7 @@ core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
     self->constructing = 1;
     self->aborted = 0;
     self->batch_scheduled = 0;
+    self->graph_waiter = NULL;
     self->children = PyList_New(nargs);
     PyObject_GC_Track(self);
     if (self->children == NULL) {
@@ -765,11 +826,11 @@ arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
             }
         }
     }
-    if (ix->dict == NULL) {
-        /* Still hash it: an unhashable argument raises here, as in the
-         * stdlib's `arg not in arg_to_fut`. */
-        Py_hash_t h = PyObject_Hash(arg);
-        return h == -1 && PyErr_Occurred() ? -2 : -1;
+    /* The lookup hashes it: an unhashable argument raises the dict's own
+     * TypeError here (3.14: "cannot use 'X' as a dict key ..."), as in the
+     * stdlib's `arg not in arg_to_fut`. */
+    if (ix->dict == NULL && (ix->dict = PyDict_New()) == NULL) {
+        return -2;
     }
     PyObject *p = PyDict_GetItemWithError(ix->dict, arg);
     if (p == NULL) {
@@ -908,7 +969,8 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
         }
         if (PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) <
                 0 ||
-            (finished && core_add_early(self, pos) < 0)) {
+            (finished ? core_add_early(self, pos)
+                      : fw_graph_add(st, fut, self->graph_waiter)) < 0) {
             Py_DECREF(fut);
             return NULL;
         }
@@ -938,8 +1000,9 @@ core_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
     if (done < 0) {
         goto fail;
     }
-    if (done ? core_add_early(self, pos) : fw_add_done_callback(st, fut,
-                                                             (PyObject *)self)) {
+    if (done ? core_add_early(self, pos)
+             : (fw_graph_add(st, fut, self->graph_waiter) < 0 ||
+                fw_add_done_callback(st, fut, (PyObject *)self) < 0)) {
         goto fail;
     }
     return fut;
@@ -980,6 +1043,25 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
         return gather_empty(st);
     }
 
+    /* 3.14+: loop = events._get_running_loop(); cur_task =
+     * current_task(loop) when it is not None.  The running loop is then
+     * the loop of every child (a future of another loop is rejected even
+     * as the first argument). */
+    PyObject *running = NULL, *graph_waiter = NULL;
+    if (st->graph_edges) {
+        running = PyObject_CallNoArgs(st->get_running_loop_or_none);
+        if (running == NULL) {
+            return NULL;
+        }
+        if (running == Py_None) {
+            Py_CLEAR(running);
+        }
+        else if (fw_graph_waiter(st, running, &graph_waiter) < 0) {
+            Py_DECREF(running);
+            return NULL;
+        }
+    }
+
     /* Wrapped mode needs every argument to be a native coroutine and a
      * loop whose create_task runs our wrapper as is. */
     int wrapped = 1;
@@ -989,16 +1071,19 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
             break;
         }
     }
-    PyObject *loop = NULL;
+    PyObject *loop = running;
     if (wrapped) {
         /* ensure_future(coro) with no loop: events.get_event_loop(). */
-        loop = PyObject_CallNoArgs(st->get_event_loop);
         if (loop == NULL) {
-            return NULL;
+            loop = PyObject_CallNoArgs(st->get_event_loop);
+            if (loop == NULL) {
+                return NULL;
+            }
         }
         wrapped = fw_loop_runs_wrappers(st, loop);
         if (wrapped < 0) {
             Py_DECREF(loop);
+            Py_XDECREF(graph_waiter);
             return NULL;
         }
     }
@@ -1006,9 +1091,11 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     GatherCore *core = core_new(st, n, return_exceptions, wrapped);
     if (core == NULL) {
         Py_XDECREF(loop);
+        Py_XDECREF(graph_waiter);
         return NULL;
     }
     core->loop = loop; /* may be NULL: taken from the first child */
+    core->graph_waiter = graph_waiter;
     ArgIndex arg_to_pos = {NULL, NULL, 0, NULL};
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *arg = args[i];

@@ -425,6 +425,45 @@ fw_loop_runs_wrappers(fw_state *st, PyObject *loop)
     return ok;
 }
 
+int
+fw_graph_waiter(fw_state *st, PyObject *loop, PyObject **waiter)
+{
+    *waiter = NULL;
+    if (!st->graph_edges) {
+        return 0;
+    }
+    PyObject *task = loop == NULL ? PyObject_CallNoArgs(st->current_task)
+                                  : PyObject_CallOneArg(st->current_task,
+                                                        loop);
+    if (task == NULL) {
+        return -1;
+    }
+    if (PyObject_TypeCheck(task, st->FutureType)) {
+        *waiter = task;
+    }
+    else {
+        Py_DECREF(task);
+    }
+    return 0;
+}
+
+int
+fw_graph_call(fw_state *st, PyObject *func, PyObject *fut, PyObject *waiter)
+{
+    /* _asyncio's functions ignore anything but its Future and Task (and
+     * subclasses): so do we, without the call. */
+    if (!PyObject_TypeCheck(fut, st->FutureType)) {
+        return 0;
+    }
+    PyObject *args[2] = {fut, waiter};
+    PyObject *r = PyObject_Vectorcall(func, args, 2, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Module lifecycle */
 
@@ -631,6 +670,17 @@ module_exec(PyObject *module)
         return -1;
     }
     st->wait_for_own_task = !v312;
+    st->graph_edges = Py_Version >= 0x030E0000;
+    st->shield_marks_retrieved = !st->graph_edges;
+    st->as_completed_requeue = st->graph_edges;
+    if (st->graph_edges) {
+        if ((st->awaited_by_add = import_attr(
+                 "_asyncio", "future_add_to_awaited_by")) == NULL ||
+            (st->awaited_by_discard = import_attr(
+                 "_asyncio", "future_discard_from_awaited_by")) == NULL) {
+            return -1;
+        }
+    }
     st->signatures = PyDict_New();
     if (st->signatures == NULL ||
         PyDict_SetItemString(st->signatures, "__builtins__",
@@ -722,6 +772,9 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
     Py_VISIT(st->set_task_name);
+    Py_VISIT(st->awaited_by_add);
+    Py_VISIT(st->awaited_by_discard);
+    Py_VISIT(st->shield_clear_source);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_VISIT(st->future_methods[m]);
         Py_VISIT(st->task_methods[m]);
@@ -784,6 +837,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);
     Py_CLEAR(st->set_task_name);
+    Py_CLEAR(st->awaited_by_add);
+    Py_CLEAR(st->awaited_by_discard);
+    Py_CLEAR(st->shield_clear_source);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);
         Py_CLEAR(st->task_methods[m]);

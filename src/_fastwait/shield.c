@@ -24,6 +24,15 @@
  * iteration, and an outer nobody awaits reports "exception was never
  * retrieved" when it dies.
  *
+ * 3.14 (and later) adds call-graph edges: when current_task(loop) is not
+ * None, the inner is recorded as awaited by it, and a third closure,
+ *   _clear_awaited_by_callback, on the inner before the other one: removes
+ *     that edge when the inner finishes;
+ * the outer callback removes it (and that callback) when the outer
+ * finishes first.  3.14 also stopped marking the inner's exception
+ * retrieved once the outer was cancelled: a failure nobody reads is then
+ * reported as never retrieved.
+ *
  * Where a repr lists callbacks (a Task's repr, a Handle's in the loop's
  * error messages) the stdlib's closures read
  * `shield.<locals>._inner_done_callback() at .../asyncio/tasks.py:N`; ours
@@ -34,13 +43,21 @@
  */
 #include "state.h"
 
+enum { CB_INNER, CB_OUTER, CB_CLEAR };
+
+static const char *const cb_names[] = {
+    "_inner_done_callback", "_outer_done_callback",
+    "_clear_awaited_by_callback"};
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     fw_state *st;
-    PyObject *target; /* inner callback: the outer; outer callback: inner */
+    PyObject *target; /* inner callback: the outer; outer callback: inner;
+                         clear callback: cur_task */
     PyObject *other;  /* the other callback, until one of them has run */
-    char is_outer;
+    PyObject *clear;  /* outer callback, 3.14+: the clear callback or NULL */
+    char is_outer;    /* CB_INNER, CB_OUTER or CB_CLEAR */
 } ShieldCallback;
 
 #define Cb_CAST(op) ((ShieldCallback *)(op))
@@ -52,6 +69,7 @@ cb_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->target);
     Py_VISIT(self->other);
+    Py_VISIT(self->clear);
     return 0;
 }
 
@@ -61,6 +79,7 @@ cb_clear(PyObject *op)
     ShieldCallback *self = Cb_CAST(op);
     Py_CLEAR(self->target);
     Py_CLEAR(self->other);
+    Py_CLEAR(self->clear);
     return 0;
 }
 
@@ -139,6 +158,10 @@ inner_done(ShieldCallback *self, PyObject *inner)
     if (cancelled < 0) {
         goto done;
     }
+    if (cancelled && !st->shield_marks_retrieved) {
+        r = 0; /* 3.14+: `return` */
+        goto done;
+    }
     if (cancelled) {
         cancelled = fw_fut_bool(st, inner, FW_CANCELLED);
         if (cancelled < 0) {
@@ -204,6 +227,17 @@ outer_done(ShieldCallback *self)
     int r = fw_fut_bool(st, inner, FW_DONE);
     if (r == 0) {
         r = fw_remove_done_callback(st, inner, inner_cb);
+        PyObject *clear = self->clear;
+        if (r == 0 && clear != NULL) {
+            /* 3.14+: inner.remove_done_callback(_clear_awaited_by_callback);
+             * future_discard_from_awaited_by(inner, cur_task) */
+            Py_INCREF(clear);
+            r = fw_remove_done_callback(st, inner, clear);
+            if (r == 0 && Cb_CAST(clear)->target != NULL) {
+                r = fw_graph_discard(st, inner, Cb_CAST(clear)->target);
+            }
+            Py_DECREF(clear);
+        }
     }
     Py_DECREF(inner);
     Py_DECREF(inner_cb);
@@ -219,15 +253,17 @@ cb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs != 1) {
         PyErr_Format(PyExc_TypeError,
                      "%s() takes exactly one argument",
-                     self->is_outer ? "_outer_done_callback"
-                                    : "_inner_done_callback");
+                     cb_names[(int)self->is_outer]);
         return NULL;
     }
     if (self->target == NULL) {
         Py_RETURN_NONE; /* cleared by the GC */
     }
     Py_INCREF(op);
-    int r = self->is_outer ? outer_done(self) : inner_done(self, args[0]);
+    int r = self->is_outer == CB_CLEAR
+                ? fw_graph_discard(self->st, args[0], self->target)
+            : self->is_outer ? outer_done(self)
+                             : inner_done(self, args[0]);
     Py_DECREF(op);
     return r < 0 ? NULL : Py_NewRef(Py_None);
 }
@@ -235,25 +271,23 @@ cb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
 static PyObject *
 cb_get_qualname(PyObject *op, void *closure)
 {
-    return PyUnicode_FromString(Cb_CAST(op)->is_outer
-                                    ? "shield.<locals>._outer_done_callback"
-                                    : "shield.<locals>._inner_done_callback");
+    return PyUnicode_FromFormat("shield.<locals>.%s",
+                                cb_names[(int)Cb_CAST(op)->is_outer]);
 }
 
 static PyObject *
 cb_get_name(PyObject *op, void *closure)
 {
-    return PyUnicode_FromString(Cb_CAST(op)->is_outer
-                                    ? "_outer_done_callback"
-                                    : "_inner_done_callback");
+    return PyUnicode_FromString(cb_names[(int)Cb_CAST(op)->is_outer]);
 }
 
 static PyObject *
 cb_get_wrapped(PyObject *op, void *closure)
 {
     ShieldCallback *self = Cb_CAST(op);
-    PyObject *src = self->is_outer ? self->st->shield_outer_source
-                                   : self->st->shield_inner_source;
+    PyObject *src = self->is_outer == CB_CLEAR ? self->st->shield_clear_source
+                    : self->is_outer           ? self->st->shield_outer_source
+                                     : self->st->shield_inner_source;
     if (src == NULL || src == Py_None) {
         PyErr_SetString(PyExc_AttributeError, "__wrapped__");
         return NULL;
@@ -266,11 +300,8 @@ cb_get_wrapped(PyObject *op, void *closure)
 static PyObject *
 cb_repr(PyObject *op)
 {
-    return PyUnicode_FromFormat(
-        "<function shield.<locals>.%s at %p>",
-        Cb_CAST(op)->is_outer ? "_outer_done_callback"
-                              : "_inner_done_callback",
-        op);
+    return PyUnicode_FromFormat("<function shield.<locals>.%s at %p>",
+                                cb_names[(int)Cb_CAST(op)->is_outer], op);
 }
 
 static PyGetSetDef cb_getset[] = {
@@ -322,6 +353,7 @@ cb_new(fw_state *st, PyObject *target, int is_outer)
     self->st = st;
     self->target = Py_NewRef(target);
     self->other = NULL;
+    self->clear = NULL;
     self->is_outer = (char)is_outer;
     PyObject_GC_Track(self);
     return self;
@@ -347,35 +379,60 @@ shield_impl(fw_state *st, PyObject *arg)
         return inner;
     }
     PyObject *outer = NULL;
-    ShieldCallback *inner_cb = NULL, *outer_cb = NULL;
+    ShieldCallback *inner_cb = NULL, *outer_cb = NULL, *clear_cb = NULL;
     PyObject *loop = fw_get_loop(st, inner);
     if (loop == NULL) {
         goto fail;
     }
     outer = PyObject_CallMethodNoArgs(loop, st->str_create_future);
-    Py_DECREF(loop);
     if (outer == NULL) {
+        Py_DECREF(loop);
         goto fail;
     }
-    inner_cb = cb_new(st, outer, 0);
+    if (st->graph_edges && loop != Py_None) {
+        /* 3.14+: if (cur_task := current_task(loop)) is not None:
+         *     futures.future_add_to_awaited_by(inner, cur_task) */
+        PyObject *cur_task = PyObject_CallOneArg(st->current_task, loop);
+        if (cur_task == NULL) {
+            Py_DECREF(loop);
+            goto fail;
+        }
+        if (cur_task != Py_None) {
+            clear_cb = cb_new(st, cur_task, CB_CLEAR);
+        }
+        int r = clear_cb == NULL ? (cur_task == Py_None ? 0 : -1)
+                                 : fw_graph_add(st, inner, cur_task);
+        Py_DECREF(cur_task);
+        if (r < 0) {
+            Py_DECREF(loop);
+            goto fail;
+        }
+    }
+    Py_DECREF(loop);
+    inner_cb = cb_new(st, outer, CB_INNER);
     if (inner_cb == NULL) {
         goto fail;
     }
-    outer_cb = cb_new(st, inner, 1);
+    outer_cb = cb_new(st, inner, CB_OUTER);
     if (outer_cb == NULL) {
         goto fail;
     }
     inner_cb->other = Py_NewRef(outer_cb);
     outer_cb->other = Py_NewRef(inner_cb);
-    if (fw_add_done_callback(st, inner, (PyObject *)inner_cb) < 0 ||
+    outer_cb->clear = Py_XNewRef((PyObject *)clear_cb);
+    if ((clear_cb != NULL &&
+         fw_add_done_callback(st, inner, (PyObject *)clear_cb) < 0) ||
+        fw_add_done_callback(st, inner, (PyObject *)inner_cb) < 0 ||
         fw_add_done_callback(st, outer, (PyObject *)outer_cb) < 0) {
         goto fail;
     }
+    Py_XDECREF(clear_cb);
     Py_DECREF(inner_cb);
     Py_DECREF(outer_cb);
     Py_DECREF(inner);
     return outer;
 fail:
+    Py_XDECREF(clear_cb);
     Py_XDECREF(inner_cb);
     Py_XDECREF(outer_cb);
     Py_XDECREF(outer);
@@ -512,15 +569,19 @@ fw_shield_init(PyObject *module, fw_state *st)
     if (code == NULL) {
         st->shield_inner_source = Py_NewRef(Py_None);
         st->shield_outer_source = Py_NewRef(Py_None);
+        st->shield_clear_source = Py_NewRef(Py_None);
     }
     else {
         st->shield_inner_source = closure_source(code,
                                                  "_inner_done_callback");
         st->shield_outer_source = closure_source(code,
                                                  "_outer_done_callback");
+        st->shield_clear_source = closure_source(
+            code, "_clear_awaited_by_callback");
         Py_DECREF(code);
         if (st->shield_inner_source == NULL ||
-            st->shield_outer_source == NULL) {
+            st->shield_outer_source == NULL ||
+            st->shield_clear_source == NULL) {
             return -1;
         }
     }

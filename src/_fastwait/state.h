@@ -159,6 +159,21 @@ typedef struct {
                                     into the context chain (gh-96037) */
     int wait_for_own_task;    /* 3.11: wait_for runs its awaitable in a
                                  task of its own */
+
+    /* 3.14+: the call graph (asyncio.capture_call_graph).  The stdlib's
+     * primitives record "fut is awaited by task" edges with
+     * futures.future_add_to_awaited_by / future_discard_from_awaited_by;
+     * both are NULL before 3.14 (graph_edges 0). */
+    int graph_edges;
+    PyObject *awaited_by_add;     /* _asyncio.future_add_to_awaited_by */
+    PyObject *awaited_by_discard; /* _asyncio.future_discard_from_... */
+    PyObject *shield_clear_source; /* shield.c: _clear_awaited_by_callback's
+                                      code as a function, or None */
+    int shield_marks_retrieved; /* 3.11-3.13: shield's inner callback marks
+                                   the inner's exception retrieved once the
+                                   outer is cancelled (3.14: it does not) */
+    int as_completed_requeue; /* 3.14+: _wait_for_one puts back _todo_left
+                                 when its get() fails (cancelled) */
 } fw_state;
 
 extern PyModuleDef fw_module_def;
@@ -433,5 +448,34 @@ int fw_loop_runs_wrappers(fw_state *st, PyObject *loop);
 /* The first half of that: is the loop type's create_task asyncio's or
  * uvloop's (not overridden)?  -1 error, 0/1. */
 int fw_loop_type_known(fw_state *st, PyTypeObject *tp);
+
+/* ---- 3.14+ call-graph edges (module.c).  Only asyncio's C Future and
+ * Task (and subclasses) take part, as in _asyncio's own functions: the
+ * helpers skip anything else without a call. */
+
+/* The waiter new edges point to: current_task(loop) (loop NULL:
+ * current_task(), which raises without a running loop) when this
+ * interpreter records edges.  *waiter is a new reference, or NULL when no
+ * edge can be recorded (before 3.14, no task, or not a C Task).  -1 error. */
+int fw_graph_waiter(fw_state *st, PyObject *loop, PyObject **waiter);
+/* future_add_to_awaited_by(fut, waiter) / future_discard_from_awaited_by;
+ * waiter NULL: nothing (before 3.14 it always is).  -1 error. */
+int fw_graph_call(fw_state *st, PyObject *func, PyObject *fut,
+                  PyObject *waiter);
+
+static inline int
+fw_graph_add(fw_state *st, PyObject *fut, PyObject *waiter)
+{
+    return waiter == NULL ? 0
+                          : fw_graph_call(st, st->awaited_by_add, fut, waiter);
+}
+
+static inline int
+fw_graph_discard(fw_state *st, PyObject *fut, PyObject *waiter)
+{
+    return waiter == NULL
+               ? 0
+               : fw_graph_call(st, st->awaited_by_discard, fut, waiter);
+}
 
 #endif /* FASTWAIT_STATE_H */

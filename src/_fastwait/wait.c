@@ -19,6 +19,7 @@ typedef struct {
     PyObject *return_when;
     PyObject *waiter;
     PyObject *timer;       /* TimerHandle or NULL */
+    PyObject *graph_waiter; /* 3.14+: cur_task of the call-graph edges */
     Py_ssize_t counter;
     char first_completed;  /* return_when == FIRST_COMPLETED */
     char first_exception;  /* return_when == FIRST_EXCEPTION */
@@ -63,7 +64,11 @@ on_completion(WaitState *self, PyObject *f)
             Py_DECREF(exc);
         }
     }
-    return release ? release_waiter(self, 1) : 0;
+    if (release && release_waiter(self, 1) < 0) {
+        return -1;
+    }
+    /* 3.14+: futures.future_discard_from_awaited_by(f, cur_task) */
+    return fw_graph_discard(st, f, self->graph_waiter);
 }
 
 /* The loop calls the state: state(f) as a done-callback, state() as the
@@ -186,11 +191,17 @@ wait_start(WaitState *self)
     }
     Py_DECREF(loop);
     self->counter = n;
+    /* 3.14+: cur_task = current_task() */
+    if (fw_graph_waiter(st, NULL, &self->graph_waiter) < 0) {
+        return NULL;
+    }
 
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (fw_add_done_callback(st, PyList_GET_ITEM(self->items, i),
-                                 (PyObject *)self) < 0) {
-            /* As in the stdlib, the callbacks already added stay. */
+        PyObject *f = PyList_GET_ITEM(self->items, i);
+        if (fw_add_done_callback(st, f, (PyObject *)self) < 0 ||
+            fw_graph_add(st, f, self->graph_waiter) < 0) {
+            /* As in the stdlib, the callbacks (and edges) already added
+             * stay. */
             return NULL;
         }
     }
@@ -213,8 +224,11 @@ wait_finish(WaitState *self, PyObject *exc, PyObject **result)
         self->waiting = 0;
         Py_ssize_t n = PyList_GET_SIZE(self->items);
         for (Py_ssize_t i = 0; i < n && ok == 0; i++) {
-            ok = fw_remove_done_callback(st, PyList_GET_ITEM(self->items, i),
-                                         (PyObject *)self);
+            PyObject *f = PyList_GET_ITEM(self->items, i);
+            ok = fw_remove_done_callback(st, f, (PyObject *)self);
+            if (ok == 0) {
+                ok = fw_graph_discard(st, f, self->graph_waiter);
+            }
         }
     }
     if (ok < 0) {
@@ -257,7 +271,20 @@ wait_step(PyObject *op, PyObject *exc, PyObject **result)
     WaitState *self = Wait_CAST(op);
     if (self->waiter == NULL) {
         assert(exc == NULL);
-        return wait_start(self);
+        PyObject *waiter = wait_start(self);
+        if (waiter == NULL) {
+            /* The stdlib's frames go with the exception; what its
+             * _on_completion closure and timer keep (the waiter, the
+             * timer, the counter) is all that callbacks already scheduled
+             * may still hold.  Drop the futures: nothing may keep them
+             * alive longer than asyncio's frames do (a timer or a
+             * callback of an earlier future would until it ran, and a
+             * failed future's "never retrieved" report with it). */
+            Py_CLEAR(self->items);
+            Py_CLEAR(self->fs);
+            Py_CLEAR(self->timeout);
+        }
+        return waiter;
     }
     return wait_finish(self, exc, result);
 }
@@ -275,6 +302,7 @@ wait_state_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->return_when);
     Py_VISIT(self->waiter);
     Py_VISIT(self->timer);
+    Py_VISIT(self->graph_waiter);
     return 0;
 }
 
@@ -291,6 +319,7 @@ wait_state_clear(PyObject *op)
     Py_CLEAR(self->return_when);
     Py_CLEAR(self->waiter);
     Py_CLEAR(self->timer);
+    Py_CLEAR(self->graph_waiter);
     return 0;
 }
 
@@ -386,6 +415,7 @@ wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     state->return_when = Py_NewRef(return_when);
     state->waiter = NULL;
     state->timer = NULL;
+    state->graph_waiter = NULL;
     state->counter = 0;
     state->first_completed = 0;
     state->first_exception = 0;
