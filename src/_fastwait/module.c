@@ -438,25 +438,40 @@ fw_graph_waiter(fw_state *st, PyObject *loop, PyObject **waiter)
     if (task == NULL) {
         return -1;
     }
-    if (PyObject_TypeCheck(task, st->FutureType)) {
-        *waiter = task;
+    if (task == Py_None) {
+        Py_DECREF(task);
     }
     else {
-        Py_DECREF(task);
+        *waiter = task;
     }
     return 0;
 }
 
 int
-fw_graph_call(fw_state *st, PyObject *func, PyObject *fut, PyObject *waiter)
+fw_graph_call(fw_state *st, int discard, PyObject *fut, PyObject *waiter)
 {
-    /* _asyncio's functions ignore anything but its Future and Task (and
-     * subclasses): so do we, without the call. */
-    if (!PyObject_TypeCheck(fut, st->FutureType)) {
+    PyObject *name = discard ? st->str_awaited_by_discard
+                             : st->str_awaited_by_add;
+    PyObject *fn = PyDict_GetItemWithError(st->futures_dict, name);
+    if (fn == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_AttributeError,
+                         "module 'asyncio.futures' has no attribute '%U'",
+                         name);
+        }
+        return -1;
+    }
+    /* _asyncio's own functions ignore anything but its Future and Task
+     * (and subclasses): so do we, without the call. */
+    if (fn == (discard ? st->awaited_by_discard_c : st->awaited_by_add_c) &&
+        (!PyObject_TypeCheck(fut, st->FutureType) ||
+         !PyObject_TypeCheck(waiter, st->FutureType))) {
         return 0;
     }
+    Py_INCREF(fn);
     PyObject *args[2] = {fut, waiter};
-    PyObject *r = PyObject_Vectorcall(func, args, 2, NULL);
+    PyObject *r = PyObject_Vectorcall(fn, args, 2, NULL);
+    Py_DECREF(fn);
     if (r == NULL) {
         return -1;
     }
@@ -674,10 +689,24 @@ module_exec(PyObject *module)
     st->shield_marks_retrieved = !st->graph_edges;
     st->as_completed_requeue = st->graph_edges;
     if (st->graph_edges) {
-        if ((st->awaited_by_add = import_attr(
+        /* Read from asyncio.futures at each use, as tasks.py and
+         * taskgroups.py read futures.future_add_to_awaited_by (CPython's
+         * tests rebind it to the pure-Python version). */
+        if ((st->futures_dict = import_attr("asyncio.futures", "__dict__")) ==
+                NULL ||
+            (st->str_awaited_by_add = PyUnicode_InternFromString(
+                 "future_add_to_awaited_by")) == NULL ||
+            (st->str_awaited_by_discard = PyUnicode_InternFromString(
+                 "future_discard_from_awaited_by")) == NULL ||
+            (st->awaited_by_add_c = import_attr(
                  "_asyncio", "future_add_to_awaited_by")) == NULL ||
-            (st->awaited_by_discard = import_attr(
-                 "_asyncio", "future_discard_from_awaited_by")) == NULL) {
+            (st->awaited_by_discard_c = import_attr(
+                 "_asyncio", "future_discard_from_awaited_by")) == NULL ||
+            (st->awaited_by_add = fw_late_bound(
+                 "asyncio.futures", "future_add_to_awaited_by")) == NULL ||
+            (st->awaited_by_discard = fw_late_bound(
+                 "asyncio.futures", "future_discard_from_awaited_by")) ==
+                NULL) {
             return -1;
         }
     }
@@ -774,6 +803,11 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->set_task_name);
     Py_VISIT(st->awaited_by_add);
     Py_VISIT(st->awaited_by_discard);
+    Py_VISIT(st->awaited_by_add_c);
+    Py_VISIT(st->awaited_by_discard_c);
+    Py_VISIT(st->futures_dict);
+    Py_VISIT(st->str_awaited_by_add);
+    Py_VISIT(st->str_awaited_by_discard);
     Py_VISIT(st->shield_clear_source);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_VISIT(st->future_methods[m]);
@@ -839,6 +873,11 @@ module_clear(PyObject *module)
     Py_CLEAR(st->set_task_name);
     Py_CLEAR(st->awaited_by_add);
     Py_CLEAR(st->awaited_by_discard);
+    Py_CLEAR(st->awaited_by_add_c);
+    Py_CLEAR(st->awaited_by_discard_c);
+    Py_CLEAR(st->futures_dict);
+    Py_CLEAR(st->str_awaited_by_add);
+    Py_CLEAR(st->str_awaited_by_discard);
     Py_CLEAR(st->shield_clear_source);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);

@@ -165,8 +165,13 @@ typedef struct {
      * futures.future_add_to_awaited_by / future_discard_from_awaited_by;
      * both are NULL before 3.14 (graph_edges 0). */
     int graph_edges;
-    PyObject *awaited_by_add;     /* _asyncio.future_add_to_awaited_by */
-    PyObject *awaited_by_discard; /* _asyncio.future_discard_from_... */
+    PyObject *awaited_by_add;     /* futures.future_add_to_awaited_by and */
+    PyObject *awaited_by_discard; /* future_discard_from_awaited_by, each
+                                     looked up at every call (fw_late_bound) */
+    PyObject *awaited_by_add_c;   /* _asyncio's own two */
+    PyObject *awaited_by_discard_c;
+    PyObject *futures_dict;       /* asyncio.futures.__dict__ */
+    PyObject *str_awaited_by_add, *str_awaited_by_discard;
     PyObject *shield_clear_source; /* shield.c: _clear_awaited_by_callback's
                                       code as a function, or None */
     int shield_marks_retrieved; /* 3.11-3.13: shield's inner callback marks
@@ -449,33 +454,31 @@ int fw_loop_runs_wrappers(fw_state *st, PyObject *loop);
  * uvloop's (not overridden)?  -1 error, 0/1. */
 int fw_loop_type_known(fw_state *st, PyTypeObject *tp);
 
-/* ---- 3.14+ call-graph edges (module.c).  Only asyncio's C Future and
- * Task (and subclasses) take part, as in _asyncio's own functions: the
- * helpers skip anything else without a call. */
+/* ---- 3.14+ call-graph edges (module.c).  asyncio.futures'
+ * future_add_to_awaited_by / future_discard_from_awaited_by are read at each
+ * use, as the stdlib reads them; while they are _asyncio's own, which
+ * ignore anything but its Future and Task (and subclasses), the helpers
+ * skip anything else without a call. */
 
 /* The waiter new edges point to: current_task(loop) (loop NULL:
  * current_task(), which raises without a running loop) when this
  * interpreter records edges.  *waiter is a new reference, or NULL when no
- * edge can be recorded (before 3.14, no task, or not a C Task).  -1 error. */
+ * edge is recorded (before 3.14, or no task).  -1 error. */
 int fw_graph_waiter(fw_state *st, PyObject *loop, PyObject **waiter);
-/* future_add_to_awaited_by(fut, waiter) / future_discard_from_awaited_by;
- * waiter NULL: nothing (before 3.14 it always is).  -1 error. */
-int fw_graph_call(fw_state *st, PyObject *func, PyObject *fut,
-                  PyObject *waiter);
+/* futures.future_add_to_awaited_by(fut, waiter) (discard 0) or
+ * future_discard_from_awaited_by (discard 1).  -1 error. */
+int fw_graph_call(fw_state *st, int discard, PyObject *fut, PyObject *waiter);
 
 static inline int
 fw_graph_add(fw_state *st, PyObject *fut, PyObject *waiter)
 {
-    return waiter == NULL ? 0
-                          : fw_graph_call(st, st->awaited_by_add, fut, waiter);
+    return waiter == NULL ? 0 : fw_graph_call(st, 0, fut, waiter);
 }
 
 static inline int
 fw_graph_discard(fw_state *st, PyObject *fut, PyObject *waiter)
 {
-    return waiter == NULL
-               ? 0
-               : fw_graph_call(st, st->awaited_by_discard, fut, waiter);
+    return waiter == NULL ? 0 : fw_graph_call(st, 1, fut, waiter);
 }
 
 #endif /* FASTWAIT_STATE_H */
