@@ -158,6 +158,8 @@ typedef struct {
                                     into the context chain (gh-96037) */
     int wait_for_own_task;    /* 3.11: wait_for runs its awaitable in a
                                  task of its own */
+    int timer_end_ulp;        /* 3.15+: the loop's end_time adds at least
+                                 one ulp of the clock (timeout.c) */
 } fw_state;
 
 extern PyModuleDef fw_module_def;
