@@ -425,6 +425,87 @@ def test_non_positive_timeout_inner_suppresses(impl):
     assert entry(trace, "wf:returned")[0] == "kept"
 
 
+HAS_GRAPH = hasattr(asyncio, "capture_call_graph")
+
+
+def graph_of(sc, fut):
+    """What the 3.14 call graph records for ``fut``: the labels of the
+    futures awaiting it (``_asyncio_awaited_by``) and, through
+    ``asyncio.capture_call_graph(fut)``, each awaiter's frames of this test
+    module (asyncio's and fastwait's own frames differ: C has none)."""
+    if not HAS_GRAPH:
+        return "no-graph"
+    g = asyncio.capture_call_graph(fut)
+    assert g.future is fut and set(a.future for a in g.awaited_by) == set(
+        fut._asyncio_awaited_by or ())
+    return sorted(
+        (sc.label(a.future),
+         tuple(e.frame.f_code.co_name for e in a.call_stack
+               if e.frame.f_code.co_filename == __file__))
+        for a in g.awaited_by)
+
+
+@pytest.mark.parametrize("kind", ["pending-task", "pending-future",
+                                  "suppressing-task"])
+def test_non_positive_timeout_call_graph_edge(impl, kind):
+    """3.14+ (gh-157058): while wait_for(aw, 0) cancels a pending future
+    and waits for it (``_cancel_and_wait``), the future is recorded as
+    awaited by the calling task -- from the cancel() on until the caller
+    resumes -- so capture_call_graph() sees the caller; the edge is gone
+    afterwards.  Before 3.14 there is no call graph."""
+
+    def scenario(sc):
+        async def graph_inner(name, catch=False):
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                sc(f"{name}:cancelled", graph_of(sc, me()))
+                await asyncio.sleep(0)
+                sc(f"{name}:cancelled+1", graph_of(sc, me()))
+                if not catch:
+                    raise
+            return "kept"
+
+        async def caller_main():
+            if kind.endswith("task"):
+                aw = sc.loop.create_task(
+                    graph_inner("inner", catch=kind.startswith("supp")))
+                await asyncio.sleep(0)
+            else:
+                aw = sc.loop.create_future()
+            sc.label(aw, "aw")
+            sc("aw:before", graph_of(sc, aw))
+
+            def probe():
+                sc("aw:probe", graph_of(sc, aw))
+
+            sc.loop.fw_probes.append(probe)
+            try:
+                await call(sc, aw, 0)
+            finally:
+                sc.loop.fw_probes.remove(probe)
+            sc("aw:after", graph_of(sc, aw), sc.state(aw))
+
+        run_main(sc, caller_main)
+
+    trace = tparity(impl, scenario)
+    probes = [e[2] for e in trace if e[1] == "aw:probe"]
+    assert entry(trace, "aw:before") == ([] if HAS_GRAPH else "no-graph",)
+    assert entry(trace, "aw:after")[0] == ([] if HAS_GRAPH else "no-graph")
+    if HAS_GRAPH:
+        edge = [("caller", ("call", "caller_main", "wrapper"))]
+        assert probes and all(p == edge for p in probes)
+        if kind.endswith("task"):
+            assert entry(trace, "inner:cancelled") == (edge,)
+            assert entry(trace, "inner:cancelled+1") == (edge,)
+    else:
+        assert set(probes) == {"no-graph"}
+    if kind == "suppressing-task":
+        assert entry(trace, "wf:returned")[0] == "kept"
+    else:
+        assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
+
+
 # ---------------------------------------------------------------------------
 # The caller is cancelled
 # ---------------------------------------------------------------------------
