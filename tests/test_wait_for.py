@@ -753,12 +753,16 @@ def await_error(obj):
         await obj
 
     c = f()
-    try:
-        c.send(None)
-    except TypeError as e:
-        return e.args[0]
-    finally:
-        c.close()
+    with warnings.catch_warnings():
+        # (an __await__ that returns a coroutine: dropped unawaited)
+        warnings.simplefilter("ignore")
+        try:
+            c.send(None)
+        except TypeError as e:
+            return e.args[0]
+        finally:
+            c.close()
+            gc.collect()
     raise AssertionError(f"{obj!r} was awaitable")
 
 
@@ -785,6 +789,63 @@ def test_non_awaitable(impl, loop, arg, timeout):
                        "required")
     else:
         assert msg == await_error(arg)
+
+
+class BadAwait:
+    """An awaitable whose __await__ breaks the protocol."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __await__(self):
+        if self.kind == "non-iterator":
+            return 5
+        if self.kind == "coroutine":
+            return inner_coro()
+        raise Boom("in __await__")
+
+
+@pytest.mark.parametrize("kind", ["non-iterator", "coroutine", "raises"])
+@pytest.mark.parametrize("timeout", [None, 1, 0])
+def test_bad_await_protocol(impl, loop, kind, timeout):
+    """An __await__ that returns a non-iterator or a coroutine, or raises:
+    the interpreter's own error at the same point (3.15 words it
+    "X.__await__() must return an iterator, not Y"), whether the awaitable
+    is awaited inline or by ensure_future's wrapper task (3.11 with a
+    timeout, and timeout <= 0, where a lazy wrapper is cancelled before it
+    calls __await__)."""
+
+    def observe(mod):
+        async def main():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    res = await mod.wait_for(BadAwait(kind), timeout)
+                except (TypeError, Boom, TimeoutError) as e:
+                    res = (type(e).__name__, e.args,
+                           type(e.__context__).__name__,
+                           type(e.__cause__).__name__)
+                gc.collect()
+            return res, me().cancelling(), [
+                (w.category.__name__, str(w.message)) for w in caught]
+
+        return run(loop, main)
+
+    got = observe(impl)
+    assert got == observe(asyncio)
+    if timeout == 0 and not EAGER:
+        # The wrapper task is cancelled before it runs: __await__ is
+        # never called.
+        want = ("TimeoutError", ())
+    elif kind == "raises":
+        want = ("Boom", ("in __await__",))
+    elif PY311 and timeout is not None:
+        # 3.11's wrapper is a generator: `yield from aw.__await__()`.
+        want = (1 if kind == "coroutine"
+                else ("TypeError", ("'int' object is not iterable",)))
+    else:
+        want = ("TypeError", (await_error(BadAwait(kind)),))
+    assert (got[0] if want == 1 else got[0][:2]) == want
 
 
 @pytest.mark.parametrize("timeout", ["x", [1], b"1"])
