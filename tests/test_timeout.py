@@ -859,6 +859,102 @@ def test_deadline_boundary_on_a_coarse_clock_reading(impl, offset):
         "one-ulp-before": -ulp, "at": 0.0, "one-ulp-after": ulp}[offset]))
 
 
+def shares_timers(impl):
+    import fastwait
+
+    return impl is fastwait and "timeout" in fastwait.NATIVE_NAMES
+
+
+def test_deadline_expires_at_the_shared_timers_place(impl):
+    """README difference 5: the deadlines due in one iteration expire when
+    the one shared loop timer runs, at its place among that iteration's
+    timers.  Here it is still armed for a removed deadline (1 s); the
+    clock then moves past three timers at once: the removed deadline,
+    a timer that completes the future the body awaits (1 s + eps), the
+    scope's deadline (1 s + 2 eps).  asyncio runs them in that order: the
+    result is set, then the cancellation reaches the body through the
+    task.  fastwait expires the deadline first: the future is cancelled
+    and the timer's set_result() fails.  Either way the scope raises
+    TimeoutError in the same iteration, and cancelling() is 0 after."""
+
+    def observe(mod):
+        from conftest import new_loop
+
+        loop = new_loop(clock=VirtualClock(1000.0, autojump=False))
+        eps = loop._clock_resolution / 4
+        log = []
+
+        async def main():
+            t0 = loop.time()
+            async with mod.timeout(1):
+                pass  # fastwait: the loop timer stays armed for +1
+            fut = loop.create_future()
+            try:
+                async with mod.timeout(1 + 2 * eps):
+                    loop.call_at(t0 + 1 + eps, fut.set_result, "set")
+                    await fut
+            except TimeoutError:
+                log.append(("timeout", loop.time() - t0,
+                            loop.fw_iteration - i0,
+                            asyncio.current_task().cancelling()))
+            log.append(("future", fut.cancelled() or fut.result()))
+
+        task = loop.create_task(main())
+        run_briefly(loop, 2)
+        i0 = loop.fw_iteration
+        loop.clock.advance(1.0)
+        run_briefly(loop, 4)
+        assert task.done()
+        task.result()
+        reports = [type(r.get("exception")).__name__
+                   for r in loop.fw_exceptions.take()]
+        loop.close()
+        return log, reports
+
+    want = observe(asyncio)
+    got = observe(impl)
+    assert want == ([("timeout", 1.0, 2, 0), ("future", "set")], [])
+    if shares_timers(impl):
+        assert got == ([("timeout", 1.0, 2, 0), ("future", True)],
+                       ["InvalidStateError"])
+    else:
+        assert got == want
+
+
+def test_stale_deadline_splits_timers_on_a_jumping_clock(impl):
+    """README difference 5: on a virtual clock that jumps to the next timer
+    when the loop is idle, the wake-up at a removed deadline (1 s) runs
+    the timers due within one clock resolution after it.  Two timers of
+    the program at 1 s + res/2 and 1 s + 1.2 res: asyncio wakes at the
+    first and runs both in that iteration; fastwait wakes at the removed
+    deadline, runs the first, and the second one iteration later."""
+
+    def observe(mod):
+        from conftest import new_loop
+
+        loop = new_loop(clock=VirtualClock(1000.0))
+        res = loop._clock_resolution
+        seen = []
+
+        async def main():
+            t0 = loop.time()
+            async with mod.timeout(1):
+                pass
+            done = loop.create_future()
+            for name, dt in (("a", 1 + res / 2), ("b", 1 + 1.2 * res)):
+                loop.call_at(t0 + dt, lambda n=name: seen.append(
+                    (n, loop.fw_iteration)))
+            loop.call_at(t0 + 2, done.set_result, None)
+            await done
+
+        run(loop, main)
+        loop.close()
+        return seen[1][1] - seen[0][1]
+
+    assert observe(asyncio) == 0
+    assert observe(impl) == (1 if shares_timers(impl) else 0)
+
+
 def test_two_deadlines_within_one_resolution_fire_together(impl):
     """Nested scopes whose deadlines differ by less than the clock
     resolution expire in the same iteration: the inner scope sees two

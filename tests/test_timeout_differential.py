@@ -16,7 +16,10 @@ scopes.  A scope is ``timeout(d)``, ``timeout_at(now + d)``,
 ``wait_for(coro, d)`` or ``wait_for(task, d)`` with ``d`` from a small set
 (None, 0, negative, on the clock's grid, between grid points, within one
 clock resolution before a grid point, two resolutions after one, infinite).
-A body sleeps (0 or a few grid steps) some times, may enter nested scopes
+A body sleeps (0 or a few grid steps) or awaits an outside future (one
+that the loop resolves after 0 or a few grid steps, or that is done
+already; the resolver records whether a cancellation reached the future
+first) some times, may enter nested scopes
 (optionally catching what comes out of them), may reschedule its own
 scope at step k (earlier, later, None, into the past), and ends by
 returning, raising, or, when cancelled, letting the CancelledError
@@ -109,7 +112,9 @@ class Spec:
 
 
 def bodies(depth, pal):
-    sleep = st.tuples(st.just("sleep"), st.sampled_from(pal[2]))
+    sleep = st.one_of(
+        st.tuples(st.just("sleep"), st.sampled_from(pal[2])),
+        st.tuples(st.just("future"), st.sampled_from(pal[2] + ("done",))))
     if depth > 0:
         action = st.one_of(
             sleep, sleep,
@@ -249,6 +254,48 @@ def build(spec):
             except Exception as e:  # noqa: BLE001 - recorded
                 return ("repr-failed", type(e).__name__, e.args)
 
+        resolvers = []
+
+        def outside_future(name, dt):
+            """A future that the loop (not the body) resolves: in the next
+            iteration (dt 0), in the iteration after a timer at ``now +
+            dt`` ran, or at once ("done").  The resolver records whether
+            the future was still pending or a cancellation reached it
+            first (set_result raises InvalidStateError).  It resolves from
+            a callback that the timer queues (call_soon), so the outcome
+            depends on the iteration in which the timer ran, not on its
+            place among the timers of that iteration (README, difference
+            5); its events have an owner of their own (the future) for the
+            same reason, and because of several resolvers in one iteration
+            which runs first is free (difference 3)."""
+            fut = loop.create_future()
+            sc.label(fut, name)
+
+            def resolve():
+                try:
+                    fut.set_result(name)
+                except asyncio.InvalidStateError:
+                    ev(f"{name}:resolve-failed", sc.state(fut),
+                       owner=f"~{name}")
+                else:
+                    ev(f"{name}:resolved", owner=f"~{name}")
+
+            if dt == "done":
+                resolve()
+            elif dt == 0:
+                loop.call_soon(resolve)
+            else:
+                # Off the grid by a distinct fraction of the resolution,
+                # an odd number of 256ths (wait_for_nudges uses 64ths):
+                # never at exactly the time of another timer, whose order
+                # would be the heap's.
+                n = len(resolvers) % 60 + 1
+                resolvers.append(name)
+                loop.call_at(loop.time() + dt + (1 if n % 2 else -1)
+                             * (2 * n - 1) * res / 256,
+                             loop.call_soon, resolve)
+            return fut
+
         async def run_body(path, body, cm=None, resched=None, caller=None):
             if caller is not None and me() is not caller:
                 # A task of its own (wait_for_task; 3.11's wait_for of a
@@ -272,6 +319,9 @@ def build(spec):
                     if act[0] == "sleep":
                         await asyncio.sleep(act[1])
                         ev(f"{path}:slept{k}")
+                    elif act[0] == "future":
+                        r = await outside_future(f"{path}:fut{k}", act[1])
+                        ev(f"{path}:got{k}", r)
                     else:
                         _, scope, catch = act
                         try:
@@ -316,6 +366,11 @@ def build(spec):
                 except BaseException as e:
                     ev_chain(f"{path}:raised", e, me().cancelling())
                     if scope.kind == "wait_for_task":
+                        # Named, not "#n" (numbered in the order of first
+                        # sight, which two tasks in one iteration may swap).
+                        if aw.done() and not aw.cancelled() and \
+                                aw._exception is not None:
+                            sc.label(aw._exception, f"{path}:task-exc")
                         ev(f"{path}:task-state", sc.state(aw))
                     raise
                 ev(f"{path}:returned", r, me().cancelling())
