@@ -423,6 +423,19 @@ def build(spec):
 
         tasks = []
 
+        def cancel_offset(i):
+            """Never at exactly the time of another timer (a sleep that
+            wakes the task or its inner task, whose order against the
+            cancellation would be the heap's, README difference 5): in step
+            mode a distinct odd number of 512ths of the resolution off the
+            grid (wait_for_nudges uses 64ths, the resolvers odd 256ths); in
+            jump mode, where the clock goes to each timer it wakes up for,
+            a distinct eighth of a grid step (timers derived from a
+            cancellation keep that offset)."""
+            if spec.mode == "jump":
+                return (2 * i + 1) * Q / 8
+            return (1 if i % 2 else -1) * (2 * i + 1) * res / 512
+
         def cancel(i):
             # (Not cancelling(): whether an expiry due in this iteration
             # has already cancelled the task too is callback order.)
@@ -432,7 +445,8 @@ def build(spec):
         async def main():
             for i, ts in enumerate(spec.tasks):
                 if ts.cancel_at is not None:
-                    loop.call_at(START + ts.cancel_at, cancel, i)
+                    loop.call_at(START + ts.cancel_at + cancel_offset(i),
+                                 cancel, i)
             for i, ts in enumerate(spec.tasks):
                 t = loop.create_task(top(i, ts))
                 sc.label(t, f"t{i}")
