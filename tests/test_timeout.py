@@ -353,6 +353,22 @@ def test_the_class(impl, vloop):
     assert ("__final__" in vars(impl.Timeout)) == (PY < (3, 14))
 
 
+def test_instances_take_attributes(impl):
+    """Like the stdlib's (a Python class), a scope takes attributes of its
+    own and weak references; the stdlib's private ones (``_state``,
+    ``_when``, ...) are not provided (README difference 2)."""
+    import weakref
+
+    def observe(mod):
+        t = mod.timeout_at(5)
+        t.tag = "mine"
+        ref = weakref.ref(t)
+        return (t.tag, vars(t).get("tag"), ref() is t,
+                "tag" in dir(t))
+
+    assert observe(impl) == observe(asyncio) == ("mine", "mine", True, True)
+
+
 def test_subclass_overrides_are_called(impl):
     """A subclass (possible on every version; 3.14 dropped @final): the
     scope calls ``self.reschedule(when)`` on entry and its timer calls

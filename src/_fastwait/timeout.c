@@ -52,6 +52,7 @@ typedef struct {
     Py_ssize_t index;    /* position in sched->heap */
     int state;
     PyObject *weakreflist;
+    PyObject *dict;      /* instance attributes, as the stdlib's take */
 } TimeoutObject;
 
 struct Scheduler {
@@ -616,6 +617,7 @@ timeout_init_fields(fw_state *st, TimeoutObject *t, PyObject *when)
     t->index = -1;
     t->state = T_CREATED;
     t->weakreflist = NULL;
+    t->dict = NULL;
     return t;
 }
 
@@ -1286,6 +1288,7 @@ timeout_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(t->handle);
     Py_VISIT(t->waiter);
     Py_VISIT(t->sched);
+    Py_VISIT(t->dict);
     return 0;
 }
 
@@ -1301,6 +1304,7 @@ timeout_clear(PyObject *op)
     Py_CLEAR(t->cancelling);
     Py_CLEAR(t->handle);
     Py_CLEAR(t->waiter);
+    Py_CLEAR(t->dict);
     return 0;
 }
 
@@ -1323,8 +1327,16 @@ static PyMethodDef timeout_methods[] = {
 };
 
 static PyMemberDef timeout_members[] = {
+    {"__dictoffset__", Py_T_PYSSIZET, offsetof(TimeoutObject, dict),
+     Py_READONLY},
     {"__weaklistoffset__", Py_T_PYSSIZET,
      offsetof(TimeoutObject, weakreflist), Py_READONLY},
+    {NULL},
+};
+
+static PyGetSetDef timeout_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL,
+     NULL},
     {NULL},
 };
 
@@ -1358,6 +1370,7 @@ static PyType_Slot timeout_slots[] = {
     {Py_tp_dealloc, timeout_dealloc},
     {Py_tp_methods, timeout_methods},
     {Py_tp_members, timeout_members},
+    {Py_tp_getset, timeout_getset},
     {0, NULL},
 };
 
