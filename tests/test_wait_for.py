@@ -1115,6 +1115,82 @@ def test_deadline_and_completion_due_together_after_another_wait_for(impl,
         assert entry(trace, "wf:returned")[:2] == ("r", 0)
 
 
+def test_removed_deadline_splits_a_cancellation_from_an_outer_deadline(impl):
+    """README difference 5, on a clock that jumps to the next timer: a
+    removed deadline (1 s) still has the shared loop timer armed.  The
+    inner's sleep (1 s + res/2), a cancellation of the caller from outside
+    (1 s + 0.75 res) and an outer scope's deadline (1 s + 1.4 res) follow
+    within less than one clock resolution of each other.  asyncio wakes at
+    the sleep and runs all three: wait_for raises CancelledError with
+    cancelling() 2 (the outside cancellation and the outer scope's).
+    fastwait wakes at the removed deadline, where the outer deadline is
+    not due yet: wait_for raises with cancelling() 1, and the outer scope
+    exits before its deadline.  The outcome is the same: the caller is
+    cancelled, cancelling() 1.  (3.11: wait_for's own task has finished,
+    the cancellation is swallowed and the result returned, with
+    cancelling() 2 and 1.)"""
+
+    def observe(mod):
+        from conftest import VirtualClock, new_loop
+
+        loop = new_loop(clock=VirtualClock(1000.0))
+        res = loop._clock_resolution
+        log = []
+
+        async def sleeper(t0):
+            await asyncio.sleep(t0 + 1 + 0.5 * res - loop.time())
+            return "slept"
+
+        async def caller():
+            t0 = loop.time()
+            async with mod.timeout(1):
+                pass
+            loop.call_at(t0 + 1 + 0.75 * res,
+                         lambda: log.append(("cancel", task.cancel())))
+            try:
+                async with mod.timeout_at(t0 + 1 + 1.4 * res) as t:
+                    try:
+                        r = await mod.wait_for(sleeper(t0), 10)
+                        log.append(("wait_for returned", r, me().cancelling()))
+                    except asyncio.CancelledError:
+                        log.append(("wait_for raised", me().cancelling()))
+                        raise
+            except BaseException as e:
+                log.append(("scope raised", type(e).__name__, t.expired(),
+                            me().cancelling()))
+                raise
+
+        task = loop.create_task(caller())
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass
+        log.append(("final", task.cancelled(), task.cancelling()))
+        loop.close()
+        return log
+
+    import fastwait
+
+    want = observe(asyncio)
+    got = observe(impl)
+    split = impl is fastwait and "timeout" in fastwait.NATIVE_NAMES
+    if PY311:
+        # wait_for's own task has finished; 3.11 swallows the caller's
+        # cancellation and returns its result.
+        assert want == [("cancel", True), ("wait_for returned", "slept", 2),
+                        ("final", False, 1)]
+        assert got == ([("cancel", True),
+                        ("wait_for returned", "slept", 1),
+                        ("final", False, 1)] if split else want)
+        return
+    assert want == [("cancel", True), ("wait_for raised", 2),
+                    ("scope raised", "CancelledError", True, 1),
+                    ("final", True, 1)]
+    assert got == ([("cancel", True), ("wait_for raised", 1),
+                    ("scope raised", "CancelledError", False, 1),
+                    ("final", True, 1)] if split else want)
+
+
 def test_deadlines_within_one_resolution_keep_their_order(impl):
     """Three timers due in one iteration, none at exactly the same time:
     another scope's deadline (1 s - eps), the inner's sleep (1 s), this
