@@ -316,9 +316,10 @@ def test_timeout_reads_the_loop_time_at_call(impl, vloop):
 
 
 def test_the_class(impl, vloop):
-    """Timeout is @typing.final, which marks (``__final__``) but does not
-    prevent subclassing in the stdlib; instances come from timeout() and
-    timeout_at(), and Timeout(when) works directly."""
+    """Up to 3.13 Timeout is @typing.final, which marks (``__final__``)
+    but does not prevent subclassing; 3.14 dropped the decorator (no
+    ``__final__``).  Instances come from timeout() and timeout_at(), and
+    Timeout(when) works directly."""
 
     def observe(mod):
         out = [getattr(mod.Timeout, "__final__", None),
@@ -348,7 +349,84 @@ def test_the_class(impl, vloop):
 
     got = observe(impl)
     assert got == observe(asyncio)
-    assert got[:3] == [True, True, True]
+    assert got[:3] == [True if PY < (3, 14) else None, True, True]
+    assert ("__final__" in vars(impl.Timeout)) == (PY < (3, 14))
+
+
+def test_instances_take_attributes(impl):
+    """Like the stdlib's (a Python class), a scope takes attributes of its
+    own and weak references; the stdlib's private ones (``_state``,
+    ``_when``, ...) are not provided (README difference 2)."""
+    import weakref
+
+    def observe(mod):
+        t = mod.timeout_at(5)
+        t.tag = "mine"
+        ref = weakref.ref(t)
+        return (t.tag, vars(t).get("tag"), ref() is t,
+                "tag" in dir(t))
+
+    assert observe(impl) == observe(asyncio) == ("mine", "mine", True, True)
+
+
+def test_subclass_overrides_are_called(impl):
+    """A subclass (possible on every version; 3.14 dropped @final): the
+    scope calls ``self.reschedule(when)`` on entry and its timer calls
+    ``self._on_timeout()``, overrides included, as the stdlib's
+    ``__aenter__`` and ``reschedule()`` do; a deadline already passed goes
+    through the override too (``call_soon(self._on_timeout)``)."""
+
+    def scenario(sc):
+        class Sub(sc.impl.Timeout):
+            def __init__(self, when, tag):
+                sc("sub:init", tag)
+                self.tag = tag
+                super().__init__(when)
+
+            def reschedule(self, when):
+                sc("sub:reschedule", self.tag, when, repr(self))
+                r = super().reschedule(when)
+                sc("sub:rescheduled", self.tag, r, repr(self))
+                return r
+
+            def _on_timeout(self):
+                sc("sub:on_timeout", self.tag, sc.loop.time(), repr(self))
+                r = super()._on_timeout()
+                sc("sub:timed-out", self.tag, r, repr(self), self.expired())
+                return r
+
+        async def main():
+            t0 = sc.loop.time()
+            for tag, when_, later in [("future", t0 + 1, t0 + 2),
+                                      ("past", t0 - 1, None),
+                                      ("none", None, t0 + 5)]:
+                t = Sub(when_, tag)
+                sc.label(t, tag)
+                try:
+                    async with t as got:
+                        sc("entered", tag, got is t, repr(t), t.when())
+                        if later is not None:
+                            t.reschedule(later)
+                        await hang(sc, tag)
+                except TimeoutError as e:
+                    sc("timeout", tag, e, repr(t), sc.loop.time(),
+                       me().cancelling())
+            t = Sub(t0 + 100, "refused")
+            try:
+                t.reschedule(t0 + 1)
+            except RuntimeError as e:
+                sc("refused", e.args)
+
+        sc.run(main)
+
+    trace = tparity(impl, scenario)
+    names = [e[1:3] for e in trace]
+    for tag in ("future", "past", "none"):
+        assert ("sub:reschedule", tag) in names
+        assert ("timeout", tag) in names
+    assert ("sub:on_timeout", "past") in names
+    assert ("sub:on_timeout", "future") in names
+    assert entry(trace, "refused") == (("Timeout has not been entered",),)
 
 
 def test_constructor_signature(impl):
@@ -754,6 +832,143 @@ def test_deadline_boundary_iteration(impl, offset):
         assert "not-yet" in [e[1] for e in trace]
         assert when(trace, "body:cancelled") == when(trace, "not-yet") + 2
     assert entry(trace, "done") == (True,)
+
+
+@pytest.mark.parametrize("offset", ["at", "one-ulp-before", "one-ulp-after"])
+def test_deadline_boundary_on_a_coarse_clock_reading(impl, offset):
+    """A clock reading so large that one ulp (2**-12 s at 2**40) exceeds
+    the clock resolution: up to 3.14 ``time() + resolution`` rounds back
+    to ``time()``, so a deadline exactly at the clock's reading is not
+    due yet; 3.15 adds at least one ulp (``math.ulp(now)``) and runs it."""
+    start = 2.0 ** 40
+    ulp = 2.0 ** -12
+
+    def scenario(sc):
+        manual(sc)
+        dt = {"at": 10.0, "one-ulp-before": 10.0 - ulp,
+              "one-ulp-after": 10.0 + ulp}[offset]
+
+        async def main():
+            try:
+                await scoped(sc, sc.impl.timeout(10), "t", hang, sc, "body")
+            except TimeoutError as e:
+                sc("main:timeout", e, sc.loop.time() - start)
+
+        task = sc.loop.create_task(main())
+        step(sc)
+        step(sc, dt)
+        moves = 0
+        while True:
+            step(sc, 0, 3)
+            if task.done() or moves == 3:
+                break
+            step(sc, ulp)  # one ulp later
+            moves += 1
+        sc("done", task.done(), moves, sc.loop.time() - start - 10.0)
+
+    trace = tparity(impl, scenario, start=start)
+    # The clock reading at which the deadline (10.0) is due.
+    due = 0.0 if PY >= (3, 15) else ulp
+    moves = {"one-ulp-before": 1, "at": 0, "one-ulp-after": 0}[offset]
+    moves += 1 if offset != "one-ulp-after" and due else 0
+    assert entry(trace, "done") == (True, moves, max(due, {
+        "one-ulp-before": -ulp, "at": 0.0, "one-ulp-after": ulp}[offset]))
+
+
+def shares_timers(impl):
+    import fastwait
+
+    return impl is fastwait and "timeout" in fastwait.NATIVE_NAMES
+
+
+def test_deadline_expires_at_the_shared_timers_place(impl):
+    """README difference 5: the deadlines due in one iteration expire when
+    the one shared loop timer runs, at its place among that iteration's
+    timers.  Here it is still armed for a removed deadline (1 s); the
+    clock then moves past three timers at once: the removed deadline,
+    a timer that completes the future the body awaits (1 s + eps), the
+    scope's deadline (1 s + 2 eps).  asyncio runs them in that order: the
+    result is set, then the cancellation reaches the body through the
+    task.  fastwait expires the deadline first: the future is cancelled
+    and the timer's set_result() fails.  Either way the scope raises
+    TimeoutError in the same iteration, and cancelling() is 0 after."""
+
+    def observe(mod):
+        from conftest import new_loop
+
+        loop = new_loop(clock=VirtualClock(1000.0, autojump=False))
+        eps = loop._clock_resolution / 4
+        log = []
+
+        async def main():
+            t0 = loop.time()
+            async with mod.timeout(1):
+                pass  # fastwait: the loop timer stays armed for +1
+            fut = loop.create_future()
+            try:
+                async with mod.timeout(1 + 2 * eps):
+                    loop.call_at(t0 + 1 + eps, fut.set_result, "set")
+                    await fut
+            except TimeoutError:
+                log.append(("timeout", loop.time() - t0,
+                            loop.fw_iteration - i0,
+                            asyncio.current_task().cancelling()))
+            log.append(("future", fut.cancelled() or fut.result()))
+
+        task = loop.create_task(main())
+        run_briefly(loop, 2)
+        i0 = loop.fw_iteration
+        loop.clock.advance(1.0)
+        run_briefly(loop, 4)
+        assert task.done()
+        task.result()
+        reports = [type(r.get("exception")).__name__
+                   for r in loop.fw_exceptions.take()]
+        loop.close()
+        return log, reports
+
+    want = observe(asyncio)
+    got = observe(impl)
+    assert want == ([("timeout", 1.0, 2, 0), ("future", "set")], [])
+    if shares_timers(impl):
+        assert got == ([("timeout", 1.0, 2, 0), ("future", True)],
+                       ["InvalidStateError"])
+    else:
+        assert got == want
+
+
+def test_stale_deadline_splits_timers_on_a_jumping_clock(impl):
+    """README difference 5: on a virtual clock that jumps to the next timer
+    when the loop is idle, the wake-up at a removed deadline (1 s) runs
+    the timers due within one clock resolution after it.  Two timers of
+    the program at 1 s + res/2 and 1 s + 1.2 res: asyncio wakes at the
+    first and runs both in that iteration; fastwait wakes at the removed
+    deadline, runs the first, and the second one iteration later."""
+
+    def observe(mod):
+        from conftest import new_loop
+
+        loop = new_loop(clock=VirtualClock(1000.0))
+        res = loop._clock_resolution
+        seen = []
+
+        async def main():
+            t0 = loop.time()
+            async with mod.timeout(1):
+                pass
+            done = loop.create_future()
+            for name, dt in (("a", 1 + res / 2), ("b", 1 + 1.2 * res)):
+                loop.call_at(t0 + dt, lambda n=name: seen.append(
+                    (n, loop.fw_iteration)))
+            loop.call_at(t0 + 2, done.set_result, None)
+            await done
+
+        run(loop, main)
+        loop.close()
+        return seen[1][1] - seen[0][1]
+
+    assert observe(asyncio) == 0
+    assert observe(impl) == (1 if shares_timers(impl) else 0)
 
 
 def test_two_deadlines_within_one_resolution_fire_together(impl):
@@ -2293,7 +2508,12 @@ class RecordingTask(asyncio.Task):
 def test_task_methods_are_called(impl, task_cls):
     """With a Task subclass (overridden cancel/uncancel/cancelling) or the
     pure-Python Task, the scope calls the same methods, in the same order,
-    with the same results."""
+    with the same results.  From 3.14 on the pure-Python Task is invisible
+    to (the C) ``asyncio.current_task()`` (it enters itself with
+    ``_py_enter_task``), so a scope refuses to be entered in it: "Timeout
+    should be used inside a task", for wait_for() with a timeout too, while
+    wait_for(aw, 0) still cancels and waits (its call-graph edge goes to
+    no task)."""
 
     def scenario(sc):
         def log(what, result):
@@ -2316,7 +2536,25 @@ def test_task_methods_are_called(impl, task_cls):
                          catch=True)
             await hang(sc, "body")
 
+        async def invisible():
+            try:
+                async with sc.impl.timeout(3):
+                    sc("timeout:entered")
+            except RuntimeError as e:
+                sc("timeout:refused", e.args)
+            try:
+                await sc.impl.wait_for(asyncio.sleep(0.5, "slept"), 2)
+            except RuntimeError as e:
+                sc("wait_for:refused", e.args)
+            try:
+                await sc.impl.wait_for(asyncio.sleep(5), 0)
+            except TimeoutError as e:
+                sc("wait_for-0:timeout", e, type(e.__cause__).__name__)
+
         async def main():
+            sc("main:current_task", me() is not None)
+            if me() is None:
+                return await invisible()
             try:
                 await scoped(sc, sc.impl.timeout(3), "outer", body)
             except TimeoutError as e:
@@ -2331,6 +2569,13 @@ def test_task_methods_are_called(impl, task_cls):
         sc.run(main)
 
     trace = tparity(impl, scenario, step=0.5)
+    if not entry(trace, "main:current_task")[0]:
+        assert task_cls == "pytask" and PY >= (3, 14)
+        refused = ("Timeout should be used inside a task",)
+        assert entry(trace, "timeout:refused") == (refused,)
+        assert entry(trace, "wait_for:refused") == (refused,)
+        assert entry(trace, "wait_for-0:timeout")[1] == "CancelledError"
+        return
     assert entry(trace, "body:type")[0] == (
         "RecordingTask" if task_cls == "subclass" else "Task")
     if task_cls == "subclass":

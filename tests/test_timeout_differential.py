@@ -16,7 +16,10 @@ scopes.  A scope is ``timeout(d)``, ``timeout_at(now + d)``,
 ``wait_for(coro, d)`` or ``wait_for(task, d)`` with ``d`` from a small set
 (None, 0, negative, on the clock's grid, between grid points, within one
 clock resolution before a grid point, two resolutions after one, infinite).
-A body sleeps (0 or a few grid steps) some times, may enter nested scopes
+A body sleeps (0 or a few grid steps) or awaits an outside future (one
+that the loop resolves after 0 or a few grid steps, or that is done
+already; the resolver records whether a cancellation reached the future
+first) some times, may enter nested scopes
 (optionally catching what comes out of them), may reschedule its own
 scope at step k (earlier, later, None, into the past), and ends by
 returning, raising, or, when cancelled, letting the CancelledError
@@ -33,7 +36,13 @@ idle loop jumps to its next timer (autojump); an implementation that
 shares one loop timer between scopes may wake an idle loop at a deadline
 that was already removed (an iteration in which nothing observable
 happens), so in this mode an event's iteration is compared as (time,
-iterations since the first traced event at that time).
+iterations since the first traced event at that time).  Such a wake-up
+also runs the timers due within one clock resolution after the removed
+deadline, where the stdlib's loop, woken at the first of them, runs the
+ones within one resolution of that one (README, difference 5): so in jump
+mode every time is on the 0.25 s grid (no delays, wait_for deadlines or
+resolvers a fraction of the resolution off it; step mode has them), and
+timers due together are due at exactly the same time.
 """
 
 import asyncio
@@ -109,7 +118,9 @@ class Spec:
 
 
 def bodies(depth, pal):
-    sleep = st.tuples(st.just("sleep"), st.sampled_from(pal[2]))
+    sleep = st.one_of(
+        st.tuples(st.just("sleep"), st.sampled_from(pal[2])),
+        st.tuples(st.just("future"), st.sampled_from(pal[2] + ("done",))))
     if depth > 0:
         action = st.one_of(
             sleep, sleep,
@@ -150,12 +161,19 @@ def task_specs(pal):
     )
 
 
-def specs(pal=WIDE):
-    return st.builds(
-        Spec,
-        tasks=st.lists(task_specs(pal), min_size=1, max_size=3).map(tuple),
-        mode=st.sampled_from(["step", "step", "jump"]),
-    )
+def on_grid(pal):
+    """``pal`` without the delays off the clock's grid (jump mode)."""
+    return tuple(tuple(v for v in values if not isinstance(v, str)
+                       or v == "inf") for values in pal)
+
+
+@st.composite
+def specs(draw, pal=WIDE):
+    mode = draw(st.sampled_from(["step", "step", "jump"]))
+    if mode == "jump":
+        pal = on_grid(pal)
+    tasks = draw(st.lists(task_specs(pal), min_size=1, max_size=3))
+    return Spec(tasks=tuple(tasks), mode=mode)
 
 
 # ---------------------------------------------------------------------------
@@ -249,6 +267,50 @@ def build(spec):
             except Exception as e:  # noqa: BLE001 - recorded
                 return ("repr-failed", type(e).__name__, e.args)
 
+        resolvers = []
+
+        def outside_future(name, dt):
+            """A future that the loop (not the body) resolves: in the next
+            iteration (dt 0), in the iteration after a timer at ``now +
+            dt`` ran, or at once ("done").  The resolver records whether
+            the future was still pending or a cancellation reached it
+            first (set_result raises InvalidStateError).  It resolves from
+            a callback that the timer queues (call_soon), so the outcome
+            depends on the iteration in which the timer ran, not on its
+            place among the timers of that iteration (README, difference
+            5); its events have an owner of their own (the future) for the
+            same reason, and because of several resolvers in one iteration
+            which runs first is free (difference 3)."""
+            fut = loop.create_future()
+            sc.label(fut, name)
+
+            def resolve():
+                try:
+                    fut.set_result(name)
+                except asyncio.InvalidStateError:
+                    ev(f"{name}:resolve-failed", sc.state(fut),
+                       owner=f"~{name}")
+                else:
+                    ev(f"{name}:resolved", owner=f"~{name}")
+
+            if dt == "done":
+                resolve()
+            elif dt == 0:
+                loop.call_soon(resolve)
+            elif spec.mode == "jump":
+                loop.call_at(loop.time() + dt, loop.call_soon, resolve)
+            else:
+                # Off the grid by a distinct fraction of the resolution,
+                # an odd number of 256ths (wait_for_nudges uses 64ths):
+                # never at exactly the time of another timer, whose order
+                # would be the heap's.
+                n = len(resolvers) % 60 + 1
+                resolvers.append(name)
+                loop.call_at(loop.time() + dt + (1 if n % 2 else -1)
+                             * (2 * n - 1) * res / 256,
+                             loop.call_soon, resolve)
+            return fut
+
         async def run_body(path, body, cm=None, resched=None, caller=None):
             if caller is not None and me() is not caller:
                 # A task of its own (wait_for_task; 3.11's wait_for of a
@@ -272,6 +334,9 @@ def build(spec):
                     if act[0] == "sleep":
                         await asyncio.sleep(act[1])
                         ev(f"{path}:slept{k}")
+                    elif act[0] == "future":
+                        r = await outside_future(f"{path}:fut{k}", act[1])
+                        ev(f"{path}:got{k}", r)
                     else:
                         _, scope, catch = act
                         try:
@@ -303,7 +368,8 @@ def build(spec):
             d = resolve_delay(scope.delay, res)
             ev(f"{path}:enter", scope.kind, me().cancelling())
             if scope.kind.startswith("wait_for"):
-                if isinstance(d, (int, float)) and 0 < d < float("inf"):
+                if isinstance(d, (int, float)) and 0 < d < float("inf") \
+                        and spec.mode == "step":
                     d += nudges[path] * res / 64
                 coro = run_body(path, scope.body, caller=me())
                 if scope.kind == "wait_for_task":
@@ -316,6 +382,11 @@ def build(spec):
                 except BaseException as e:
                     ev_chain(f"{path}:raised", e, me().cancelling())
                     if scope.kind == "wait_for_task":
+                        # Named, not "#n" (numbered in the order of first
+                        # sight, which two tasks in one iteration may swap).
+                        if aw.done() and not aw.cancelled() and \
+                                aw._exception is not None:
+                            sc.label(aw._exception, f"{path}:task-exc")
                         ev(f"{path}:task-state", sc.state(aw))
                     raise
                 ev(f"{path}:returned", r, me().cancelling())
@@ -352,6 +423,19 @@ def build(spec):
 
         tasks = []
 
+        def cancel_offset(i):
+            """Never at exactly the time of another timer (a sleep that
+            wakes the task or its inner task, whose order against the
+            cancellation would be the heap's, README difference 5): in step
+            mode a distinct odd number of 512ths of the resolution off the
+            grid (wait_for_nudges uses 64ths, the resolvers odd 256ths); in
+            jump mode, where the clock goes to each timer it wakes up for,
+            a distinct eighth of a grid step (timers derived from a
+            cancellation keep that offset)."""
+            if spec.mode == "jump":
+                return (2 * i + 1) * Q / 8
+            return (1 if i % 2 else -1) * (2 * i + 1) * res / 512
+
         def cancel(i):
             # (Not cancelling(): whether an expiry due in this iteration
             # has already cancelled the task too is callback order.)
@@ -361,7 +445,8 @@ def build(spec):
         async def main():
             for i, ts in enumerate(spec.tasks):
                 if ts.cancel_at is not None:
-                    loop.call_at(START + ts.cancel_at, cancel, i)
+                    loop.call_at(START + ts.cancel_at + cancel_offset(i),
+                                 cancel, i)
             for i, ts in enumerate(spec.tasks):
                 t = loop.create_task(top(i, ts))
                 sc.label(t, f"t{i}")

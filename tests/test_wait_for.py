@@ -425,6 +425,87 @@ def test_non_positive_timeout_inner_suppresses(impl):
     assert entry(trace, "wf:returned")[0] == "kept"
 
 
+HAS_GRAPH = hasattr(asyncio, "capture_call_graph")
+
+
+def graph_of(sc, fut):
+    """What the 3.14 call graph records for ``fut``: the labels of the
+    futures awaiting it (``_asyncio_awaited_by``) and, through
+    ``asyncio.capture_call_graph(fut)``, each awaiter's frames of this test
+    module (asyncio's and fastwait's own frames differ: C has none)."""
+    if not HAS_GRAPH:
+        return "no-graph"
+    g = asyncio.capture_call_graph(fut)
+    assert g.future is fut and set(a.future for a in g.awaited_by) == set(
+        fut._asyncio_awaited_by or ())
+    return sorted(
+        (sc.label(a.future),
+         tuple(e.frame.f_code.co_name for e in a.call_stack
+               if e.frame.f_code.co_filename == __file__))
+        for a in g.awaited_by)
+
+
+@pytest.mark.parametrize("kind", ["pending-task", "pending-future",
+                                  "suppressing-task"])
+def test_non_positive_timeout_call_graph_edge(impl, kind):
+    """3.14+ (gh-157058): while wait_for(aw, 0) cancels a pending future
+    and waits for it (``_cancel_and_wait``), the future is recorded as
+    awaited by the calling task -- from the cancel() on until the caller
+    resumes -- so capture_call_graph() sees the caller; the edge is gone
+    afterwards.  Before 3.14 there is no call graph."""
+
+    def scenario(sc):
+        async def graph_inner(name, catch=False):
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                sc(f"{name}:cancelled", graph_of(sc, me()))
+                await asyncio.sleep(0)
+                sc(f"{name}:cancelled+1", graph_of(sc, me()))
+                if not catch:
+                    raise
+            return "kept"
+
+        async def caller_main():
+            if kind.endswith("task"):
+                aw = sc.loop.create_task(
+                    graph_inner("inner", catch=kind.startswith("supp")))
+                await asyncio.sleep(0)
+            else:
+                aw = sc.loop.create_future()
+            sc.label(aw, "aw")
+            sc("aw:before", graph_of(sc, aw))
+
+            def probe():
+                sc("aw:probe", graph_of(sc, aw))
+
+            sc.loop.fw_probes.append(probe)
+            try:
+                await call(sc, aw, 0)
+            finally:
+                sc.loop.fw_probes.remove(probe)
+            sc("aw:after", graph_of(sc, aw), sc.state(aw))
+
+        run_main(sc, caller_main)
+
+    trace = tparity(impl, scenario)
+    probes = [e[2] for e in trace if e[1] == "aw:probe"]
+    assert entry(trace, "aw:before") == ([] if HAS_GRAPH else "no-graph",)
+    assert entry(trace, "aw:after")[0] == ([] if HAS_GRAPH else "no-graph")
+    if HAS_GRAPH:
+        edge = [("caller", ("call", "caller_main", "wrapper"))]
+        assert probes and all(p == edge for p in probes)
+        if kind.endswith("task"):
+            assert entry(trace, "inner:cancelled") == (edge,)
+            assert entry(trace, "inner:cancelled+1") == (edge,)
+    else:
+        assert set(probes) == {"no-graph"}
+    if kind == "suppressing-task":
+        assert entry(trace, "wf:returned")[0] == "kept"
+    else:
+        assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
+
+
 # ---------------------------------------------------------------------------
 # The caller is cancelled
 # ---------------------------------------------------------------------------
@@ -664,12 +745,33 @@ def test_wait_for_in_a_taskgroup_child(impl):
 # Bad input, coroutine-function behaviour
 # ---------------------------------------------------------------------------
 
+def await_error(obj):
+    """The running interpreter's TypeError message for ``await obj``
+    ("object int can't be used in 'await' expression" before 3.14,
+    "'int' object can't be awaited" since)."""
+    async def f():
+        await obj
+
+    c = f()
+    with warnings.catch_warnings():
+        # (an __await__ that returns a coroutine: dropped unawaited)
+        warnings.simplefilter("ignore")
+        try:
+            c.send(None)
+        except TypeError as e:
+            return e.args[0]
+        finally:
+            c.close()
+            gc.collect()
+    raise AssertionError(f"{obj!r} was awaitable")
+
+
 @pytest.mark.parametrize("arg", [42, "x", None])
 @pytest.mark.parametrize("timeout", [None, 1, 0])
 def test_non_awaitable(impl, loop, arg, timeout):
-    """The error comes at the await, not at the call: 'object int can't be
-    used in 'await' expression' (inline await: timeout None, or 3.12+),
-    or ensure_future's 'An asyncio.Future, a coroutine or an awaitable is
+    """The error comes at the await, not at the call: the interpreter's own
+    message for ``await arg`` (inline await: timeout None, or 3.12+), or
+    ensure_future's 'An asyncio.Future, a coroutine or an awaitable is
     required' (3.11 with a timeout, every version with timeout <= 0)."""
 
     async def main(mod):
@@ -686,7 +788,73 @@ def test_non_awaitable(impl, loop, arg, timeout):
         assert msg == ("An asyncio.Future, a coroutine or an awaitable is "
                        "required")
     else:
-        assert msg.endswith("can't be used in 'await' expression")
+        assert msg == await_error(arg)
+
+
+class BadAwait:
+    """An awaitable whose __await__ breaks the protocol."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.called = False
+
+    def __await__(self):
+        self.called = True
+        if self.kind == "non-iterator":
+            return 5
+        if self.kind == "coroutine":
+            return inner_coro()
+        raise Boom("in __await__")
+
+
+@pytest.mark.parametrize("kind", ["non-iterator", "coroutine", "raises"])
+@pytest.mark.parametrize("timeout", [None, 1, 0])
+def test_bad_await_protocol(impl, loop, kind, timeout):
+    """An __await__ that returns a non-iterator or a coroutine, or raises:
+    the interpreter's own error at the same point (3.15 words it
+    "X.__await__() must return an iterator, not Y"), whether the awaitable
+    is awaited inline or by ensure_future's wrapper task (3.11 with a
+    timeout, and timeout <= 0, where a lazy wrapper is cancelled before it
+    calls __await__)."""
+
+    def observe(mod):
+        async def main():
+            aw = BadAwait(kind)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    res = await mod.wait_for(aw, timeout)
+                except (TypeError, Boom, TimeoutError) as e:
+                    res = (type(e).__name__, e.args,
+                           type(e.__context__).__name__,
+                           type(e.__cause__).__name__)
+                gc.collect()
+            return res, me().cancelling(), [
+                (w.category.__name__, str(w.message)) for w in caught], \
+                aw.called
+
+        return run(loop, main)
+
+    got = observe(impl)
+    assert got == observe(asyncio)
+    called = got[3]
+    if timeout == 0 and not EAGER:
+        assert not called
+    if timeout == 0 and not called:
+        # The wrapper task is cancelled before it runs (lazy tasks; with
+        # uvloop on 3.14+ the eager axis's factory is handed
+        # eager_start=None, which starts lazily): __await__ is never
+        # called.
+        want = ("TimeoutError", ())
+    elif kind == "raises":
+        want = ("Boom", ("in __await__",))
+    elif PY311 and timeout is not None:
+        # 3.11's wrapper is a generator: `yield from aw.__await__()`.
+        want = (1 if kind == "coroutine"
+                else ("TypeError", ("'int' object is not iterable",)))
+    else:
+        want = ("TypeError", (await_error(BadAwait(kind)),))
+    assert (got[0] if want == 1 else got[0][:2]) == want
 
 
 @pytest.mark.parametrize("timeout", ["x", [1], b"1"])
@@ -945,6 +1113,82 @@ def test_deadline_and_completion_due_together_after_another_wait_for(impl,
         assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
     else:
         assert entry(trace, "wf:returned")[:2] == ("r", 0)
+
+
+def test_removed_deadline_splits_a_cancellation_from_an_outer_deadline(impl):
+    """README difference 5, on a clock that jumps to the next timer: a
+    removed deadline (1 s) still has the shared loop timer armed.  The
+    inner's sleep (1 s + res/2), a cancellation of the caller from outside
+    (1 s + 0.75 res) and an outer scope's deadline (1 s + 1.4 res) follow
+    within less than one clock resolution of each other.  asyncio wakes at
+    the sleep and runs all three: wait_for raises CancelledError with
+    cancelling() 2 (the outside cancellation and the outer scope's).
+    fastwait wakes at the removed deadline, where the outer deadline is
+    not due yet: wait_for raises with cancelling() 1, and the outer scope
+    exits before its deadline.  The outcome is the same: the caller is
+    cancelled, cancelling() 1.  (3.11: wait_for's own task has finished,
+    the cancellation is swallowed and the result returned, with
+    cancelling() 2 and 1.)"""
+
+    def observe(mod):
+        from conftest import VirtualClock, new_loop
+
+        loop = new_loop(clock=VirtualClock(1000.0))
+        res = loop._clock_resolution
+        log = []
+
+        async def sleeper(t0):
+            await asyncio.sleep(t0 + 1 + 0.5 * res - loop.time())
+            return "slept"
+
+        async def caller():
+            t0 = loop.time()
+            async with mod.timeout(1):
+                pass
+            loop.call_at(t0 + 1 + 0.75 * res,
+                         lambda: log.append(("cancel", task.cancel())))
+            try:
+                async with mod.timeout_at(t0 + 1 + 1.4 * res) as t:
+                    try:
+                        r = await mod.wait_for(sleeper(t0), 10)
+                        log.append(("wait_for returned", r, me().cancelling()))
+                    except asyncio.CancelledError:
+                        log.append(("wait_for raised", me().cancelling()))
+                        raise
+            except BaseException as e:
+                log.append(("scope raised", type(e).__name__, t.expired(),
+                            me().cancelling()))
+                raise
+
+        task = loop.create_task(caller())
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass
+        log.append(("final", task.cancelled(), task.cancelling()))
+        loop.close()
+        return log
+
+    import fastwait
+
+    want = observe(asyncio)
+    got = observe(impl)
+    split = impl is fastwait and "timeout" in fastwait.NATIVE_NAMES
+    if PY311:
+        # wait_for's own task has finished; 3.11 swallows the caller's
+        # cancellation and returns its result.
+        assert want == [("cancel", True), ("wait_for returned", "slept", 2),
+                        ("final", False, 1)]
+        assert got == ([("cancel", True),
+                        ("wait_for returned", "slept", 1),
+                        ("final", False, 1)] if split else want)
+        return
+    assert want == [("cancel", True), ("wait_for raised", 2),
+                    ("scope raised", "CancelledError", True, 1),
+                    ("final", True, 1)]
+    assert got == ([("cancel", True), ("wait_for raised", 1),
+                    ("scope raised", "CancelledError", False, 1),
+                    ("final", True, 1)] if split else want)
 
 
 def test_deadlines_within_one_resolution_keep_their_order(impl):

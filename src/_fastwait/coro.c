@@ -55,17 +55,24 @@ fw_get_awaitable_iter(PyObject *aw)
         if (it == NULL) {
             return NULL;
         }
-        if (PyCoro_CheckExact(it)) {
-            Py_DECREF(it);
-            PyErr_SetString(PyExc_TypeError,
-                            "__await__() returned a coroutine");
-            return NULL;
-        }
-        if (!PyIter_Check(it)) {
+        if (PyCoro_CheckExact(it) || !PyIter_Check(it)) {
+            /* The interpreter's words: 3.15 names both types. */
+#if PY_VERSION_HEX >= 0x030F0000
             PyErr_Format(PyExc_TypeError,
-                         "__await__() returned non-iterator of type "
-                         "'%.100s'",
-                         Py_TYPE(it)->tp_name);
+                         "%T.__await__() must return an iterator, not %T",
+                         aw, it);
+#else
+            if (PyCoro_CheckExact(it)) {
+                PyErr_SetString(PyExc_TypeError,
+                                "__await__() returned a coroutine");
+            }
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "__await__() returned non-iterator of type "
+                             "'%.100s'",
+                             Py_TYPE(it)->tp_name);
+            }
+#endif
             Py_DECREF(it);
             return NULL;
         }
@@ -91,9 +98,14 @@ fw_get_awaitable_iter(PyObject *aw)
             return Py_NewRef(aw);
         }
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    PyErr_Format(PyExc_TypeError, "'%.100s' object can't be awaited",
+                 tp->tp_name);
+#else
     PyErr_Format(PyExc_TypeError,
                  "object %.100s can't be used in 'await' expression",
                  tp->tp_name);
+#endif
     return NULL;
 }
 

@@ -179,6 +179,8 @@ typedef struct {
                                    outer is cancelled (3.14: it does not) */
     int as_completed_requeue; /* 3.14+: _wait_for_one puts back _todo_left
                                  when its get() fails (cancelled) */
+    int timer_end_ulp;        /* 3.15+: the loop's end_time adds at least
+                                 one ulp of the clock (timeout.c) */
 } fw_state;
 
 extern PyModuleDef fw_module_def;

@@ -52,6 +52,7 @@ typedef struct {
     Py_ssize_t index;    /* position in sched->heap */
     int state;
     PyObject *weakreflist;
+    PyObject *dict;      /* instance attributes, as the stdlib's take */
 } TimeoutObject;
 
 struct Scheduler {
@@ -63,6 +64,8 @@ struct Scheduler {
     PyObject *handle;  /* the armed TimerHandle, or NULL */
     double armed;      /* its deadline */
     double resolution; /* the loop's clock resolution */
+    int ulp;           /* 3.15+ asyncio loops: the resolution added is at
+                          least one ulp of the clock's reading */
     TimeoutObject **heap; /* strong references, ordered by (deadline, seq) */
     Py_ssize_t len, cap;
     uint64_t seq;
@@ -220,6 +223,24 @@ sched_push(fw_state *st, Scheduler *s, TimeoutObject *t, double deadline)
 
 static int timeout_fire(fw_state *st, TimeoutObject *t);
 
+/* The loop's `end_time` for a clock reading `now`: timers earlier than it
+ * are due.  `now + resolution`; on 3.15+ asyncio loops
+ * `now + max(resolution, math.ulp(now))`, so that it is strictly
+ * increasing when the resolution is below the clock's precision. */
+static double
+sched_end_time(Scheduler *s, double now)
+{
+    double res = s->resolution;
+    if (s->ulp) {
+        double a = fabs(now);
+        double u = isfinite(a) ? nextafter(a, INFINITY) - a : a;
+        if (u > res) {
+            res = u;
+        }
+    }
+    return now + res;
+}
+
 /* The loop timer: expire every deadline due in this iteration, re-arm for
  * the next one.  Expiring runs task.cancel(), i.e. possibly user code that
  * enters or leaves other scopes: the heap is re-read after each one. */
@@ -239,7 +260,7 @@ sched_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
         error = fw_err_fetch();
     }
     else {
-        cutoff += s->resolution;
+        cutoff = sched_end_time(s, cutoff);
         while (s->len > 0 && s->heap[0]->deadline < cutoff) {
             TimeoutObject *t = (TimeoutObject *)Py_NewRef(s->heap[0]);
             heap_remove(t);
@@ -275,8 +296,9 @@ sched_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
  * uvloop's Loop (millisecond timers: a deadline is due once its rounded
  * millisecond is), as long as call_at is their own. */
 static double
-loop_timer_resolution(fw_state *st, PyObject *loop)
+loop_timer_resolution(fw_state *st, PyObject *loop, int *is_asyncio)
 {
+    *is_asyncio = 0;
     PyTypeObject *tp = Py_TYPE(loop);
     PyObject *known = PyDict_GetItemWithError(st->timer_loop_types,
                                               (PyObject *)tp);
@@ -324,6 +346,7 @@ loop_timer_resolution(fw_state *st, PyObject *loop)
     if (PyUnicode_CompareWithASCIIString(known, "uvloop") == 0) {
         return 0.0005;
     }
+    *is_asyncio = 1;
     PyObject *res;
     int found = fw_getattr_optional(loop, st->str_clock_resolution, &res);
     if (found <= 0) {
@@ -362,7 +385,8 @@ sched_for(fw_state *st, PyObject *loop)
         Py_DECREF(key);
         return NULL;
     }
-    double resolution = loop_timer_resolution(st, loop);
+    int is_asyncio;
+    double resolution = loop_timer_resolution(st, loop, &is_asyncio);
     if (resolution < 0) {
         Py_DECREF(key);
         return NULL; /* -1: unknown loop; -2: error */
@@ -379,6 +403,7 @@ sched_for(fw_state *st, PyObject *loop)
     s->handle = NULL;
     s->armed = 0.0;
     s->resolution = resolution;
+    s->ulp = st->timer_end_ulp && is_asyncio;
     s->heap = NULL;
     s->len = s->cap = 0;
     s->seq = 0;
@@ -592,6 +617,7 @@ timeout_init_fields(fw_state *st, TimeoutObject *t, PyObject *when)
     t->index = -1;
     t->state = T_CREATED;
     t->weakreflist = NULL;
+    t->dict = NULL;
     return t;
 }
 
@@ -686,7 +712,10 @@ timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
             PyErr_Clear(); /* too large for a double: the stdlib's path */
         }
         else {
-            fast = isfinite(d) && PyFloat_CheckExact(now);
+            /* A subclass's timer calls its own `self._on_timeout`: the
+             * stdlib's path. */
+            fast = isfinite(d) && PyFloat_CheckExact(now) &&
+                   Py_TYPE(t) == st->TimeoutType;
         }
     }
     if (fast) {
@@ -786,7 +815,19 @@ fw_timeout_enter(fw_state *st, PyObject *op)
         return -1;
     }
     Py_XSETREF(t->cancelling, n);
-    int r = timeout_reschedule(st, t, t->when, loop);
+    int r;
+    if (Py_TYPE(op) == st->TimeoutType) {
+        r = timeout_reschedule(st, t, t->when, loop);
+    }
+    else {
+        /* A subclass: `self.reschedule(self._when)`, as the stdlib's
+         * __aenter__ does, so that an override is called. */
+        PyObject *when = Py_NewRef(t->when);
+        PyObject *res = PyObject_CallMethod(op, "reschedule", "O", when);
+        Py_DECREF(when);
+        Py_XDECREF(res);
+        r = res == NULL ? -1 : 0;
+    }
     Py_DECREF(loop);
     return r;
 }
@@ -1247,6 +1288,7 @@ timeout_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(t->handle);
     Py_VISIT(t->waiter);
     Py_VISIT(t->sched);
+    Py_VISIT(t->dict);
     return 0;
 }
 
@@ -1262,6 +1304,7 @@ timeout_clear(PyObject *op)
     Py_CLEAR(t->cancelling);
     Py_CLEAR(t->handle);
     Py_CLEAR(t->waiter);
+    Py_CLEAR(t->dict);
     return 0;
 }
 
@@ -1284,8 +1327,16 @@ static PyMethodDef timeout_methods[] = {
 };
 
 static PyMemberDef timeout_members[] = {
+    {"__dictoffset__", Py_T_PYSSIZET, offsetof(TimeoutObject, dict),
+     Py_READONLY},
     {"__weaklistoffset__", Py_T_PYSSIZET,
      offsetof(TimeoutObject, weakreflist), Py_READONLY},
+    {NULL},
+};
+
+static PyGetSetDef timeout_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL,
+     NULL},
     {NULL},
 };
 
@@ -1319,6 +1370,7 @@ static PyType_Slot timeout_slots[] = {
     {Py_tp_dealloc, timeout_dealloc},
     {Py_tp_methods, timeout_methods},
     {Py_tp_members, timeout_members},
+    {Py_tp_getset, timeout_getset},
     {0, NULL},
 };
 
@@ -1440,12 +1492,16 @@ fw_timeout_init(PyObject *module, fw_state *st)
         return -1;
     }
     st->timeout_splices_context = Py_Version >= 0x030D0000;
-    /* @typing.final marks the class (it does not prevent subclassing). */
-    if (PyDict_SetItemString(st->TimeoutType->tp_dict, "__final__",
-                             Py_True) < 0) {
-        return -1;
+    st->timer_end_ulp = Py_Version >= 0x030F0000;
+    /* 3.11-3.13: @typing.final marks the class (it does not prevent
+     * subclassing); 3.14 dropped the decorator. */
+    if (Py_Version < 0x030E0000) {
+        if (PyDict_SetItemString(st->TimeoutType->tp_dict, "__final__",
+                                 Py_True) < 0) {
+            return -1;
+        }
+        PyType_Modified(st->TimeoutType);
     }
-    PyType_Modified(st->TimeoutType);
     if (PyModule_AddType(module, st->TimeoutType) < 0) {
         return -1;
     }

@@ -443,6 +443,28 @@ static PyMethodDef wait_for_functions[] = {
     {NULL},
 };
 
+/* 3.14+: tasks._cancel_and_wait records that the current task awaits the
+ * cancelled future in the call graph (gh-157058: awaiting the waiter
+ * leaves no edge on fut), at the same points as the stdlib.  Defined next
+ * to module.c's earlier form, whose _release_waiter it shares. */
+static const char cancel_and_wait_314_src[] =
+    "from asyncio import futures as _futures, tasks as _tasks\n"
+    "async def _cancel_and_wait_314(fut):\n"
+    "    loop = _events.get_running_loop()\n"
+    "    waiter = loop.create_future()\n"
+    "    cb = _functools.partial(_release_waiter, waiter)\n"
+    "    fut.add_done_callback(cb)\n"
+    "    cur_task = _tasks.current_task()\n"
+    "    _futures.future_add_to_awaited_by(fut, cur_task)\n"
+    "    try:\n"
+    "        fut.cancel()\n"
+    "        await waiter\n"
+    "    finally:\n"
+    "        fut.remove_done_callback(cb)\n"
+    "        _futures.future_discard_from_awaited_by(fut, cur_task)\n"
+    "_cancel_and_wait_314.__name__ = '_cancel_and_wait'\n"
+    "_cancel_and_wait_314.__qualname__ = '_cancel_and_wait'\n";
+
 int
 fw_wait_for_init(PyObject *module, fw_state *st)
 {
@@ -450,6 +472,21 @@ fw_wait_for_init(PyObject *module, fw_state *st)
         module, &wf_spec, NULL);
     if (st->WaitForStateType == NULL) {
         return -1;
+    }
+    if (Py_Version >= 0x030E0000) {
+        PyObject *ran = PyRun_String(cancel_and_wait_314_src, Py_file_input,
+                                     st->signatures, st->signatures);
+        if (ran == NULL) {
+            return -1;
+        }
+        Py_DECREF(ran);
+        PyObject *f = PyDict_GetItemString(st->signatures,
+                                           "_cancel_and_wait_314");
+        if (f == NULL) {
+            PyErr_SetString(PyExc_SystemError, "no _cancel_and_wait_314");
+            return -1;
+        }
+        Py_XSETREF(st->cancel_and_wait, Py_NewRef(f));
     }
     return PyModule_AddFunctions(module, wait_for_functions);
 }
