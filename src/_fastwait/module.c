@@ -687,7 +687,10 @@ module_exec(PyObject *module)
     st->wait_for_own_task = !v312;
     st->graph_edges = Py_Version >= 0x030E0000;
     st->shield_marks_retrieved = !st->graph_edges;
-    st->as_completed_requeue = st->graph_edges;
+    /* gh-158004: first in 3.14.9 and 3.15.1 (docs/patch-releases.md). */
+    st->as_completed_requeue =
+        (Py_Version >= 0x030E0900 && Py_Version < 0x030F0000) ||
+        Py_Version >= 0x030F0100;
     if (st->graph_edges) {
         /* Read from asyncio.futures at each use, as tasks.py and
          * taskgroups.py read futures.future_add_to_awaited_by (CPython's
