@@ -666,6 +666,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
     Py_VISIT(st->set_task_name);
+    Py_VISIT(st->tg_add_awaited_by);
+    Py_VISIT(st->tg_discard_awaited_by);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_VISIT(st->future_methods[m]);
         Py_VISIT(st->task_methods[m]);
@@ -728,6 +730,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);
     Py_CLEAR(st->set_task_name);
+    Py_CLEAR(st->tg_add_awaited_by);
+    Py_CLEAR(st->tg_discard_awaited_by);
+    Py_CLEAR(st->tg_str_ready);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);
         Py_CLEAR(st->task_methods[m]);

@@ -158,6 +158,24 @@ typedef struct {
                                     into the context chain (gh-96037) */
     int wait_for_own_task;    /* 3.11: wait_for runs its awaitable in a
                                  task of its own */
+
+    /* taskgroup.c: TaskGroup's switches, decided once in
+     * fw_taskgroup_init from Py_Version (patch releases included). */
+    int tg_v313;         /* 3.13.0+: uncancel() after the wait, coroutine
+                            closed on refusal, CancelledError subclasses */
+    int tg_aexit_clears; /* 3.12.8+/3.13.1+: __aexit__ clears _parent_task,
+                            _errors, _base_error when it ends (gh-124958) */
+    int tg_always_add;   /* 3.12.9+/3.13.2+: a child done inside
+                            create_task is added and called back like any
+                            other (gh-128550, gh-128588) */
+    int tg_v314;         /* 3.14+: create_task(coro, **kwargs), call-graph
+                            edges child -> parent */
+    int tg_v315;         /* 3.15+: cancel(), gh-155433, gh-155418, a lone
+                            GeneratorExit re-raised, __aexit__ -> True */
+    PyObject *tg_add_awaited_by;     /* asyncio.future_add_to_awaited_by
+                                        (3.14+) or NULL */
+    PyObject *tg_discard_awaited_by; /* future_discard_from_awaited_by */
+    PyObject *tg_str_ready;          /* "_ready" */
 } fw_state;
 
 extern PyModuleDef fw_module_def;
