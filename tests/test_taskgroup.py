@@ -46,6 +46,16 @@ from helpers import install_factory
 
 EAGER = TASKS_KIND == "eager"
 PY313 = PY >= (3, 13)
+PY314 = PY >= (3, 14)
+PY315 = PY >= (3, 15)
+#: 3.12.8+/3.13.1+: __aexit__ clears _parent_task, _errors and _base_error
+#: when it ends (gh-124958).
+AEXIT_CLEARS = PY >= (3, 13, 1) or (3, 12, 8) <= PY < (3, 13)
+#: 3.12.9+/3.13.2+: a child done inside create_task (eager start) is added
+#: and called back like any other (gh-128550, gh-128588).
+ALWAYS_ADD = PY >= (3, 13, 2) or (3, 12, 9) <= PY < (3, 13)
+#: 3.12.1/3.13.0: such a child is processed inside create_task.
+DONE_SHORTCUT = PY >= (3, 12) and not ALWAYS_ADD
 MSG = "unhandled errors in a TaskGroup"
 
 
@@ -163,6 +173,35 @@ def names(trace):
     return [e[1] for e in trace]
 
 
+def current_task():
+    """asyncio.current_task(), also inside a pure-Python Task on 3.14+
+    (asyncio.current_task() reads the C registry there, which the
+    pure-Python Task does not enter)."""
+    task = asyncio.current_task()
+    if task is None and PY314:
+        task = asyncio.tasks._py_current_task()
+    return task
+
+
+def install_child_factory(loop, kind):
+    """helpers.install_factory, and on 3.14+ a mark on the "pytask"
+    factory: see parent_task()."""
+    install_factory(loop, kind)
+    if kind == "pytask" and PY314:
+        loop.get_task_factory().fw_pytask = True
+
+
+def parent_task(loop, coro):
+    """loop.create_task(coro) for a task that enters a group.  On 3.14+ a
+    factory of pure-Python Tasks is bypassed for it (asyncio.Task, started
+    eagerly on the eager axis): TaskGroup finds its parent with
+    tasks.current_task(), which reads the C registry that the pure-Python
+    Task no longer enters -- asyncio's own TaskGroup cannot run in one."""
+    if getattr(loop.get_task_factory(), "fw_pytask", False):
+        return asyncio.Task(coro, loop=loop, eager_start=EAGER)
+    return loop.create_task(coro)
+
+
 def both(impl, fn, **loop_kw):
     """Run ``fn(TaskGroup, loop)`` with ``impl.TaskGroup`` and with
     ``asyncio.TaskGroup``, each on a fresh loop, warnings and exception
@@ -214,7 +253,7 @@ async def worker(sc, name, *, steps=0, result=None, exc=None, wait=(),
     ``<name>.exc``).  A CancelledError is recorded (labelled
     ``<name>.cancel``) and re-raised, or swallowed with ``catch_cancel``,
     or replaced by ``on_cancel`` (an exception raised from the handler)."""
-    sc(f"{name}:start", asyncio.current_task().cancelling())
+    sc(f"{name}:start", current_task().cancelling())
     try:
         for i in range(steps):
             await asyncio.sleep(0)
@@ -249,12 +288,12 @@ async def sleep_forever(sc, name):
     except asyncio.CancelledError as e:
         sc.label(e, f"{name}.cancel")
         sc(f"{name}:cancelled", xdesc(sc, e),
-           asyncio.current_task().cancelling())
+           current_task().cancelling())
         raise
 
 
 async def drain(limit=100, exclude=()):
-    me = asyncio.current_task()
+    me = current_task()
     for _ in range(limit):
         if all(t.done() for t in asyncio.all_tasks()
                if t is not me and t not in exclude):
@@ -319,8 +358,8 @@ def group_scenario(body, *, final=None, ordered=True, make=None,
             if final:
                 final(sc, named)
 
-        install_factory(sc.loop, factory)
-        task = sc.loop.create_task(main())
+        install_child_factory(sc.loop, factory)
+        task = parent_task(sc.loop, main())
         sc.label(task, "main-task")
         for _ in range(5):
             try:
@@ -376,7 +415,9 @@ def test_aenter_returns_the_group_and_aexit_returns_none(impl):
         return loop.run_until_complete(main())
 
     out = both(impl, fn)[0]
-    assert out == (True, "<TaskGroup entered>", None, "<TaskGroup entered>")
+    # 3.15's __aexit__ returns True ("suppress any remaining exception").
+    assert out == (True, "<TaskGroup entered>", True if PY315 else None,
+                   "<TaskGroup entered>")
 
 
 @pytest.mark.parametrize("method", ["__aenter__", "__aexit__"])
@@ -430,7 +471,7 @@ def test_exit_without_enter(impl):
         return loop.run_until_complete(main())
 
     out = both(impl, fn)[0]
-    assert out[0] == (("ok", None), "<TaskGroup>")
+    assert out[0] == (("ok", True if PY315 else None), "<TaskGroup>")
     if PY313:
         assert out[2][0][1] == "AttributeError"
     else:
@@ -580,6 +621,12 @@ def test_create_task_argument_errors(impl):
         async def child():
             return 1
 
+        def attempt(g, args, kw):
+            got = outcome(g.create_task, *args, **kw)
+            if got[0] == "ok":
+                got = ("ok", norm(repr(got[1])))
+            return got
+
         async def main():
             res = []
             async with TaskGroup() as g:
@@ -588,7 +635,7 @@ def test_create_task_argument_errors(impl):
                                  ((child(),), {"bogus": 1}),
                                  ((child(),), {"eager_start": True}),
                                  ((child(),), {"name": "a", "loop": loop})]:
-                    res.append(outcome(g.create_task, *args, **kw))
+                    res.append(attempt(g, args, kw))
                     gc.collect()
                 t = g.create_task(coro=child())
             res.append(t.result() if t.done() else "pending")
@@ -603,11 +650,23 @@ def test_create_task_argument_errors(impl):
     assert out[1] == ("raised", "TypeError", (
         "TaskGroup.create_task() takes 2 positional arguments but 3 were "
         "given",))
-    assert out[2] == ("raised", "TypeError", (
-        "TaskGroup.create_task() got an unexpected keyword argument "
-        "'bogus'",))
-    # The coroutine is not closed on a binding error (every version).
-    assert len(ws) == 4
+    if not PY314:
+        assert out[2] == ("raised", "TypeError", (
+            "TaskGroup.create_task() got an unexpected keyword argument "
+            "'bogus'",))
+        assert out[3][:2] == out[4][:2] == ("raised", "TypeError")
+        # The coroutine is not closed on a binding error (every version).
+        assert len(ws) == 4
+    else:
+        # 3.14: create_task(coro, **kwargs) hands every keyword to the
+        # loop's create_task (and on to Task()): they are its errors.
+        assert out[2][:2] == ("raised", "TypeError")
+        assert "unexpected keyword argument 'bogus'" in out[2][2][0]
+        assert not out[2][2][0].startswith("TaskGroup.")
+        assert out[3][0] == "ok"  # eager_start=True is Task()'s
+        assert out[4][:2] == ("raised", "TypeError")
+        assert "'loop'" in out[4][2][0]
+        assert len(ws) == 3
     assert all(w[0] == "RuntimeWarning" and w[1].endswith(
         "fn.<locals>.child' was never awaited") for w in ws)
 
@@ -882,6 +941,9 @@ def test_child_keyboardinterrupt_systemexit_reraised_bare(impl, exc_type,
             # Raised out of create_task by the eager step: the body
             # raised it, the group never saw the child fail.
             assert got[2] == "<TaskGroup cancelling>"
+        elif AEXIT_CLEARS:
+            # __aexit__ drops the error list when it ends (gh-124958).
+            assert got[2] == "<TaskGroup cancelling>"
         else:
             # KeyboardInterrupt/SystemExit win and keep the error list.
             assert got[2].startswith("<TaskGroup errors=")
@@ -1098,8 +1160,8 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
                    main_task.cancelling())
 
         async def outer():
-            outer_tasks.append(asyncio.current_task())
-            main_task = asyncio.get_running_loop().create_task(main())
+            outer_tasks.append(current_task())
+            main_task = parent_task(asyncio.get_running_loop(), main())
             sc.label(main_task, "main")
             c = asyncio.get_running_loop().create_task(canceller(main_task))
             try:
@@ -1109,8 +1171,8 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
             await c
             sc("main:final", sc.state(main_task))
 
-        install_factory(sc.loop, factory)
-        sc.run(outer)
+        install_child_factory(sc.loop, factory)
+        sc.run(parent_task(sc.loop, outer()))
 
     trace = tg_parity(impl, scenario)
     got = one(trace, "main:raised")

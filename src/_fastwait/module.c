@@ -732,7 +732,6 @@ module_clear(PyObject *module)
     Py_CLEAR(st->set_task_name);
     Py_CLEAR(st->tg_add_awaited_by);
     Py_CLEAR(st->tg_discard_awaited_by);
-    Py_CLEAR(st->tg_str_ready);
     for (int m = 0; m < FW_NMETHODS; m++) {
         Py_CLEAR(st->future_methods[m]);
         Py_CLEAR(st->task_methods[m]);

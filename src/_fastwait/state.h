@@ -175,7 +175,6 @@ typedef struct {
     PyObject *tg_add_awaited_by;     /* asyncio.future_add_to_awaited_by
                                         (3.14+) or NULL */
     PyObject *tg_discard_awaited_by; /* future_discard_from_awaited_by */
-    PyObject *tg_str_ready;          /* "_ready" */
 } fw_state;
 
 extern PyModuleDef fw_module_def;

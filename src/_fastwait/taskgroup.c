@@ -31,10 +31,7 @@
  *   only repr() can see (README difference #6).
  *   3.14's _on_task_done also removes the child's call-graph edge to the
  *   parent, which anyone holding the child can see: there every
- *   completion is processed in the stdlib's place.  Completions that
- *   follow each other with nothing queued in between share one loop
- *   callback (the "batch": asyncio's loop lets us see that its ready
- *   queue ends with our callback); elsewhere each has its own.
+ *   completion is processed by a loop callback in the stdlib's place.
  *
  * Callback children -- anything else (custom task factory, third-party
  *   loop, other awaitables): the stdlib's algorithm, a set and one C
@@ -83,10 +80,6 @@ typedef struct {
     PyObject *callback;    /* TaskGroupCallback, while children may call */
     PyObject *exit_propagate; /* __aexit__'s propagate_cancellation_error */
     PyObject *exit_pending;   /* 3.15: pending_cancellation_error */
-    PyObject *ready;          /* 3.14+: the loop's ready queue, or NULL */
-    PyObject *batch;          /* 3.14+: list of the wrapped children that */
-    PyObject *batch_handle;   /* this pending loop callback processes */
-    char ready_known;
     char exit_waiting;     /* __aexit__ awaits on_completed_fut */
     char loop_kind;        /* 0 not decided, -1 unknown loop type, 1
                               asyncio's loop (factory in _task_factory), 2
@@ -413,37 +406,10 @@ done:
     return r;
 }
 
-/* 3.14+: the loop callback that processes a batch of wrapped children,
- * none of which failed, in the order they finished: the stdlib's
- * _on_task_done callbacks of those children, which would have followed
- * each other in the ready queue. */
-static int
-tg_run_batch(TaskGroupObject *self, PyObject *batch)
-{
-    if (!PyList_CheckExact(batch)) {
-        PyErr_SetString(PyExc_TypeError, "TaskGroup callback: bad batch");
-        return -1;
-    }
-    if (self->batch == batch) {
-        /* Later completions start a batch of their own. */
-        Py_CLEAR(self->batch);
-        Py_CLEAR(self->batch_handle);
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
-        PyObject *task = Py_NewRef(PyList_GET_ITEM(batch, i));
-        int r = tg_on_task_done(self, task, TG_WRAPPED_OK);
-        Py_DECREF(task);
-        if (r < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* The callback object: task.add_done_callback(cb) calls cb(task); a
  * wrapped child's scheduled processing is cb(task, True) (cb(task,
- * False) when it failed), a batch's cb(list, None). */
+ * False) when it failed). */
 
 static PyObject *
 tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
@@ -464,9 +430,6 @@ tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     int r;
     if (nargs == 1) {
         r = tg_on_task_done(TG_CAST(group), args[0], TG_IN_SET);
-    }
-    else if (args[1] == Py_None) {
-        r = tg_run_batch(TG_CAST(group), args[0]);
     }
     else {
         r = tg_on_task_done(TG_CAST(group), args[0],
@@ -625,65 +588,6 @@ tg_schedule(TaskGroupObject *self, PyObject *task, int failed)
     return 0;
 }
 
-/* 3.14+: schedule the processing of a wrapped child that did not fail.
- * When the loop's ready queue ends with the callback of the current batch
- * (nothing was queued since the previous completion), the stdlib's two
- * callbacks would be neighbours there: the child joins that batch. */
-static int
-tg_schedule_ok(TaskGroupObject *self, PyObject *task)
-{
-    fw_state *st = self->st;
-    if (!self->ready_known) {
-        self->ready_known = 1;
-        PyObject *ready;
-        int r = fw_getattr_optional(self->loop, st->tg_str_ready, &ready);
-        if (r < 0) {
-            return -1;
-        }
-        if (r > 0 && strcmp(Py_TYPE(ready)->tp_name, "collections.deque")) {
-            Py_CLEAR(ready);
-        }
-        self->ready = r > 0 ? ready : NULL;
-    }
-    if (self->ready == NULL) {
-        return tg_schedule(self, task, 0);
-    }
-    if (self->batch_handle != NULL) {
-        Py_ssize_t n = PyObject_Length(self->ready);
-        if (n < 0) {
-            return -1;
-        }
-        if (n > 0) {
-            PyObject *tail = PySequence_GetItem(self->ready, n - 1);
-            if (tail == NULL) {
-                return -1;
-            }
-            Py_DECREF(tail);
-            if (tail == self->batch_handle) {
-                if (PyList_Append(self->batch, task) < 0) {
-                    return -1;
-                }
-                self->nscheduled++;
-                return 0;
-            }
-        }
-    }
-    PyObject *batch = PyList_New(1);
-    if (batch == NULL) {
-        return -1;
-    }
-    PyList_SET_ITEM(batch, 0, Py_NewRef(task));
-    PyObject *h = tg_call_soon(self, batch, Py_None);
-    if (h == NULL) {
-        Py_DECREF(batch);
-        return -1;
-    }
-    Py_XSETREF(self->batch, batch);
-    Py_XSETREF(self->batch_handle, h);
-    self->nscheduled++;
-    return 0;
-}
-
 /* 3.11-3.13: may the completion of a wrapped child that did not fail go
  * unprocessed (no loop callback; the count falls at once)?  Only while the
  * parent waits in __aexit__, when it is not the last child, and when no
@@ -732,7 +636,8 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
         r = tg_schedule(self, task, 1);
     }
     else if (self->st->tg_v314) {
-        r = tg_schedule_ok(self, task);
+        /* The call-graph edge goes in the stdlib's place. */
+        r = tg_schedule(self, task, 0);
     }
     else {
         r = tg_may_skip(self);
@@ -1408,8 +1313,6 @@ static void
 tg_finish(TaskGroupObject *self)
 {
     Py_CLEAR(self->on_completed_fut);
-    Py_CLEAR(self->batch);
-    Py_CLEAR(self->batch_handle);
     if (self->callback != NULL) {
         Py_CLEAR(((TGCallback *)self->callback)->group);
         Py_CLEAR(self->callback);
@@ -1712,9 +1615,6 @@ tg_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->callback);
     Py_VISIT(self->exit_propagate);
     Py_VISIT(self->exit_pending);
-    Py_VISIT(self->ready);
-    Py_VISIT(self->batch);
-    Py_VISIT(self->batch_handle);
     return 0;
 }
 
@@ -1730,10 +1630,6 @@ tg_reset(TaskGroupObject *self)
     Py_CLEAR(self->on_completed_fut);
     Py_CLEAR(self->exit_propagate);
     Py_CLEAR(self->exit_pending);
-    Py_CLEAR(self->ready);
-    Py_CLEAR(self->batch);
-    Py_CLEAR(self->batch_handle);
-    self->ready_known = 0;
     self->exit_waiting = 0;
     self->errors_none = 0;
     self->entered = 0;
@@ -1939,9 +1835,6 @@ fw_taskgroup_init(PyObject *module, fw_state *st)
             st->tg_discard_awaited_by == NULL) {
             return -1;
         }
-    }
-    if ((st->tg_str_ready = PyUnicode_InternFromString("_ready")) == NULL) {
-        return -1;
     }
     PyObject *ran = PyRun_String(tg_signatures_src, Py_file_input,
                                  st->signatures, st->signatures);
