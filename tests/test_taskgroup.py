@@ -577,8 +577,8 @@ def test_create_task_names(impl):
     assert names_[0][1] == "x" and names_[2][1] == "5"
     # An eagerly started child runs its first step before it is named
     # (3.11/3.12 name it afterwards; 3.13's loop.create_task does not pass
-    # the name to a task factory either).
-    assert (names_[0][0] == "x") is (not EAGER)
+    # the name to a task factory either; 3.14's passes every keyword).
+    assert (names_[0][0] == "x") is (not EAGER or PY314)
     # The Task-N counter: 3.13 passes the name to loop.create_task, and
     # asyncio's passes it to Task(), which then draws no number; 3.11/3.12,
     # uvloop (names the task afterwards) and task factories draw one per
@@ -898,7 +898,7 @@ def test_first_failure_cancels_siblings_and_parent(impl, steps, factory):
     trace = tg_parity(impl, group_scenario(body, factory=factory))
     got = one(trace, "main:raised")[0]
     assert got[0] == "ExceptionGroup" and got[2][1] == MSG
-    if EAGER and steps == 0:
+    if EAGER and DONE_SHORTCUT and steps == 0:
         # 3.12/3.13.0: the eagerly failed child aborted the group inside
         # create_task, so the next create_task raised in the body.
         assert [m[1] for m in got[2][2]] == ["a.exc", "body.exc"]
@@ -917,7 +917,7 @@ def test_first_failure_cancels_siblings_and_parent(impl, steps, factory):
     fail = at(trace, "a:raise")
     if not (EAGER and steps == 0 and PY < (3, 12)):
         # The parent is cancelled by the done callback of the failed child.
-        shortcut = EAGER and steps == 0
+        shortcut = EAGER and DONE_SHORTCUT and steps == 0
         assert at(trace, "body:cancelled") == fail + (1 if shortcut else 2)
 
 
@@ -1682,7 +1682,16 @@ def test_eager_done_child_shortcut(impl, factory):
         sc("body:end")
 
     trace = tg_parity(impl, group_scenario(body, factory=factory))
-    if EAGER:
+    if EAGER and ALWAYS_ADD:
+        # gh-128550: a child done inside create_task is kept and called
+        # back like any other; its failure cancels nothing before that.
+        assert one(trace, "after-a") == (
+            True, "<TaskGroup tasks=1 entered>", 0)
+        assert one(trace, "after-b") == (
+            True, "<TaskGroup tasks=2 entered>", 0)
+        assert one(trace, "c:created") == (
+            True, "<TaskGroup tasks=3 entered>")
+    elif EAGER:
         assert one(trace, "after-a") == (True, "<TaskGroup entered>", 0)
         # 3.12/3.13.0: an eagerly failed child is handled inside
         # create_task: the parent is cancelled right away.
@@ -1931,11 +1940,13 @@ def test_child_unusual_outcomes(impl, kind, steps):
 @pytest.mark.parametrize("sibling", [False, True])
 def test_eager_failure_then_no_await(impl, factory, sibling):
     """A child that fails inside create_task (eager start) cancels the
-    parent at once (3.12/3.13.0 shortcut).  If the body then leaves the
+    parent at once (3.12.1/3.13.0 shortcut).  If the body then leaves the
     group without awaiting, the parent's pending cancellation outlives the
     group on 3.12 (its uncancel() keeps the task's must-cancel flag) and
     not on 3.13 (an uncancel() down to zero clears it); with a sibling to
-    wait for, __aexit__ consumes it."""
+    wait for, __aexit__ consumes it.  Without the shortcut (3.12.9+,
+    3.13.2+: gh-128550) the failure is taken note of by the child's
+    done-callback, while __aexit__ waits for it."""
 
     async def body(sc, g, named):
         if sibling:
@@ -1952,10 +1963,15 @@ def test_eager_failure_then_no_await(impl, factory, sibling):
     got = one(trace, "main:raised")[0]
     assert [m[1] for m in got[2][2]] == ["a.exc"]
     drained = ev(trace, "main:probe-cancelled")
-    if EAGER and not sibling:
+    if EAGER and DONE_SHORTCUT and not sibling:
         assert one(trace, "body:after-create") == (
             1, "<TaskGroup errors=1 cancelling>")
         assert bool(drained) == (not PY313)
+    elif EAGER and not sibling:
+        # Done, kept in the group, not yet taken note of.
+        assert one(trace, "body:after-create") == (
+            0, "<TaskGroup tasks=1 entered>")
+        assert drained == []
     else:
         assert drained == []
 
@@ -1986,11 +2002,17 @@ def test_body_awaits_its_child(impl, outcome, steps):
         # The body's CancelledError from ``await t``; no group error.
         assert one(trace, "main:raised")[0][:2] == ("CancelledError",
                                                      "a.cancel")
-    elif EAGER and steps == 0:
+    elif EAGER and DONE_SHORTCUT and steps == 0:
         # Failed inside create_task: the next create_task is refused.
         got = one(trace, "main:raised")[0]
         assert [m[1] for m in got[2][2]] == ["a.exc", "body.exc"]
         assert got[2][2][1][0] == "RuntimeError"
+    elif EAGER and steps == 0:
+        # Failed inside create_task, taken note of by its done-callback
+        # (gh-128550); ``await t`` of the failed task raises the same
+        # exception in the body at once: the group holds it twice.
+        got = one(trace, "main:raised")[0]
+        assert [m[1] for m in got[2][2]] == ["a.exc", "a.exc"]
     else:
         got = one(trace, "main:raised")[0]
         assert got[0] == "ExceptionGroup"
