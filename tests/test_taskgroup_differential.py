@@ -575,8 +575,9 @@ def build(spec):
 
 
 def exiting_count_lags():
-    """Is fastwait's TaskGroup the native one (README difference #6)?"""
-    return "TaskGroup" in fastwait.NATIVE_NAMES
+    """Is fastwait's TaskGroup the native one, on 3.11-3.13 (README
+    difference #6)?"""
+    return "TaskGroup" in fastwait.NATIVE_NAMES and PY < (3, 14)
 
 
 def trace(mod, spec):
