@@ -81,6 +81,9 @@ typedef struct {
     PyObject *exit_propagate; /* __aexit__'s propagate_cancellation_error */
     PyObject *exit_pending;   /* 3.15: pending_cancellation_error */
     char exit_waiting;     /* __aexit__ awaits on_completed_fut */
+    char exit_consuming;   /* 3.11/3.12, cancel(): __aexit__ takes the
+                              parent's pending cancellation (sleep(0)) */
+    char exit_uncancelled; /* __aexit__ made its uncancel() already */
     char loop_kind;        /* 0 not decided, -1 unknown loop type, 1
                               asyncio's loop (factory in _task_factory), 2
                               known loop (ask get_task_factory()) */
@@ -1298,6 +1301,48 @@ tg_uncancel_to_zero(TaskGroupObject *self)
     return zero;
 }
 
+/* 3.13+'s uncancel() after the wait (`_parent_cancel_requested` is set):
+ * -1 error, 1 the count reached zero, 0 not. */
+static int
+tg_late_uncancel(TaskGroupObject *self)
+{
+    self->exit_uncancelled = 1;
+    int zero = tg_uncancel_to_zero(self);
+    if (zero < 0) {
+        return -1;
+    }
+    if (zero) {
+        Py_CLEAR(self->exit_propagate);
+    }
+    else if ((self->st->tg_v315 || self->own_cancel) &&
+             self->exit_propagate == NULL) {
+        /* gh-155433: the remaining cancellation is not the group's: it is
+         * kept. */
+        self->exit_propagate = Py_XNewRef(self->exit_pending);
+    }
+    return zero;
+}
+
+/* asyncio.sleep(0): an awaitable that yields to the loop once. */
+static PyObject *
+tg_sleep0(void)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *sleep = PyObject_GetAttrString(asyncio, "sleep");
+    Py_DECREF(asyncio);
+    if (sleep == NULL) {
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    PyObject *aw = zero == NULL ? NULL : PyObject_CallOneArg(sleep, zero);
+    Py_XDECREF(zero);
+    Py_DECREF(sleep);
+    return aw;
+}
+
 /* raise exc (a new reference, stolen), chained like a `raise` statement
  * inside the running coroutine. */
 static PyObject *
@@ -1372,6 +1417,32 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
     PyObject *exc_value = PyTuple_GET_ITEM(state, 2);
     fw_state *st = self->st;
 
+    if (self->exit_consuming) {
+        /* Back from sleep(0): the parent's pending cancellation, which was
+         * the group's own (cancel()), has been delivered here. */
+        self->exit_consuming = 0;
+        if (exc != NULL) {
+            if (!PyErr_GivenExceptionMatches(exc, st->CancelledError)) {
+                fw_err_restore(exc);
+                goto error;
+            }
+            /* A cancellation that arrived meanwhile is not the group's. */
+            PyObject *r = tg_parent_call(self, "cancelling");
+            int t = r == NULL ? -1 : PyObject_IsTrue(r);
+            Py_XDECREF(r);
+            if (t < 0) {
+                Py_DECREF(exc);
+                goto error;
+            }
+            if (t) {
+                Py_XSETREF(self->exit_propagate, exc);
+            }
+            else {
+                Py_DECREF(exc);
+            }
+        }
+        goto finish;
+    }
     if (!self->exit_waiting) {
         if (exc != NULL) {
             /* Thrown in before the first step. */
@@ -1379,6 +1450,7 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
             return NULL;
         }
         self->exiting = 1;
+        self->exit_uncancelled = 0;
         if (exc_value != Py_None && is_base_error(exc_value) &&
             self->base_error == NULL) {
             self->base_error = Py_NewRef(exc_value);
@@ -1441,6 +1513,37 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
         self->exit_waiting = 1;
         return Py_NewRef(self->on_completed_fut);
     }
+    if (!st->tg_v313 && self->own_cancel && self->parent_cancel_requested &&
+        self->base_error == NULL) {
+        /* 3.11/3.12 and cancel(): the uncancel() of 3.13+'s place.  Their
+         * Task.uncancel() leaves a pending cancellation pending (3.13's
+         * drops it at zero): if the body never awaited after cancel(),
+         * __aexit__ takes it itself (one loop iteration) rather than let
+         * it hit the parent after the group. */
+        int zero = tg_late_uncancel(self);
+        if (zero < 0) {
+            goto error;
+        }
+        PyObject *parent = zero ? tg_parent(self) : NULL;
+        if (parent != NULL) {
+            PyObject *must = PyObject_GetAttr(parent, st->str_must_cancel);
+            Py_DECREF(parent);
+            int m = must == NULL ? -1 : PyObject_IsTrue(must);
+            Py_XDECREF(must);
+            if (m < 0) {
+                goto error;
+            }
+            if (m) {
+                PyObject *aw = tg_sleep0();
+                if (aw == NULL) {
+                    goto error;
+                }
+                self->exit_consuming = 1;
+                return aw;
+            }
+        }
+    }
+finish:
     tg_finish(self);
     PyObject *r = tg_aexit_finish(self, et, exc_value, result);
     tg_aexit_ended(self, exc_value, r == NULL && *result == NULL);
@@ -1458,21 +1561,9 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
     if (self->base_error != NULL) {
         return tg_raise(Py_NewRef(self->base_error));
     }
-    if ((st->tg_v313 || self->own_cancel) && self->parent_cancel_requested) {
-        /* If this flag is set we *must* call uncancel(). */
-        int zero = tg_uncancel_to_zero(self);
-        if (zero < 0) {
-            return NULL;
-        }
-        if (zero) {
-            Py_CLEAR(self->exit_propagate);
-        }
-        else if ((st->tg_v315 || self->own_cancel) &&
-                 self->exit_propagate == NULL) {
-            /* gh-155433: the remaining cancellation is not the group's:
-             * it is kept. */
-            self->exit_propagate = Py_XNewRef(self->exit_pending);
-        }
+    if ((st->tg_v313 || self->own_cancel) && self->parent_cancel_requested &&
+        !self->exit_uncancelled && tg_late_uncancel(self) < 0) {
+        return NULL;
     }
     if (self->exit_propagate != NULL && tg_nerrors(self) == 0) {
         int t = st->tg_v313 ? 1 : PyObject_IsTrue(self->exit_propagate);
@@ -1631,6 +1722,8 @@ tg_reset(TaskGroupObject *self)
     Py_CLEAR(self->exit_propagate);
     Py_CLEAR(self->exit_pending);
     self->exit_waiting = 0;
+    self->exit_consuming = 0;
+    self->exit_uncancelled = 0;
     self->errors_none = 0;
     self->entered = 0;
     self->exiting = 0;
