@@ -317,6 +317,44 @@ def test_cancel_from_an_eager_first_step(impl):
     assert one(trace, "main:exited") == (0, "<TaskGroup cancelling>")
 
 
+def test_cancel_before_enter_calls_a_subclass_cancel(impl):
+    """__aenter__ cancels through self.cancel(), a subclass's override."""
+    if impl is asyncio and not PY315:
+        assert not hasattr(asyncio.TaskGroup, "cancel")
+        return
+
+    def fn(TaskGroup, loop):
+        log = []
+
+        class Logged(TaskGroup):
+            def cancel(self):
+                log.append(("cancel", repr(self)))
+                return super().cancel()
+
+        async def main():
+            g = Logged()
+            g.cancel()
+            async with g:
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    log.append("body cancelled")
+            return log
+
+        return loop.run_until_complete(main())
+
+    if PY315:
+        out = both(impl, fn)[0]
+    else:
+        loop = new_loop()
+        try:
+            out = fn(impl.TaskGroup, loop)
+        finally:
+            close_loop(loop)
+    assert out == [("cancel", "<TaskGroup>"), ("cancel", "<TaskGroup entered>"),
+                   "body cancelled"]
+
+
 def test_cancel_signature(impl):
     if impl is asyncio and not PY315:
         assert not hasattr(asyncio.TaskGroup, "cancel")

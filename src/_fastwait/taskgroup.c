@@ -1235,8 +1235,18 @@ tg_aenter_step(PyObject *state, PyObject *exc, PyObject **result)
     Py_XSETREF(self->parent_task, parent);
     Py_CLEAR(self->parent_weak);
     self->entered = 1;
-    if (self->cancel_on_enter && tg_cancel_impl(self) < 0) {
-        return NULL;
+    if (self->cancel_on_enter) {
+        /* self.cancel(): a subclass's own, if it has one. */
+        if (Py_TYPE(state) != st->TaskGroupType) {
+            PyObject *r = PyObject_CallMethodNoArgs(state, st->str_cancel);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        else if (tg_cancel_impl(self) < 0) {
+            return NULL;
+        }
     }
     *result = Py_NewRef(state);
     return NULL;
