@@ -669,6 +669,58 @@ def test_shutting_down_message_counts_exactly(impl, window):
         f"<TaskGroup tasks=2{errors} cancelling>")
 
 
+def test_shutting_down_message_after_an_eager_failure(impl):
+    """3.12.1/3.13.0 take note of a child that fails inside create_task
+    (eager start) at once: the group aborts there, and the next
+    create_task is refused with asyncio's count -- which includes a
+    sibling that finished in the previous iteration, whose done-callback
+    has not run yet (found by the differential test).  Elsewhere the
+    failure is taken note of in the next iteration, and nothing is
+    refused."""
+
+    def scenario(sc):
+        async def main():
+            g = sc.gather.TaskGroup()
+            if hasattr(asyncio, "eager_task_factory"):
+                asyncio.get_running_loop().set_task_factory(
+                    asyncio.eager_task_factory)
+
+            async def fails():
+                raise Boom("f")
+
+            async def spawner():
+                await asyncio.sleep(0)
+                g.create_task(fails())
+                c = worker(sc, "late")
+                try:
+                    g.create_task(c)
+                except RuntimeError as e:
+                    sc("late:refused", str(e), repr(g))
+                    c.close()
+
+            async def first():
+                await asyncio.sleep(0)
+                g.create_task(spawner())
+                return "first"  # while the parent waits in __aexit__
+
+            try:
+                async with g:
+                    g.create_task(first())
+            except BaseException as e:
+                sc("main:raised", type(e).__name__, repr(g))
+
+        sc.run(main)
+
+    trace = tg_parity(impl, scenario)
+    if PY >= (3, 12) and not ALWAYS_ADD:
+        assert one(trace, "late:refused") == (
+            "TaskGroup <TaskGroup tasks=2 errors=1 cancelling> is shutting "
+            "down", "<TaskGroup tasks=2 errors=1 cancelling>")
+    else:
+        assert not ev(trace, "late:refused")
+    assert one(trace, "main:raised")[0] == "ExceptionGroup"
+
+
 # ---------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------

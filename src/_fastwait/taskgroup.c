@@ -62,11 +62,14 @@ typedef struct {
                               got an exception), a weak reference in
                               parent_weak instead */
     PyObject *parent_weak;
-    PyObject *tasks;  /* set of callback children not yet processed, or
-                         NULL when empty and never used */
-    PyObject **slots; /* wrapped children: the live Task; Py_None while
-                         loop.create_task runs; Py_False when the child
-                         finished inside it; NULL when free */
+    PyObject *tasks;  /* callback children not yet processed (a dict: task
+                         -> its place in the order the group took its
+                         children), or NULL when empty and never used */
+    PyObject **slots; /* wrapped children: the live Task; the TG_* markers
+                         below while loop.create_task runs and when the
+                         child finished inside it; NULL when free */
+    Py_ssize_t *slot_seq; /* a live wrapped child's place in that order */
+    Py_ssize_t next_seq;
     Py_ssize_t nslots, slots_cap;
     Py_ssize_t *free_slots;
     Py_ssize_t nfree;
@@ -95,6 +98,7 @@ typedef struct {
     char cancel_on_enter;  /* cancel() before __aenter__ */
     char cancel_called;    /* cancel() started the abort */
     char own_cancel;       /* ... and requested the parent's cancellation */
+    char may_start_eagerly; /* a child was created under a task factory */
 } TaskGroupObject;
 
 /* Slot markers of a wrapped child inside loop.create_task. */
@@ -125,7 +129,7 @@ static Py_ssize_t
 tg_ntasks(TaskGroupObject *self)
 {
     return self->nlive + self->nscheduled +
-           (self->tasks != NULL ? PySet_GET_SIZE(self->tasks) : 0);
+           (self->tasks != NULL ? PyDict_GET_SIZE(self->tasks) : 0);
 }
 
 static Py_ssize_t
@@ -207,43 +211,49 @@ is_base_error(PyObject *exc)
            PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
 }
 
+/* _abort(): cancel the unfinished children.  The stdlib cancels them in
+ * its set's order (hash order: arbitrary); here in the order the group
+ * took them (_tasks.add), whatever their kind. */
 static int
 tg_abort(TaskGroupObject *self)
 {
     fw_state *st = self->st;
     self->aborting = 1;
-    /* A snapshot: cancel() may call back into Python. */
+    /* A snapshot of (place, task): cancel() may call back into Python. */
     PyObject *todo = PyList_New(0);
     if (todo == NULL) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         PyObject *t = self->slots[i];
-        if (TG_IS_TASK(t) && PyList_Append(todo, t) < 0) {
+        if (!TG_IS_TASK(t)) {
+            continue;
+        }
+        PyObject *item = Py_BuildValue("(nO)", self->slot_seq[i], t);
+        if (item == NULL || PyList_Append(todo, item) < 0) {
+            Py_XDECREF(item);
             goto fail;
         }
+        Py_DECREF(item);
     }
     if (self->tasks != NULL) {
-        PyObject *it = PyObject_GetIter(self->tasks);
-        if (it == NULL) {
-            goto fail;
-        }
-        PyObject *t;
-        while ((t = PyIter_Next(it)) != NULL) {
-            int r = PyList_Append(todo, t);
-            Py_DECREF(t);
-            if (r < 0) {
-                Py_DECREF(it);
+        Py_ssize_t pos = 0;
+        PyObject *t, *seq;
+        while (PyDict_Next(self->tasks, &pos, &t, &seq)) {
+            PyObject *item = PyTuple_Pack(2, seq, t);
+            if (item == NULL || PyList_Append(todo, item) < 0) {
+                Py_XDECREF(item);
                 goto fail;
             }
-        }
-        Py_DECREF(it);
-        if (PyErr_Occurred()) {
-            goto fail;
+            Py_DECREF(item);
         }
     }
+    /* The places are distinct: the tasks are never compared. */
+    if (PyList_Sort(todo) < 0) {
+        goto fail;
+    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(todo); i++) {
-        PyObject *t = PyList_GET_ITEM(todo, i);
+        PyObject *t = PyTuple_GET_ITEM(PyList_GET_ITEM(todo, i), 1);
         int done = fw_fut_bool(st, t, FW_DONE);
         if (done < 0) {
             goto fail;
@@ -291,9 +301,12 @@ tg_on_task_done(TaskGroupObject *self, PyObject *task, int kind)
             self->nfailing--;
         }
     }
-    else if (kind == TG_IN_SET && self->tasks != NULL &&
-             PySet_Discard(self->tasks, task) < 0) {
-        return -1;
+    else if (kind == TG_IN_SET && self->tasks != NULL) {
+        /* self._tasks.discard(task) */
+        int in = PyDict_Contains(self->tasks, task);
+        if (in < 0 || (in > 0 && PyDict_DelItem(self->tasks, task) < 0)) {
+            return -1;
+        }
     }
     if (st->tg_v314 &&
         tg_graph_edge(self, st->tg_discard_awaited_by, task) < 0) {
@@ -541,6 +554,13 @@ tg_slot_reserve(TaskGroupObject *self)
                 return -1;
             }
             self->free_slots = free_slots;
+            Py_ssize_t *slot_seq = PyMem_Realloc(
+                self->slot_seq, (size_t)cap * sizeof(Py_ssize_t));
+            if (slot_seq == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->slot_seq = slot_seq;
             self->slots_cap = cap;
         }
         i = self->nslots++;
@@ -596,13 +616,18 @@ tg_schedule(TaskGroupObject *self, PyObject *task, int failed)
  * parent waits in __aexit__, when it is not the last child, and when no
  * abort can start before the stdlib's callback would run: not aborting,
  * no failure scheduled, no callback child watched (its failure is seen by
- * its callback only), the parent's wait not cancelled.  -1 error, 0/1. */
+ * its callback only), no child started by a task factory on 3.12.1/3.13.0
+ * (an eagerly started child that fails inside create_task aborts the group
+ * there), the parent's wait not cancelled.  (cancel(), fastwait's own on
+ * these versions, can start an abort at any time.)  -1 error, 0/1. */
 static int
 tg_may_skip(TaskGroupObject *self)
 {
     if (self->on_completed_fut == NULL || self->aborting ||
         self->nfailing > 0 || self->nlive == 0 ||
-        (self->tasks != NULL && PySet_GET_SIZE(self->tasks) > 0)) {
+        (self->tasks != NULL && PyDict_GET_SIZE(self->tasks) > 0) ||
+        (self->may_start_eagerly && self->st->gather_done_shortcut &&
+         !self->st->tg_always_add)) {
         return 0;
     }
     int done = fw_fut_bool(self->st, self->on_completed_fut, FW_DONE);
@@ -901,8 +926,33 @@ tg_runs_wrappers(TaskGroupObject *self)
     int ok = factory == Py_None
                  ? (self->loop_kind == 1 ? 2 : 1)
                  : factory == st->eager_task_factory;
+    if (factory != Py_None) {
+        self->may_start_eagerly = 1;
+    }
     Py_DECREF(factory);
     return ok;
+}
+
+/* 3.12.1/3.13.0 (the eager shortcut): note whether the loop has a task
+ * factory, which may start children eagerly (see tg_may_skip).  Wrapped
+ * children are noted by tg_runs_wrappers. */
+static void
+tg_note_factory(TaskGroupObject *self)
+{
+    fw_state *st = self->st;
+    if (self->may_start_eagerly || !st->gather_done_shortcut ||
+        st->tg_always_add) {
+        return;
+    }
+    PyObject *factory = PyObject_CallMethodNoArgs(self->loop,
+                                                  st->str_get_task_factory);
+    if (factory == NULL) {
+        PyErr_Clear();
+    }
+    if (factory != Py_None) {
+        self->may_start_eagerly = 1;
+    }
+    Py_XDECREF(factory);
 }
 
 /* 3.15 (gh-155418): a task created while the group is aborting (an eager
@@ -946,6 +996,9 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
             return NULL;
         }
     }
+    else {
+        tg_note_factory(self);
+    }
     PyObject *task;
     if (wrapped) {
         Py_ssize_t i = tg_slot_reserve(self);
@@ -978,6 +1031,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         PyObject *mark = self->slots[i];
         if (mark == TG_CREATING) {
             Py_SETREF(self->slots[i], Py_NewRef(task));
+            self->slot_seq[i] = self->next_seq++;
             self->nlive++;
             if (tg_cancel_if_aborting(self, task) < 0) {
                 goto fail;
@@ -1025,21 +1079,26 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
     if (cb == NULL) {
         goto fail;
     }
-    if (self->tasks == NULL && (self->tasks = PySet_New(NULL)) == NULL) {
+    if (self->tasks == NULL && (self->tasks = PyDict_New()) == NULL) {
+        goto fail;
+    }
+    PyObject *seq = PyLong_FromSsize_t(self->next_seq++);
+    if (seq == NULL) {
         goto fail;
     }
     /* 3.11 adds the callback first, 3.12+ the task first. */
+    int r;
     if (st->gather_done_shortcut) {
-        if (PySet_Add(self->tasks, task) < 0 ||
-            fw_add_done_callback(st, task, cb) < 0) {
-            goto fail;
-        }
+        r = PyDict_SetItem(self->tasks, task, seq) < 0 ||
+            fw_add_done_callback(st, task, cb) < 0;
     }
     else {
-        if (fw_add_done_callback(st, task, cb) < 0 ||
-            PySet_Add(self->tasks, task) < 0) {
-            goto fail;
-        }
+        r = fw_add_done_callback(st, task, cb) < 0 ||
+            PyDict_SetItem(self->tasks, task, seq) < 0;
+    }
+    Py_DECREF(seq);
+    if (r) {
+        goto fail;
     }
     if (tg_cancel_if_aborting(self, task) < 0) {
         goto fail;
@@ -1742,6 +1801,7 @@ tg_reset(TaskGroupObject *self)
     self->cancel_on_enter = 0;
     self->cancel_called = 0;
     self->own_cancel = 0;
+    self->may_start_eagerly = 0;
 }
 
 static int
@@ -1775,6 +1835,7 @@ tg_dealloc(PyObject *op)
     (void)tg_clear(op);
     PyMem_Free(self->slots);
     PyMem_Free(self->free_slots);
+    PyMem_Free(self->slot_seq);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
