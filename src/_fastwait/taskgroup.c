@@ -23,9 +23,10 @@
  *     - it is the last unfinished child (the one whose callback wakes the
  *       parent; callbacks run first in, first out, so the earlier silent
  *       completions are all processed by then in the stdlib too);
- *     - the group is aborting, may start aborting before the callback
+ *     - the group is aborting, or may start aborting before the callback
  *       would run (the parent's wait was cancelled, a callback child is
- *       watched), so that the count in "is shutting down" is exact.
+ *       watched, a child may fail inside create_task on 3.12.1/3.13.0:
+ *       tg_may_skip), so that the count in "is shutting down" is exact.
  *   Any other completion is bookkeeping only: while the parent waits, the
  *   count falls at the completion instead of one iteration later, which
  *   only repr() can see (README difference #6).
