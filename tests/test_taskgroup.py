@@ -46,6 +46,26 @@ from helpers import install_factory
 
 EAGER = TASKS_KIND == "eager"
 PY313 = PY >= (3, 13)
+PY314 = PY >= (3, 14)
+PY315 = PY >= (3, 15)
+#: 3.12.8+/3.13.1+: __aexit__ clears _parent_task, _errors and _base_error
+#: when it ends (gh-124958).
+AEXIT_CLEARS = PY >= (3, 13, 1) or (3, 12, 8) <= PY < (3, 13)
+#: 3.12.9+/3.13.2+: a child done inside create_task (eager start) is added
+#: and called back like any other (gh-128550, gh-128588).
+ALWAYS_ADD = PY >= (3, 13, 2) or (3, 12, 9) <= PY < (3, 13)
+#: 3.12.1/3.13.0: such a child is processed inside create_task.
+DONE_SHORTCUT = PY >= (3, 12) and not ALWAYS_ADD
+#: Does the eager axis's own factory (asyncio.eager_task_factory) start
+#: children eagerly?  Not on uvloop with 3.14+: uvloop's create_task hands
+#: the factory eager_start=None, which 3.14's factory takes as "no".
+AXIS_EAGER = EAGER and not (LOOP_KIND == "uvloop" and PY314)
+
+
+def eager(factory):
+    """Do children start eagerly with ``factory`` (FACTORIES: None is the
+    axis's own; "task"/"pytask" are eager on the eager axis)?"""
+    return AXIS_EAGER if factory is None else EAGER
 MSG = "unhandled errors in a TaskGroup"
 
 
@@ -111,11 +131,12 @@ def tg_trace(mod, scenario, *, clock=False):
 
 def exiting_count_lags(impl):
     """README difference #6: while the parent waits in __aexit__, the native
-    group's count (repr()'s tasks=N, also in the "shutting down" message)
-    may be lower than asyncio's for up to one loop iteration."""
+    group's count in repr()'s tasks=N may be lower than asyncio's for up to
+    one loop iteration (3.11-3.13; never in an error message)."""
     import fastwait
 
-    return impl is fastwait and "TaskGroup" in fastwait.NATIVE_NAMES
+    return (impl is fastwait and "TaskGroup" in fastwait.NATIVE_NAMES
+            and not PY314)
 
 
 def tg_parity(impl, scenario, *, clock=False, exiting_count=False):
@@ -161,6 +182,35 @@ def at(trace, name):
 
 def names(trace):
     return [e[1] for e in trace]
+
+
+def current_task():
+    """asyncio.current_task(), also inside a pure-Python Task on 3.14+
+    (asyncio.current_task() reads the C registry there, which the
+    pure-Python Task does not enter)."""
+    task = asyncio.current_task()
+    if task is None and PY314:
+        task = asyncio.tasks._py_current_task()
+    return task
+
+
+def install_child_factory(loop, kind):
+    """helpers.install_factory, and on 3.14+ a mark on the "pytask"
+    factory: see parent_task()."""
+    install_factory(loop, kind)
+    if kind == "pytask" and PY314:
+        loop.get_task_factory().fw_pytask = True
+
+
+def parent_task(loop, coro):
+    """loop.create_task(coro) for a task that enters a group.  On 3.14+ a
+    factory of pure-Python Tasks is bypassed for it (asyncio.Task, started
+    eagerly on the eager axis): TaskGroup finds its parent with
+    tasks.current_task(), which reads the C registry that the pure-Python
+    Task no longer enters -- asyncio's own TaskGroup cannot run in one."""
+    if getattr(loop.get_task_factory(), "fw_pytask", False):
+        return asyncio.Task(coro, loop=loop, eager_start=EAGER)
+    return loop.create_task(coro)
 
 
 def both(impl, fn, **loop_kw):
@@ -214,7 +264,7 @@ async def worker(sc, name, *, steps=0, result=None, exc=None, wait=(),
     ``<name>.exc``).  A CancelledError is recorded (labelled
     ``<name>.cancel``) and re-raised, or swallowed with ``catch_cancel``,
     or replaced by ``on_cancel`` (an exception raised from the handler)."""
-    sc(f"{name}:start", asyncio.current_task().cancelling())
+    sc(f"{name}:start", current_task().cancelling())
     try:
         for i in range(steps):
             await asyncio.sleep(0)
@@ -249,12 +299,12 @@ async def sleep_forever(sc, name):
     except asyncio.CancelledError as e:
         sc.label(e, f"{name}.cancel")
         sc(f"{name}:cancelled", xdesc(sc, e),
-           asyncio.current_task().cancelling())
+           current_task().cancelling())
         raise
 
 
 async def drain(limit=100, exclude=()):
-    me = asyncio.current_task()
+    me = current_task()
     for _ in range(limit):
         if all(t.done() for t in asyncio.all_tasks()
                if t is not me and t not in exclude):
@@ -319,8 +369,8 @@ def group_scenario(body, *, final=None, ordered=True, make=None,
             if final:
                 final(sc, named)
 
-        install_factory(sc.loop, factory)
-        task = sc.loop.create_task(main())
+        install_child_factory(sc.loop, factory)
+        task = parent_task(sc.loop, main())
         sc.label(task, "main-task")
         for _ in range(5):
             try:
@@ -376,7 +426,9 @@ def test_aenter_returns_the_group_and_aexit_returns_none(impl):
         return loop.run_until_complete(main())
 
     out = both(impl, fn)[0]
-    assert out == (True, "<TaskGroup entered>", None, "<TaskGroup entered>")
+    # 3.15's __aexit__ returns True ("suppress any remaining exception").
+    assert out == (True, "<TaskGroup entered>", True if PY315 else None,
+                   "<TaskGroup entered>")
 
 
 @pytest.mark.parametrize("method", ["__aenter__", "__aexit__"])
@@ -430,7 +482,7 @@ def test_exit_without_enter(impl):
         return loop.run_until_complete(main())
 
     out = both(impl, fn)[0]
-    assert out[0] == (("ok", None), "<TaskGroup>")
+    assert out[0] == (("ok", True if PY315 else None), "<TaskGroup>")
     if PY313:
         assert out[2][0][1] == "AttributeError"
     else:
@@ -458,7 +510,7 @@ def test_async_with_basic_results(impl, factory):
     assert one(trace, "main:exited") == (0, "<TaskGroup entered>")
     assert one(trace, "main:after") == (0, 0)
     enter = at(trace, "main:entered")
-    if EAGER:
+    if eager(factory):
         # Started and finished inside create_task.
         assert at(trace, "a:start") == enter
         assert one(trace, "a:created")[0] is True
@@ -536,13 +588,13 @@ def test_create_task_names(impl):
     assert names_[0][1] == "x" and names_[2][1] == "5"
     # An eagerly started child runs its first step before it is named
     # (3.11/3.12 name it afterwards; 3.13's loop.create_task does not pass
-    # the name to a task factory either).
-    assert (names_[0][0] == "x") is (not EAGER)
+    # the name to a task factory either; 3.14's passes every keyword).
+    assert (names_[0][0] == "x") is (not AXIS_EAGER or PY314)
     # The Task-N counter: 3.13 passes the name to loop.create_task, and
     # asyncio's passes it to Task(), which then draws no number; 3.11/3.12,
     # uvloop (names the task afterwards) and task factories draw one per
     # task.
-    if not EAGER:
+    if not AXIS_EAGER:
         no_draw = PY313 and LOOP_KIND == "asyncio"
         assert after == (3 if no_draw else 5)
         assert names_[1] == (("Task+1",) * 2 if no_draw else ("Task+2",) * 2)
@@ -580,6 +632,12 @@ def test_create_task_argument_errors(impl):
         async def child():
             return 1
 
+        def attempt(g, args, kw):
+            got = outcome(g.create_task, *args, **kw)
+            if got[0] == "ok":
+                got = ("ok", norm(repr(got[1])))
+            return got
+
         async def main():
             res = []
             async with TaskGroup() as g:
@@ -588,7 +646,7 @@ def test_create_task_argument_errors(impl):
                                  ((child(),), {"bogus": 1}),
                                  ((child(),), {"eager_start": True}),
                                  ((child(),), {"name": "a", "loop": loop})]:
-                    res.append(outcome(g.create_task, *args, **kw))
+                    res.append(attempt(g, args, kw))
                     gc.collect()
                 t = g.create_task(coro=child())
             res.append(t.result() if t.done() else "pending")
@@ -603,11 +661,23 @@ def test_create_task_argument_errors(impl):
     assert out[1] == ("raised", "TypeError", (
         "TaskGroup.create_task() takes 2 positional arguments but 3 were "
         "given",))
-    assert out[2] == ("raised", "TypeError", (
-        "TaskGroup.create_task() got an unexpected keyword argument "
-        "'bogus'",))
-    # The coroutine is not closed on a binding error (every version).
-    assert len(ws) == 4
+    if not PY314:
+        assert out[2] == ("raised", "TypeError", (
+            "TaskGroup.create_task() got an unexpected keyword argument "
+            "'bogus'",))
+        assert out[3][:2] == out[4][:2] == ("raised", "TypeError")
+        # The coroutine is not closed on a binding error (every version).
+        assert len(ws) == 4
+    else:
+        # 3.14: create_task(coro, **kwargs) hands every keyword to the
+        # loop's create_task (and on to Task()): they are its errors.
+        assert out[2][:2] == ("raised", "TypeError")
+        assert "unexpected keyword argument 'bogus'" in out[2][2][0]
+        assert not out[2][2][0].startswith("TaskGroup.")
+        assert out[3][0] == "ok"  # eager_start=True is Task()'s
+        assert out[4][:2] == ("raised", "TypeError")
+        assert "'loop'" in out[4][2][0]
+        assert len(ws) == 3
     assert all(w[0] == "RuntimeWarning" and w[1].endswith(
         "fn.<locals>.child' was never awaited") for w in ws)
 
@@ -839,7 +909,7 @@ def test_first_failure_cancels_siblings_and_parent(impl, steps, factory):
     trace = tg_parity(impl, group_scenario(body, factory=factory))
     got = one(trace, "main:raised")[0]
     assert got[0] == "ExceptionGroup" and got[2][1] == MSG
-    if EAGER and steps == 0:
+    if eager(factory) and DONE_SHORTCUT and steps == 0:
         # 3.12/3.13.0: the eagerly failed child aborted the group inside
         # create_task, so the next create_task raised in the body.
         assert [m[1] for m in got[2][2]] == ["a.exc", "body.exc"]
@@ -856,9 +926,9 @@ def test_first_failure_cancels_siblings_and_parent(impl, steps, factory):
     assert one(trace, "main:after") == (0, 0)
     assert ev(trace, "b:cancelled") and ev(trace, "c:cancelled")
     fail = at(trace, "a:raise")
-    if not (EAGER and steps == 0 and PY < (3, 12)):
+    if not (eager(factory) and steps == 0 and PY < (3, 12)):
         # The parent is cancelled by the done callback of the failed child.
-        shortcut = EAGER and steps == 0
+        shortcut = eager(factory) and DONE_SHORTCUT and steps == 0
         assert at(trace, "body:cancelled") == fail + (1 if shortcut else 2)
 
 
@@ -878,9 +948,12 @@ def test_child_keyboardinterrupt_systemexit_reraised_bare(impl, exc_type,
     if raised:
         got = raised[0]
         assert got[0][:2] == (exc_type.__name__, "a.exc")
-        if EAGER and steps == 0:
+        if AXIS_EAGER and steps == 0:
             # Raised out of create_task by the eager step: the body
             # raised it, the group never saw the child fail.
+            assert got[2] == "<TaskGroup cancelling>"
+        elif AEXIT_CLEARS:
+            # __aexit__ drops the error list when it ends (gh-124958).
             assert got[2] == "<TaskGroup cancelling>"
         else:
             # KeyboardInterrupt/SystemExit win and keep the error list.
@@ -1098,8 +1171,8 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
                    main_task.cancelling())
 
         async def outer():
-            outer_tasks.append(asyncio.current_task())
-            main_task = asyncio.get_running_loop().create_task(main())
+            outer_tasks.append(current_task())
+            main_task = parent_task(asyncio.get_running_loop(), main())
             sc.label(main_task, "main")
             c = asyncio.get_running_loop().create_task(canceller(main_task))
             try:
@@ -1109,8 +1182,8 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
             await c
             sc("main:final", sc.state(main_task))
 
-        install_factory(sc.loop, factory)
-        sc.run(outer)
+        install_child_factory(sc.loop, factory)
+        sc.run(parent_task(sc.loop, outer()))
 
     trace = tg_parity(impl, scenario)
     got = one(trace, "main:raised")
@@ -1121,7 +1194,7 @@ def test_outer_cancellation(impl, where, child_error, times, factory):
     # nobody takes back (the uncancel() ran at __aexit__ entry); with an
     # eager start it failed inside create_task, before __aexit__.
     extra = (where == "aexit" and child_error == "before" and not PY313
-             and not EAGER)
+             and not eager(factory))
     assert got[1] == times + extra
     assert one(trace, "main:uncancel") == (times + extra - 1,) * 2
     # 3.13 un-cancels and re-cancels a parent cancelled from outside when
@@ -1522,7 +1595,7 @@ def test_repr_in_every_state(impl, factory):
                                            factory=factory))
     assert one(trace, "main:before")[1] == "<TaskGroup>"
     assert one(trace, "repr:entered") == ("<TaskGroup entered>",)
-    if not EAGER:
+    if not eager(factory):
         assert one(trace, "repr:two") == ("<TaskGroup tasks=2 entered>",)
         assert one(trace, "repr:one") == ("<TaskGroup tasks=1 entered>",)
     assert one(trace, "repr:aborting") == (
@@ -1620,7 +1693,16 @@ def test_eager_done_child_shortcut(impl, factory):
         sc("body:end")
 
     trace = tg_parity(impl, group_scenario(body, factory=factory))
-    if EAGER:
+    if eager(factory) and ALWAYS_ADD:
+        # gh-128550: a child done inside create_task is kept and called
+        # back like any other; its failure cancels nothing before that.
+        assert one(trace, "after-a") == (
+            True, "<TaskGroup tasks=1 entered>", 0)
+        assert one(trace, "after-b") == (
+            True, "<TaskGroup tasks=2 entered>", 0)
+        assert one(trace, "c:created") == (
+            True, "<TaskGroup tasks=3 entered>")
+    elif eager(factory):
         assert one(trace, "after-a") == (True, "<TaskGroup entered>", 0)
         # 3.12/3.13.0: an eagerly failed child is handled inside
         # create_task: the parent is cancelled right away.
@@ -1651,7 +1733,7 @@ def test_iterations_of_each_event(impl, factory):
 
     trace = tg_parity(impl, group_scenario(body, factory=factory))
     t0 = at(trace, "main:entered")
-    start = t0 if EAGER else t0 + 1
+    start = t0 if eager(factory) else t0 + 1
     assert at(trace, "a:start") == at(trace, "b:start") == start
     assert at(trace, "b:raise") == start + 3
     # Done callback of b (next iteration) cancels the parent and c; both
@@ -1699,13 +1781,13 @@ def test_repr_counts_a_finished_child_until_its_done_callback(impl, exiting,
     async def body(sc, g, named):
         async def peer():
             # Runs right after a, in the iteration in which a returns.
-            if EAGER:
+            if eager(factory):
                 await asyncio.sleep(0)
             sc("peer:repr", repr(g))
             await asyncio.sleep(0)
             sc("peer:repr-later", repr(g))
 
-        spawn(sc, g, named, "a", worker(sc, "a", steps=1 if EAGER else 0))
+        spawn(sc, g, named, "a", worker(sc, "a", steps=1 if eager(factory) else 0))
         spawn(sc, g, named, "p", peer())
         if not exiting:
             for i in range(3):
@@ -1869,11 +1951,13 @@ def test_child_unusual_outcomes(impl, kind, steps):
 @pytest.mark.parametrize("sibling", [False, True])
 def test_eager_failure_then_no_await(impl, factory, sibling):
     """A child that fails inside create_task (eager start) cancels the
-    parent at once (3.12/3.13.0 shortcut).  If the body then leaves the
+    parent at once (3.12.1/3.13.0 shortcut).  If the body then leaves the
     group without awaiting, the parent's pending cancellation outlives the
     group on 3.12 (its uncancel() keeps the task's must-cancel flag) and
     not on 3.13 (an uncancel() down to zero clears it); with a sibling to
-    wait for, __aexit__ consumes it."""
+    wait for, __aexit__ consumes it.  Without the shortcut (3.12.9+,
+    3.13.2+: gh-128550) the failure is taken note of by the child's
+    done-callback, while __aexit__ waits for it."""
 
     async def body(sc, g, named):
         if sibling:
@@ -1890,10 +1974,15 @@ def test_eager_failure_then_no_await(impl, factory, sibling):
     got = one(trace, "main:raised")[0]
     assert [m[1] for m in got[2][2]] == ["a.exc"]
     drained = ev(trace, "main:probe-cancelled")
-    if EAGER and not sibling:
+    if eager(factory) and DONE_SHORTCUT and not sibling:
         assert one(trace, "body:after-create") == (
             1, "<TaskGroup errors=1 cancelling>")
         assert bool(drained) == (not PY313)
+    elif eager(factory) and not sibling:
+        # Done, kept in the group, not yet taken note of.
+        assert one(trace, "body:after-create") == (
+            0, "<TaskGroup tasks=1 entered>")
+        assert drained == []
     else:
         assert drained == []
 
@@ -1924,11 +2013,17 @@ def test_body_awaits_its_child(impl, outcome, steps):
         # The body's CancelledError from ``await t``; no group error.
         assert one(trace, "main:raised")[0][:2] == ("CancelledError",
                                                      "a.cancel")
-    elif EAGER and steps == 0:
+    elif AXIS_EAGER and DONE_SHORTCUT and steps == 0:
         # Failed inside create_task: the next create_task is refused.
         got = one(trace, "main:raised")[0]
         assert [m[1] for m in got[2][2]] == ["a.exc", "body.exc"]
         assert got[2][2][1][0] == "RuntimeError"
+    elif AXIS_EAGER and steps == 0:
+        # Failed inside create_task, taken note of by its done-callback
+        # (gh-128550); ``await t`` of the failed task raises the same
+        # exception in the body at once: the group holds it twice.
+        got = one(trace, "main:raised")[0]
+        assert [m[1] for m in got[2][2]] == ["a.exc", "a.exc"]
     else:
         got = one(trace, "main:raised")[0]
         assert got[0] == "ExceptionGroup"

@@ -188,13 +188,25 @@ class TaskGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-    def create_task(
-        self,
-        coro: _CoroutineLike[_T],
-        *,
-        name: str | None = None,
-        context: Context | None = None,
-    ) -> Task[_T]: ...
+    if sys.version_info >= (3, 14):
+        def create_task(
+            self,
+            coro: _CoroutineLike[_T],
+            *,
+            name: str | None = None,
+            context: Context | None = None,
+            eager_start: bool | None = None,
+        ) -> Task[_T]: ...
+    else:
+        def create_task(
+            self,
+            coro: _CoroutineLike[_T],
+            *,
+            name: str | None = None,
+            context: Context | None = None,
+        ) -> Task[_T]: ...
+    # 3.15's TaskGroup.cancel() (gh-108951), on every version.
+    def cancel(self) -> None: ...
 
 @final
 class CompletionQueue:

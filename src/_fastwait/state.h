@@ -181,6 +181,19 @@ typedef struct {
                                  when its get() fails (cancelled) */
     int timer_end_ulp;        /* 3.15+: the loop's end_time adds at least
                                  one ulp of the clock (timeout.c) */
+    /* taskgroup.c: TaskGroup's switches, decided once in
+     * fw_taskgroup_init from Py_Version (patch releases included). */
+    int tg_v313;         /* 3.13.0+: uncancel() after the wait, coroutine
+                            closed on refusal, CancelledError subclasses */
+    int tg_aexit_clears; /* 3.12.8+/3.13.1+: __aexit__ clears _parent_task,
+                            _errors, _base_error when it ends (gh-124958) */
+    int tg_always_add;   /* 3.12.9+/3.13.2+: a child done inside
+                            create_task is added and called back like any
+                            other (gh-128550, gh-128588) */
+    int tg_v314;         /* 3.14+: create_task(coro, **kwargs), call-graph
+                            edges child -> parent */
+    int tg_v315;         /* 3.15+: cancel(), gh-155433, gh-155418, a lone
+                            GeneratorExit re-raised, __aexit__ -> True */
 } fw_state;
 
 extern PyModuleDef fw_module_def;

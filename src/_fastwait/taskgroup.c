@@ -1,26 +1,38 @@
 /* TaskGroup
  *
  * Same observable behaviour as asyncio.TaskGroup of the running interpreter
- * (asyncio/taskgroups.py of 3.11.7, 3.12.1, 3.13.0).  The stdlib keeps the
- * children whose done-callback (_on_task_done) has not run yet in a set;
- * that set's size is what __aexit__ waits on, what create_task's "is
- * finished" check and repr() read.  Here the children live in two places:
+ * (asyncio/taskgroups.py of 3.11, 3.12, 3.13.0, the later 3.13 patch
+ * releases, 3.14 and 3.15; the switches are decided once, in
+ * tg_decide_versions).  The stdlib keeps the children whose done-callback
+ * (_on_task_done) has not run yet in a set; that set's size is what
+ * __aexit__ waits on, what create_task's "is finished" check, its "is
+ * shutting down" message and repr() read.  Here the children live in two
+ * places:
  *
  * Wrapped children -- a native coroutine on a loop whose create_task runs
  *   our CoroutineWrapper as is (child.c): the group learns of the
  *   completion inside the child's last step, with no done-callback.  The
  *   stdlib's _on_task_done is emulated by a loop callback scheduled at that
- *   moment (so it runs in the same loop iteration as the stdlib's would)
- *   only when it could change something:
- *     - the child failed (errors, abort, the parent's cancellation);
+ *   moment (so it runs in the same loop iteration, at the same place of the
+ *   ready queue, as the stdlib's would).  On 3.11-3.13 that callback is
+ *   scheduled only when it could change something observable:
+ *     - the child failed (errors, abort, the parent's cancellation), or a
+ *       failure is known and not yet processed;
  *     - the parent is not waiting in __aexit__ (its decision to wait, and
  *       create_task's "is finished" check, read the exact count);
  *     - it is the last unfinished child (the one whose callback wakes the
  *       parent; callbacks run first in, first out, so the earlier silent
- *       completions are all processed by then in the stdlib too).
+ *       completions are all processed by then in the stdlib too);
+ *     - the group is aborting, or may start aborting before the callback
+ *       would run (the parent's wait was cancelled, a callback child is
+ *       watched, a child may fail inside create_task on 3.12.1/3.13.0:
+ *       tg_may_skip), so that the count in "is shutting down" is exact.
  *   Any other completion is bookkeeping only: while the parent waits, the
  *   count falls at the completion instead of one iteration later, which
- *   only repr() can see.
+ *   only repr() can see (README difference #6).
+ *   3.14's _on_task_done also removes the child's call-graph edge to the
+ *   parent, which anyone holding the child can see: there every
+ *   completion is processed by a loop callback in the stdlib's place.
  *
  * Callback children -- anything else (custom task factory, third-party
  *   loop, other awaitables): the stdlib's algorithm, a set and one C
@@ -28,9 +40,18 @@
  *
  * The eager start of 3.12+ runs a wrapped child's first step inside
  * loop.create_task; a child that finishes there is handled like the
- * stdlib's "already done" shortcut (3.12.1 and 3.13.0 process it at once).
+ * stdlib's "already done" shortcut on 3.12.1 and 3.13.0 (processed at
+ * once), and like any other child from 3.13.2 on (gh-128550).
+ *
+ * cancel() is 3.15's (gh-108951); on 3.11-3.14 it is offered with the same
+ * semantics: what it changes (the place of the parent's uncancel() on
+ * 3.11/3.12, gh-155433's kept cancellation, __aexit__ suppressing the
+ * body's CancelledError, gh-155418) applies only to a group whose cancel()
+ * requested the cancellation, so the stdlib's behaviour is untouched.
  */
 #include "state.h"
+
+#include <string.h>
 
 typedef struct {
     PyObject_HEAD
@@ -42,23 +63,31 @@ typedef struct {
                               got an exception), a weak reference in
                               parent_weak instead */
     PyObject *parent_weak;
-    PyObject *tasks;  /* set of callback children not yet processed, or
-                         NULL when empty and never used */
-    PyObject **slots; /* wrapped children: the live Task; Py_None while
-                         loop.create_task runs; Py_False when the child
-                         finished inside it; NULL when free */
+    PyObject *tasks;  /* callback children not yet processed (a dict: task
+                         -> its place in the order the group took its
+                         children), or NULL when empty and never used */
+    PyObject **slots; /* wrapped children: the live Task; the TG_* markers
+                         below while loop.create_task runs and when the
+                         child finished inside it; NULL when free */
+    Py_ssize_t *slot_seq; /* a live wrapped child's place in that order */
+    Py_ssize_t next_seq;
     Py_ssize_t nslots, slots_cap;
     Py_ssize_t *free_slots;
     Py_ssize_t nfree;
     Py_ssize_t nlive;      /* wrapped children stored and not finished */
     Py_ssize_t nscheduled; /* wrapped completions whose processing is
                               scheduled and has not run */
+    Py_ssize_t nfailing;   /* of those, the failed ones */
     PyObject *errors;      /* list, NULL = [] not created yet */
     PyObject *base_error;
     PyObject *on_completed_fut;
     PyObject *callback;    /* TaskGroupCallback, while children may call */
     PyObject *exit_propagate; /* __aexit__'s propagate_cancellation_error */
+    PyObject *exit_pending;   /* 3.15: pending_cancellation_error */
     char exit_waiting;     /* __aexit__ awaits on_completed_fut */
+    char exit_consuming;   /* 3.11/3.12, cancel(): __aexit__ takes the
+                              parent's pending cancellation (sleep(0)) */
+    char exit_uncancelled; /* __aexit__ made its uncancel() already */
     char loop_kind;        /* 0 not decided, -1 unknown loop type, 1
                               asyncio's loop (factory in _task_factory), 2
                               known loop (ask get_task_factory()) */
@@ -67,7 +96,26 @@ typedef struct {
     char exiting;
     char aborting;
     char parent_cancel_requested;
+    char cancel_on_enter;  /* cancel() before __aenter__ */
+    char cancel_called;    /* cancel() started the abort */
+    char own_cancel;       /* ... and requested the parent's cancellation */
+    char may_start_eagerly; /* a child was created under a task factory */
 } TaskGroupObject;
+
+/* Slot markers of a wrapped child inside loop.create_task. */
+#define TG_CREATING Py_None   /* its first step has not finished it */
+#define TG_DONE_OK Py_False   /* it finished there, not failing */
+#define TG_DONE_FAILED Py_True /* it finished there with an exception */
+#define TG_IS_TASK(t) ((t) != NULL && (t) != Py_None && (t) != Py_False && \
+                       (t) != Py_True)
+
+/* How a child's _on_task_done is run (tg_on_task_done's `kind`). */
+enum {
+    TG_IN_SET,      /* a callback child: its done-callback */
+    TG_WRAPPED_OK,  /* a wrapped child that did not fail, scheduled */
+    TG_WRAPPED_FAILED, /* a wrapped child that failed, scheduled */
+    TG_AT_ONCE,     /* 3.12.1/3.13.0: done inside create_task, not kept */
+};
 
 #define TG_CAST(op) ((TaskGroupObject *)(op))
 
@@ -82,7 +130,7 @@ static Py_ssize_t
 tg_ntasks(TaskGroupObject *self)
 {
     return self->nlive + self->nscheduled +
-           (self->tasks != NULL ? PySet_GET_SIZE(self->tasks) : 0);
+           (self->tasks != NULL ? PyDict_GET_SIZE(self->tasks) : 0);
 }
 
 static Py_ssize_t
@@ -164,44 +212,49 @@ is_base_error(PyObject *exc)
            PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
 }
 
+/* _abort(): cancel the unfinished children.  The stdlib cancels them in
+ * its set's order (hash order: arbitrary); here in the order the group
+ * took them (_tasks.add), whatever their kind. */
 static int
 tg_abort(TaskGroupObject *self)
 {
     fw_state *st = self->st;
     self->aborting = 1;
-    /* A snapshot: cancel() may call back into Python. */
+    /* A snapshot of (place, task): cancel() may call back into Python. */
     PyObject *todo = PyList_New(0);
     if (todo == NULL) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         PyObject *t = self->slots[i];
-        if (t != NULL && t != Py_None && t != Py_False &&
-            PyList_Append(todo, t) < 0) {
+        if (!TG_IS_TASK(t)) {
+            continue;
+        }
+        PyObject *item = Py_BuildValue("(nO)", self->slot_seq[i], t);
+        if (item == NULL || PyList_Append(todo, item) < 0) {
+            Py_XDECREF(item);
             goto fail;
         }
+        Py_DECREF(item);
     }
     if (self->tasks != NULL) {
-        PyObject *it = PyObject_GetIter(self->tasks);
-        if (it == NULL) {
-            goto fail;
-        }
-        PyObject *t;
-        while ((t = PyIter_Next(it)) != NULL) {
-            int r = PyList_Append(todo, t);
-            Py_DECREF(t);
-            if (r < 0) {
-                Py_DECREF(it);
+        Py_ssize_t pos = 0;
+        PyObject *t, *seq;
+        while (PyDict_Next(self->tasks, &pos, &t, &seq)) {
+            PyObject *item = PyTuple_Pack(2, seq, t);
+            if (item == NULL || PyList_Append(todo, item) < 0) {
+                Py_XDECREF(item);
                 goto fail;
             }
-        }
-        Py_DECREF(it);
-        if (PyErr_Occurred()) {
-            goto fail;
+            Py_DECREF(item);
         }
     }
+    /* The places are distinct: the tasks are never compared. */
+    if (PyList_Sort(todo) < 0) {
+        goto fail;
+    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(todo); i++) {
-        PyObject *t = PyList_GET_ITEM(todo, i);
+        PyObject *t = PyTuple_GET_ITEM(PyList_GET_ITEM(todo, i), 1);
         int done = fw_fut_bool(st, t, FW_DONE);
         if (done < 0) {
             goto fail;
@@ -221,17 +274,40 @@ fail:
     return -1;
 }
 
-/* The stdlib's _on_task_done(task).  `wrapped`: a wrapped child's
- * scheduled processing (counted in nscheduled) rather than a member of the
- * set. */
+/* futures.future_add_to_awaited_by / future_discard_from_awaited_by(
+ * task, self._parent_task) (3.14+), read from asyncio.futures at each call
+ * as taskgroups.py reads them (fw_graph_call). */
 static int
-tg_on_task_done(TaskGroupObject *self, PyObject *task, int wrapped)
+tg_graph_edge(TaskGroupObject *self, int discard, PyObject *task)
+{
+    PyObject *parent = tg_parent(self);
+    int r = fw_graph_call(self->st, discard, task,
+                          parent != NULL ? parent : Py_None);
+    Py_XDECREF(parent);
+    return r;
+}
+
+/* The stdlib's _on_task_done(task); `kind` says how it was reached (the
+ * TG_* values above). */
+static int
+tg_on_task_done(TaskGroupObject *self, PyObject *task, int kind)
 {
     fw_state *st = self->st;
-    if (wrapped) {
+    if (kind == TG_WRAPPED_OK || kind == TG_WRAPPED_FAILED) {
         self->nscheduled--;
+        if (kind == TG_WRAPPED_FAILED) {
+            self->nfailing--;
+        }
     }
-    else if (self->tasks != NULL && PySet_Discard(self->tasks, task) < 0) {
+    else if (kind == TG_IN_SET && self->tasks != NULL) {
+        /* self._tasks.discard(task) */
+        int in = PyDict_Contains(self->tasks, task);
+        if (in < 0 || (in > 0 && PyDict_DelItem(self->tasks, task) < 0)) {
+            return -1;
+        }
+    }
+    if (st->tg_v314 &&
+        tg_graph_edge(self, 1, task) < 0) {
         return -1;
     }
     if (self->on_completed_fut != NULL && tg_ntasks(self) == 0) {
@@ -247,6 +323,11 @@ tg_on_task_done(TaskGroupObject *self, PyObject *task, int wrapped)
         if (done < 0) {
             return -1;
         }
+    }
+    if (kind == TG_WRAPPED_OK) {
+        /* Cancelled or returned: task.cancelled() or task.exception() is
+         * None, nothing more to do. */
+        return 0;
     }
     int cancelled = fw_fut_bool(st, task, FW_CANCELLED);
     if (cancelled != 0) {
@@ -341,7 +422,8 @@ done:
 
 /* ------------------------------------------------------------------ */
 /* The callback object: task.add_done_callback(cb) calls cb(task); a
- * wrapped child's scheduled processing is cb(task, True). */
+ * wrapped child's scheduled processing is cb(task, True) (cb(task,
+ * False) when it failed). */
 
 static PyObject *
 tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
@@ -359,8 +441,15 @@ tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
         Py_RETURN_NONE;
     }
     Py_INCREF(group);
-    int r = tg_on_task_done(TG_CAST(group), args[0],
-                            nargs == 2 && args[1] == Py_True);
+    int r;
+    if (nargs == 1) {
+        r = tg_on_task_done(TG_CAST(group), args[0], TG_IN_SET);
+    }
+    else {
+        r = tg_on_task_done(TG_CAST(group), args[0],
+                            args[1] == Py_True ? TG_WRAPPED_OK
+                                               : TG_WRAPPED_FAILED);
+    }
     Py_DECREF(group);
     return r < 0 ? NULL : Py_NewRef(Py_None);
 }
@@ -463,6 +552,13 @@ tg_slot_reserve(TaskGroupObject *self)
                 return -1;
             }
             self->free_slots = free_slots;
+            Py_ssize_t *slot_seq = PyMem_Realloc(
+                self->slot_seq, (size_t)cap * sizeof(Py_ssize_t));
+            if (slot_seq == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->slot_seq = slot_seq;
             self->slots_cap = cap;
         }
         i = self->nslots++;
@@ -481,21 +577,59 @@ tg_slot_release(TaskGroupObject *self, Py_ssize_t i)
     return t;
 }
 
-/* loop.call_soon(cb, task, True): the stdlib's _on_task_done(task), in
- * the iteration where it would run. */
-static int
-tg_schedule(TaskGroupObject *self, PyObject *task)
+/* loop.call_soon(cb, arg0, arg1, context=<empty>): the handle (new
+ * reference) or NULL. */
+static PyObject *
+tg_call_soon(TaskGroupObject *self, PyObject *arg0, PyObject *arg1)
 {
+    fw_state *st = self->st;
     PyObject *cb = tg_callback(self);
     if (cb == NULL) {
+        return NULL;
+    }
+    PyObject *stack[5] = {self->loop, cb, arg0, arg1, st->empty_context};
+    return PyObject_VectorcallMethod(st->str_call_soon, stack, 4,
+                                     st->kw_context);
+}
+
+/* loop.call_soon(cb, task, not failed): the stdlib's _on_task_done(task),
+ * in the iteration and at the place where it would run. */
+static int
+tg_schedule(TaskGroupObject *self, PyObject *task, int failed)
+{
+    PyObject *h = tg_call_soon(self, task, failed ? Py_False : Py_True);
+    if (h == NULL) {
         return -1;
     }
-    PyObject *args[2] = {task, Py_True};
-    if (fw_call_soon(self->st, self->loop, cb, args, 2) < 0) {
-        return -1;
-    }
+    Py_DECREF(h);
     self->nscheduled++;
+    if (failed) {
+        self->nfailing++;
+    }
     return 0;
+}
+
+/* 3.11-3.13: may the completion of a wrapped child that did not fail go
+ * unprocessed (no loop callback; the count falls at once)?  Only while the
+ * parent waits in __aexit__, when it is not the last child, and when no
+ * abort can start before the stdlib's callback would run: not aborting,
+ * no failure scheduled, no callback child watched (its failure is seen by
+ * its callback only), no child started by a task factory on 3.12.1/3.13.0
+ * (an eagerly started child that fails inside create_task aborts the group
+ * there), the parent's wait not cancelled.  (cancel(), fastwait's own on
+ * these versions, can start an abort at any time.)  -1 error, 0/1. */
+static int
+tg_may_skip(TaskGroupObject *self)
+{
+    if (self->on_completed_fut == NULL || self->aborting ||
+        self->nfailing > 0 || self->nlive == 0 ||
+        (self->tasks != NULL && PyDict_GET_SIZE(self->tasks) > 0) ||
+        (self->may_start_eagerly && self->st->gather_done_shortcut &&
+         !self->st->tg_always_add)) {
+        return 0;
+    }
+    int done = fw_fut_bool(self->st, self->on_completed_fut, FW_DONE);
+    return done < 0 ? -1 : !done;
 }
 
 static int
@@ -506,29 +640,39 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
     if (i >= self->nslots) {
         return 0;
     }
-    PyObject *task = self->slots[i];
-    if (task == Py_None) {
-        /* Inside loop.create_task (eager start): create_task sees it. */
-        self->slots[i] = Py_NewRef(Py_False);
-        Py_DECREF(task);
-        return 0;
-    }
-    if (task == NULL || task == Py_False) {
-        return 0;
-    }
-    task = tg_slot_release(self, i);
-    self->nlive--;
     /* A Task whose coroutine raised CancelledError is cancelled, and one
      * whose coroutine returned is done or cancelled (_must_cancel): for
      * _on_task_done both are nothing but the end of a child. */
     int failed = value == NULL &&
                  !PyErr_GivenExceptionMatches(exc, self->st->CancelledError);
-    int r = 0;
-    if (failed || self->on_completed_fut == NULL ||
-        self->nlive + (self->tasks != NULL ? PySet_GET_SIZE(self->tasks)
-                                           : 0) ==
-            0) {
-        r = tg_schedule(self, task);
+    PyObject *task = self->slots[i];
+    if (task == TG_CREATING) {
+        /* Inside loop.create_task (eager start): create_task sees it. */
+        self->slots[i] = Py_NewRef(failed ? TG_DONE_FAILED : TG_DONE_OK);
+        Py_DECREF(task);
+        return 0;
+    }
+    if (!TG_IS_TASK(task)) {
+        return 0;
+    }
+    task = tg_slot_release(self, i);
+    self->nlive--;
+    int r;
+    if (failed) {
+        r = tg_schedule(self, task, 1);
+    }
+    else if (self->st->tg_v314) {
+        /* The call-graph edge goes in the stdlib's place. */
+        r = tg_schedule(self, task, 0);
+    }
+    else {
+        r = tg_may_skip(self);
+        if (r == 0) {
+            r = tg_schedule(self, task, 0);
+        }
+        else if (r > 0) {
+            r = 0;
+        }
     }
     Py_DECREF(task);
     return r;
@@ -541,7 +685,7 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
 static PyObject *
 tg_refuse(TaskGroupObject *self, PyObject *coro, const char *what)
 {
-    if (Py_Version >= 0x030D0000) {
+    if (self->st->tg_v313) {
         PyObject *r = PyObject_CallMethodNoArgs(coro, self->st->str_close);
         if (r == NULL) {
             return NULL;
@@ -551,36 +695,145 @@ tg_refuse(TaskGroupObject *self, PyObject *coro, const char *what)
     return tg_runtime_error((PyObject *)self, what);
 }
 
-/* loop.create_task(coro[, name=name][, context=context]) as the running
- * version's TaskGroup calls it, name included. */
+/* The keyword arguments of a create_task call: name/context (3.11-3.13),
+ * or all of them, passed on as they came (3.14+). */
+typedef struct {
+    PyObject *name, *context;
+    PyObject *const *values;
+    PyObject *kwnames; /* NULL: none */
+} tg_kwargs;
+
+/* Are all keywords ones that 3.14's Task() takes besides loop=? */
+static int
+tg_task_keywords_only(fw_state *st, PyObject *kwnames)
+{
+    Py_ssize_t n = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (k != st->str_name && k != st->str_context &&
+            !(PyUnicode_Check(k) &&
+              PyUnicode_CompareWithASCIIString(k, "eager_start") == 0)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* 3.14+: asyncio's BaseEventLoop.create_task(coro, **kwargs) with no task
+ * factory, in C: _check_closed(), Task(coro, loop=self, **kwargs). */
 static PyObject *
-tg_loop_create_task(TaskGroupObject *self, PyObject *coro, PyObject *name,
-                    PyObject *context, int direct)
+tg_new_task_kwargs(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
 {
     fw_state *st = self->st;
+    Py_ssize_t n = kw->kwnames == NULL ? 0 : PyTuple_GET_SIZE(kw->kwnames);
+    PyObject *kwnames = st->kw_loop;
+    PyObject *small[8];
+    PyObject **stack = small;
+    if (n > 0) {
+        kwnames = PyTuple_New(n + 1);
+        if (kwnames == NULL) {
+            return NULL;
+        }
+        PyTuple_SET_ITEM(kwnames, 0,
+                         Py_NewRef(PyTuple_GET_ITEM(st->kw_loop, 0)));
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(kwnames, i + 1,
+                             Py_NewRef(PyTuple_GET_ITEM(kw->kwnames, i)));
+        }
+        if (n + 2 > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+            stack = PyMem_Malloc((size_t)(n + 2) * sizeof(PyObject *));
+            if (stack == NULL) {
+                Py_DECREF(kwnames);
+                return PyErr_NoMemory();
+            }
+        }
+    }
+    stack[0] = coro;
+    stack[1] = self->loop;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        stack[i + 2] = kw->values[i];
+    }
+    PyObject *task = PyObject_Vectorcall((PyObject *)st->TaskType, stack, 1,
+                                         kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    if (kwnames != st->kw_loop) {
+        Py_DECREF(kwnames);
+    }
+    return task;
+}
+
+/* The loop's _check_closed(): -1 (RuntimeError) if it is closed. */
+static int
+tg_check_closed(TaskGroupObject *self)
+{
+    PyObject *closed = PyObject_GetAttr(self->loop,
+                                        self->st->str_closed_attr);
+    if (closed == NULL) {
+        return -1;
+    }
+    int c = PyObject_IsTrue(closed);
+    Py_DECREF(closed);
+    if (c > 0) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    }
+    return c != 0 ? -1 : 0;
+}
+
+/* loop.create_task(...) as the running version's TaskGroup calls it:
+ * 3.11/3.12 create_task(coro[, context=]) then _set_task_name(task, name);
+ * 3.13 create_task(coro, name=[, context=]); 3.14+ create_task(coro,
+ * **kwargs).  `direct`: asyncio's own loop with no task factory, whose
+ * create_task is done here. */
+static PyObject *
+tg_loop_create_task(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw,
+                    int direct)
+{
+    fw_state *st = self->st;
+    PyObject *name = kw->name, *context = kw->context;
+    if (st->tg_v314) {
+        if (direct && tg_task_keywords_only(st, kw->kwnames)) {
+            if (tg_check_closed(self) < 0) {
+                return NULL;
+            }
+            return tg_new_task_kwargs(self, coro, kw);
+        }
+        Py_ssize_t n = kw->kwnames == NULL ? 0
+                                           : PyTuple_GET_SIZE(kw->kwnames);
+        PyObject *small[8];
+        PyObject **stack = small;
+        if (n + 2 > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+            stack = PyMem_Malloc((size_t)(n + 2) * sizeof(PyObject *));
+            if (stack == NULL) {
+                return PyErr_NoMemory();
+            }
+        }
+        stack[0] = self->loop;
+        stack[1] = coro;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            stack[i + 2] = kw->values[i];
+        }
+        PyObject *task = PyObject_VectorcallMethod(
+            st->str_create_task, stack, 2, n > 0 ? kw->kwnames : NULL);
+        if (stack != small) {
+            PyMem_Free(stack);
+        }
+        return task;
+    }
     if (direct) {
         /* asyncio's BaseEventLoop.create_task with no task factory, in C:
          * _check_closed(), then Task(coro, loop=self, name=..., context=...)
          * (3.11/3.12's TaskGroup passes no name: the Task takes the next
          * "Task-N" and gets the name set afterwards, as there). */
-        PyObject *closed = PyObject_GetAttr(self->loop, st->str_closed_attr);
-        if (closed == NULL) {
-            return NULL;
-        }
-        int c = PyObject_IsTrue(closed);
-        Py_DECREF(closed);
-        if (c != 0) {
-            if (c > 0) {
-                PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-            }
+        if (tg_check_closed(self) < 0) {
             return NULL;
         }
         PyObject *args[4] = {coro, self->loop,
-                             Py_Version >= 0x030D0000 ? name : Py_None,
-                             context};
+                             st->tg_v313 ? name : Py_None, context};
         PyObject *task = PyObject_Vectorcall((PyObject *)st->TaskType, args,
                                              1, st->kw_loop_name_context);
-        if (task == NULL || Py_Version >= 0x030D0000 || name == Py_None) {
+        if (task == NULL || st->tg_v313 || name == Py_None) {
             return task;
         }
         PyObject *r = PyObject_CallFunctionObjArgs(st->set_task_name, task,
@@ -595,7 +848,7 @@ tg_loop_create_task(TaskGroupObject *self, PyObject *coro, PyObject *name,
     PyObject *stack[4] = {self->loop, coro};
     Py_ssize_t n = 2;
     PyObject *kwnames = NULL;
-    int v313 = Py_Version >= 0x030D0000;
+    int v313 = st->tg_v313;
     if (v313) {
         stack[n++] = name;
         kwnames = context != Py_None ? st->kw_name_context : st->kw_name;
@@ -671,13 +924,58 @@ tg_runs_wrappers(TaskGroupObject *self)
     int ok = factory == Py_None
                  ? (self->loop_kind == 1 ? 2 : 1)
                  : factory == st->eager_task_factory;
+    if (factory != Py_None) {
+        self->may_start_eagerly = 1;
+    }
     Py_DECREF(factory);
     return ok;
 }
 
+/* 3.12.1/3.13.0 (the eager shortcut): note whether the loop has a task
+ * factory, which may start children eagerly (see tg_may_skip).  Wrapped
+ * children are noted by tg_runs_wrappers. */
+static void
+tg_note_factory(TaskGroupObject *self)
+{
+    fw_state *st = self->st;
+    if (self->may_start_eagerly || !st->gather_done_shortcut ||
+        st->tg_always_add) {
+        return;
+    }
+    PyObject *factory = PyObject_CallMethodNoArgs(self->loop,
+                                                  st->str_get_task_factory);
+    if (factory == NULL) {
+        PyErr_Clear();
+    }
+    if (factory != Py_None) {
+        self->may_start_eagerly = 1;
+    }
+    Py_XDECREF(factory);
+}
+
+/* 3.15 (gh-155418): a task created while the group is aborting (an eager
+ * child can start the abort before it joins the group) is cancelled.  On
+ * 3.11-3.14 only when cancel() started the abort.  -1 error. */
+static int
+tg_cancel_if_aborting(TaskGroupObject *self, PyObject *task)
+{
+    if (!self->aborting || !(self->st->tg_v315 || self->cancel_called)) {
+        return 0;
+    }
+    int done = fw_fut_bool(self->st, task, FW_DONE);
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(task, self->st->str_cancel);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
-tg_create_task_impl(TaskGroupObject *self, PyObject *coro, PyObject *name,
-                    PyObject *context)
+tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
 {
     fw_state *st = self->st;
     if (!self->entered) {
@@ -696,6 +994,9 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, PyObject *name,
             return NULL;
         }
     }
+    else {
+        tg_note_factory(self);
+    }
     PyObject *task;
     if (wrapped) {
         Py_ssize_t i = tg_slot_reserve(self);
@@ -708,8 +1009,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, PyObject *name,
             Py_DECREF(tg_slot_release(self, i));
             return NULL;
         }
-        task = tg_loop_create_task(self, child, name, context,
-                                   wrapped == 2);
+        task = tg_loop_create_task(self, child, kw, wrapped == 2);
         if (task == NULL) {
             /* Like the stdlib: the (wrapped) coroutine is left alone. */
             fw_child_detach(child);
@@ -717,67 +1017,88 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, PyObject *name,
             Py_DECREF(tg_slot_release(self, i));
             return NULL;
         }
+        if (st->tg_v314 &&
+            tg_graph_edge(self, 0, task) < 0) {
+            /* As in the stdlib, the task is not kept by the group. */
+            fw_child_detach(child);
+            Py_DECREF(child);
+            Py_DECREF(tg_slot_release(self, i));
+            goto fail;
+        }
         Py_DECREF(child);
-        if (self->slots[i] == Py_None) {
+        PyObject *mark = self->slots[i];
+        if (mark == TG_CREATING) {
             Py_SETREF(self->slots[i], Py_NewRef(task));
+            self->slot_seq[i] = self->next_seq++;
             self->nlive++;
+            if (tg_cancel_if_aborting(self, task) < 0) {
+                goto fail;
+            }
             return task;
         }
         /* Finished inside loop.create_task (eager start). */
+        int failed = mark == TG_DONE_FAILED;
         Py_DECREF(tg_slot_release(self, i));
+        if (!st->tg_always_add && st->gather_done_shortcut) {
+            /* 3.12.1/3.13.0: processed at once, never kept. */
+            if (tg_on_task_done(self, task, TG_AT_ONCE) < 0) {
+                goto fail;
+            }
+            return task;
+        }
+        /* add_done_callback on a done task schedules the callback now. */
+        if (tg_schedule(self, task, failed) < 0) {
+            goto fail;
+        }
+        return task;
+    }
+    task = tg_loop_create_task(self, coro, kw, 0);
+    if (task == NULL) {
+        return NULL;
+    }
+    if (st->tg_v314 && tg_graph_edge(self, 0, task) < 0) {
+        goto fail;
+    }
+    if (st->gather_done_shortcut && !st->tg_always_add) {
         int done = fw_fut_bool(st, task, FW_DONE);
         if (done < 0) {
-            Py_DECREF(task);
-            return NULL;
+            goto fail;
         }
-        if (!(st->gather_done_shortcut && done)) {
-            /* 3.11's add_done_callback on a done task: scheduled now. */
-            if (tg_schedule(self, task) < 0) {
-                Py_DECREF(task);
-                return NULL;
+        if (done) {
+            /* 3.12.1/3.13.0: already done, processed at once and never
+             * added. */
+            if (tg_on_task_done(self, task, TG_AT_ONCE) < 0) {
+                goto fail;
             }
             return task;
         }
+    }
+    PyObject *cb = tg_callback(self);
+    if (cb == NULL) {
+        goto fail;
+    }
+    if (self->tasks == NULL && (self->tasks = PyDict_New()) == NULL) {
+        goto fail;
+    }
+    PyObject *seq = PyLong_FromSsize_t(self->next_seq++);
+    if (seq == NULL) {
+        goto fail;
+    }
+    /* 3.11 adds the callback first, 3.12+ the task first. */
+    int r;
+    if (st->gather_done_shortcut) {
+        r = PyDict_SetItem(self->tasks, task, seq) < 0 ||
+            fw_add_done_callback(st, task, cb) < 0;
     }
     else {
-        task = tg_loop_create_task(self, coro, name, context, 0);
-        if (task == NULL) {
-            return NULL;
-        }
-        int done = 0;
-        if (st->gather_done_shortcut) {
-            done = fw_fut_bool(st, task, FW_DONE);
-            if (done < 0) {
-                goto fail;
-            }
-        }
-        if (!done) {
-            PyObject *cb = tg_callback(self);
-            if (cb == NULL) {
-                goto fail;
-            }
-            if (self->tasks == NULL && (self->tasks = PySet_New(NULL)) ==
-                                           NULL) {
-                goto fail;
-            }
-            /* 3.11 adds the callback first, 3.12+ the task first. */
-            if (st->gather_done_shortcut) {
-                if (PySet_Add(self->tasks, task) < 0 ||
-                    fw_add_done_callback(st, task, cb) < 0) {
-                    goto fail;
-                }
-            }
-            else {
-                if (fw_add_done_callback(st, task, cb) < 0 ||
-                    PySet_Add(self->tasks, task) < 0) {
-                    goto fail;
-                }
-            }
-            return task;
-        }
+        r = fw_add_done_callback(st, task, cb) < 0 ||
+            PyDict_SetItem(self->tasks, task, seq) < 0;
     }
-    /* 3.12+: already done, processed at once and never added. */
-    if (tg_on_task_done(self, task, 0) < 0) {
+    Py_DECREF(seq);
+    if (r) {
+        goto fail;
+    }
+    if (tg_cancel_if_aborting(self, task) < 0) {
         goto fail;
     }
     return task;
@@ -791,40 +1112,150 @@ PyDoc_STRVAR(tg_create_task_doc,
              "Create a new task in this group and return it.\n\n"
              "Similar to `asyncio.create_task`.");
 
+PyDoc_STRVAR(tg_create_task_kw_doc,
+             "create_task($self, coro, **kwargs)\n--\n\n"
+             "Create a new task in this group and return it.\n\n"
+             "Similar to `asyncio.create_task`.");
+
+/* 3.14+: create_task(coro, **kwargs) bound by the signature function:
+ * (coro, kwargs) -> the call with kwargs passed on. */
+static PyObject *
+tg_create_task_bound_kw(TaskGroupObject *self, PyObject *bound)
+{
+    PyObject *coro = PyTuple_GET_ITEM(bound, 0);
+    PyObject *dict = PyTuple_GET_ITEM(bound, 1);
+    Py_ssize_t n = PyDict_GET_SIZE(dict);
+    PyObject *kwnames = PyTuple_New(n);
+    PyObject **values = PyMem_Malloc((size_t)(n + 1) * sizeof(PyObject *));
+    if (kwnames == NULL || values == NULL) {
+        Py_XDECREF(kwnames);
+        PyMem_Free(values);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(dict, &pos, &k, &v)) {
+        PyTuple_SET_ITEM(kwnames, i, Py_NewRef(k));
+        values[i++] = v; /* borrowed from the dict */
+    }
+    tg_kwargs kw = {Py_None, Py_None, values, n > 0 ? kwnames : NULL};
+    PyObject *r = tg_create_task_impl(self, coro, &kw);
+    PyMem_Free(values);
+    Py_DECREF(kwnames);
+    return r;
+}
+
 static PyObject *
 tg_create_task(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                PyObject *kwnames)
 {
     TaskGroupObject *self = TG_CAST(op);
     fw_state *st = self->st;
-    PyObject *name = Py_None, *context = Py_None;
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (st->tg_v314) {
+        if (nargs == 1) {
+            tg_kwargs kw = {Py_None, Py_None, args + 1,
+                            nkw > 0 ? kwnames : NULL};
+            return tg_create_task_impl(self, args[0], &kw);
+        }
+        PyObject *bound = fw_bind(st, "tg_create_task_kw", op, args, nargs,
+                                  kwnames);
+        if (bound == NULL) {
+            return NULL;
+        }
+        PyObject *r = tg_create_task_bound_kw(self, bound);
+        Py_DECREF(bound);
+        return r;
+    }
+    tg_kwargs kw = {Py_None, Py_None, NULL, NULL};
     int ok = nargs == 1;
     for (Py_ssize_t i = 0; ok && i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
         if (k == st->str_name) {
-            name = args[nargs + i];
+            kw.name = args[nargs + i];
         }
         else if (k == st->str_context) {
-            context = args[nargs + i];
+            kw.context = args[nargs + i];
         }
         else {
             ok = 0;
         }
     }
     if (ok) {
-        return tg_create_task_impl(self, args[0], name, context);
+        return tg_create_task_impl(self, args[0], &kw);
     }
     PyObject *bound = fw_bind(st, "tg_create_task", op, args, nargs,
                               kwnames);
     if (bound == NULL) {
         return NULL;
     }
-    PyObject *r = tg_create_task_impl(self, PyTuple_GET_ITEM(bound, 0),
-                                      PyTuple_GET_ITEM(bound, 1),
-                                      PyTuple_GET_ITEM(bound, 2));
+    kw.name = PyTuple_GET_ITEM(bound, 1);
+    kw.context = PyTuple_GET_ITEM(bound, 2);
+    PyObject *r = tg_create_task_impl(self, PyTuple_GET_ITEM(bound, 0), &kw);
     Py_DECREF(bound);
     return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* cancel() */
+
+/* The stdlib's (3.15) TaskGroup.cancel(). */
+static int
+tg_cancel_impl(TaskGroupObject *self)
+{
+    if (!self->entered) {
+        self->cancel_on_enter = 1;
+        return 0;
+    }
+    if (self->exiting && tg_ntasks(self) == 0) {
+        return 0;
+    }
+    if (self->aborting) {
+        return 0;
+    }
+    self->cancel_called = 1;
+    if (tg_abort(self) < 0) {
+        return -1;
+    }
+    PyObject *parent = tg_parent(self);
+    if (parent == NULL || self->parent_cancel_requested) {
+        Py_XDECREF(parent);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    self->parent_cancel_requested = 1;
+    self->own_cancel = 1;
+    PyObject *r = PyObject_CallMethodNoArgs(parent, self->st->str_cancel);
+    Py_DECREF(parent);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+PyDoc_STRVAR(tg_cancel_doc,
+             "cancel($self, /)\n--\n\n"
+             "Cancel the task group.\n\n"
+             "cancel() is called on every task of the group that is not done\n"
+             "yet, and on the parent task (the body of the group): the group\n"
+             "then exits without raising CancelledError.  Called before the\n"
+             "group is entered, it cancels the group on entry; idempotent,\n"
+             "and a no-op after the group has exited.  (Python 3.15's\n"
+             "TaskGroup.cancel(), gh-108951, on every version.)");
+
+static PyObject *
+tg_cancel(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        return fw_signature_error(self->st, "tg_cancel", op, args, nargs,
+                                  kwnames);
+    }
+    if (tg_cancel_impl(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -861,6 +1292,19 @@ tg_aenter_step(PyObject *state, PyObject *exc, PyObject **result)
     Py_XSETREF(self->parent_task, parent);
     Py_CLEAR(self->parent_weak);
     self->entered = 1;
+    if (self->cancel_on_enter) {
+        /* self.cancel(): a subclass's own, if it has one. */
+        if (Py_TYPE(state) != st->TaskGroupType) {
+            PyObject *r = PyObject_CallMethodNoArgs(state, st->str_cancel);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        else if (tg_cancel_impl(self) < 0) {
+            return NULL;
+        }
+    }
     *result = Py_NewRef(state);
     return NULL;
 }
@@ -905,7 +1349,7 @@ tg_is_cancelled_type(fw_state *st, PyObject *et)
     if (et == Py_None) {
         return 0;
     }
-    if (Py_Version >= 0x030D0000) {
+    if (st->tg_v313) {
         return PyObject_IsSubclass(et, st->CancelledError);
     }
     return et == st->CancelledError;
@@ -922,6 +1366,48 @@ tg_uncancel_to_zero(TaskGroupObject *self)
     int zero = PyLong_Check(r) && PyLong_AsLong(r) == 0;
     Py_DECREF(r);
     return zero;
+}
+
+/* 3.13+'s uncancel() after the wait (`_parent_cancel_requested` is set):
+ * -1 error, 1 the count reached zero, 0 not. */
+static int
+tg_late_uncancel(TaskGroupObject *self)
+{
+    self->exit_uncancelled = 1;
+    int zero = tg_uncancel_to_zero(self);
+    if (zero < 0) {
+        return -1;
+    }
+    if (zero) {
+        Py_CLEAR(self->exit_propagate);
+    }
+    else if ((self->st->tg_v315 || self->own_cancel) &&
+             self->exit_propagate == NULL) {
+        /* gh-155433: the remaining cancellation is not the group's: it is
+         * kept. */
+        self->exit_propagate = Py_XNewRef(self->exit_pending);
+    }
+    return zero;
+}
+
+/* asyncio.sleep(0): an awaitable that yields to the loop once. */
+static PyObject *
+tg_sleep0(void)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return NULL;
+    }
+    PyObject *sleep = PyObject_GetAttrString(asyncio, "sleep");
+    Py_DECREF(asyncio);
+    if (sleep == NULL) {
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    PyObject *aw = zero == NULL ? NULL : PyObject_CallOneArg(sleep, zero);
+    Py_XDECREF(zero);
+    Py_DECREF(sleep);
+    return aw;
 }
 
 /* raise exc (a new reference, stolen), chained like a `raise` statement
@@ -945,85 +1431,22 @@ tg_finish(TaskGroupObject *self)
     }
 }
 
-/* __aexit__'s coroutine state is the tuple (group, et, exc); what it
- * changes while it runs lives in the group (one __aexit__ runs at a
- * time). */
-static PyObject *tg_aexit_finish(TaskGroupObject *self, PyObject *et,
-                                 PyObject *exc_value, PyObject **result);
-
-static PyObject *
-tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
+/* __aexit__ ended (returned or raised; the error, if any, stays set). */
+static void
+tg_aexit_ended(TaskGroupObject *self, PyObject *exc_value, int raised)
 {
-    TaskGroupObject *self = TG_CAST(PyTuple_GET_ITEM(state, 0));
-    PyObject *et = PyTuple_GET_ITEM(state, 1);
-    PyObject *exc_value = PyTuple_GET_ITEM(state, 2);
-    fw_state *st = self->st;
-
-    if (!self->exit_waiting) {
-        if (exc != NULL) {
-            fw_err_restore(exc);
-            return NULL;
-        }
-        self->exiting = 1;
-        if (exc_value != Py_None && is_base_error(exc_value) &&
-            self->base_error == NULL) {
-            self->base_error = Py_NewRef(exc_value);
-        }
-        int c = tg_is_cancelled_type(st, et);
-        if (c < 0) {
-            return NULL;
-        }
-        if (c) {
-            Py_XSETREF(self->exit_propagate, Py_NewRef(exc_value));
-        }
-        if (Py_Version < 0x030D0000 && self->parent_cancel_requested) {
-            int zero = tg_uncancel_to_zero(self);
-            if (zero < 0) {
-                return NULL;
-            }
-            if (zero) {
-                Py_CLEAR(self->exit_propagate);
-            }
-        }
-        if (et != Py_None && !self->aborting && tg_abort(self) < 0) {
-            return NULL;
-        }
-    }
-    else {
-        self->exit_waiting = 0;
-        if (exc != NULL) {
-            if (!PyErr_GivenExceptionMatches(exc, st->CancelledError)) {
-                fw_err_restore(exc);
-                return NULL;
-            }
-            if (!self->aborting) {
-                Py_XSETREF(self->exit_propagate, exc);
-                if (tg_abort(self) < 0) {
-                    return NULL;
-                }
-            }
-            else {
-                Py_DECREF(exc);
-            }
-        }
-        Py_CLEAR(self->on_completed_fut);
-    }
-
-    if (tg_ntasks(self) > 0) {
-        if (self->on_completed_fut == NULL) {
-            self->on_completed_fut = PyObject_CallMethodNoArgs(
-                self->loop, st->str_create_future);
-            if (self->on_completed_fut == NULL) {
-                return NULL;
-            }
-        }
-        self->exit_waiting = 1;
-        return Py_NewRef(self->on_completed_fut);
-    }
-    tg_finish(self);
-    PyObject *r = tg_aexit_finish(self, et, exc_value, result);
     Py_CLEAR(self->exit_propagate);
-    if ((r == NULL && *result == NULL) || exc_value != Py_None) {
+    Py_CLEAR(self->exit_pending);
+    if (self->st->tg_aexit_clears) {
+        /* 3.12.8+/3.13.1+: __aexit__'s `finally` (gh-124958). */
+        Py_CLEAR(self->parent_task);
+        Py_CLEAR(self->parent_weak);
+        Py_CLEAR(self->errors);
+        self->errors_none = 1;
+        Py_CLEAR(self->base_error);
+        return;
+    }
+    if (raised || exc_value != Py_None) {
         /* An exception that is raised (or was handed in) keeps the
          * parent's frame alive through its traceback, and that frame
          * holds the group: a strong reference to the parent task would
@@ -1045,7 +1468,156 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
             }
         }
     }
+}
+
+/* __aexit__'s coroutine state is the tuple (group, et, exc); what it
+ * changes while it runs lives in the group (one __aexit__ runs at a
+ * time). */
+static PyObject *tg_aexit_finish(TaskGroupObject *self, PyObject *et,
+                                 PyObject *exc_value, PyObject **result);
+
+static PyObject *
+tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
+{
+    TaskGroupObject *self = TG_CAST(PyTuple_GET_ITEM(state, 0));
+    PyObject *et = PyTuple_GET_ITEM(state, 1);
+    PyObject *exc_value = PyTuple_GET_ITEM(state, 2);
+    fw_state *st = self->st;
+
+    if (self->exit_consuming) {
+        /* Back from sleep(0): the parent's pending cancellation, which was
+         * the group's own (cancel()), has been delivered here. */
+        self->exit_consuming = 0;
+        if (exc != NULL) {
+            if (!PyErr_GivenExceptionMatches(exc, st->CancelledError)) {
+                fw_err_restore(exc);
+                goto error;
+            }
+            /* A cancellation that arrived meanwhile is not the group's. */
+            PyObject *r = tg_parent_call(self, "cancelling");
+            int t = r == NULL ? -1 : PyObject_IsTrue(r);
+            Py_XDECREF(r);
+            if (t < 0) {
+                Py_DECREF(exc);
+                goto error;
+            }
+            if (t) {
+                Py_XSETREF(self->exit_propagate, exc);
+            }
+            else {
+                Py_DECREF(exc);
+            }
+        }
+        goto finish;
+    }
+    if (!self->exit_waiting) {
+        if (exc != NULL) {
+            /* Thrown in before the first step. */
+            fw_err_restore(exc);
+            return NULL;
+        }
+        self->exiting = 1;
+        self->exit_uncancelled = 0;
+        if (exc_value != Py_None && is_base_error(exc_value) &&
+            self->base_error == NULL) {
+            self->base_error = Py_NewRef(exc_value);
+        }
+        int c = tg_is_cancelled_type(st, et);
+        if (c < 0) {
+            goto error;
+        }
+        Py_CLEAR(self->exit_propagate);
+        if (c) {
+            self->exit_propagate = Py_NewRef(exc_value);
+        }
+        Py_CLEAR(self->exit_pending);
+        if (!st->tg_v313 && self->parent_cancel_requested &&
+            !self->own_cancel) {
+            /* 3.11/3.12 uncancel() here (a cancellation requested by
+             * cancel() is taken back where 3.13+ does it). */
+            int zero = tg_uncancel_to_zero(self);
+            if (zero < 0) {
+                goto error;
+            }
+            if (zero) {
+                Py_CLEAR(self->exit_propagate);
+            }
+        }
+        if (et != Py_None && !self->aborting && tg_abort(self) < 0) {
+            goto error;
+        }
+    }
+    else {
+        self->exit_waiting = 0;
+        if (exc != NULL) {
+            if (!PyErr_GivenExceptionMatches(exc, st->CancelledError)) {
+                fw_err_restore(exc);
+                goto error;
+            }
+            /* 3.15: pending_cancellation_error = ex */
+            Py_XSETREF(self->exit_pending, Py_NewRef(exc));
+            if (!self->aborting) {
+                Py_XSETREF(self->exit_propagate, exc);
+                if (tg_abort(self) < 0) {
+                    goto error;
+                }
+            }
+            else {
+                Py_DECREF(exc);
+            }
+        }
+        Py_CLEAR(self->on_completed_fut);
+    }
+
+    if (tg_ntasks(self) > 0) {
+        if (self->on_completed_fut == NULL) {
+            self->on_completed_fut = PyObject_CallMethodNoArgs(
+                self->loop, st->str_create_future);
+            if (self->on_completed_fut == NULL) {
+                goto error;
+            }
+        }
+        self->exit_waiting = 1;
+        return Py_NewRef(self->on_completed_fut);
+    }
+    if (!st->tg_v313 && self->own_cancel && self->parent_cancel_requested &&
+        self->base_error == NULL) {
+        /* 3.11/3.12 and cancel(): the uncancel() of 3.13+'s place.  Their
+         * Task.uncancel() leaves a pending cancellation pending (3.13's
+         * drops it at zero): if the body never awaited after cancel(),
+         * __aexit__ takes it itself (one loop iteration) rather than let
+         * it hit the parent after the group. */
+        int zero = tg_late_uncancel(self);
+        if (zero < 0) {
+            goto error;
+        }
+        PyObject *parent = zero ? tg_parent(self) : NULL;
+        if (parent != NULL) {
+            PyObject *must = PyObject_GetAttr(parent, st->str_must_cancel);
+            Py_DECREF(parent);
+            int m = must == NULL ? -1 : PyObject_IsTrue(must);
+            Py_XDECREF(must);
+            if (m < 0) {
+                goto error;
+            }
+            if (m) {
+                PyObject *aw = tg_sleep0();
+                if (aw == NULL) {
+                    goto error;
+                }
+                self->exit_consuming = 1;
+                return aw;
+            }
+        }
+    }
+finish:
+    tg_finish(self);
+    PyObject *r = tg_aexit_finish(self, et, exc_value, result);
+    tg_aexit_ended(self, exc_value, r == NULL && *result == NULL);
     return r;
+error:
+    tg_aexit_ended(self, exc_value, 1);
+    return NULL;
 }
 
 static PyObject *
@@ -1056,19 +1628,12 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
     if (self->base_error != NULL) {
         return tg_raise(Py_NewRef(self->base_error));
     }
-    if (Py_Version >= 0x030D0000 && self->parent_cancel_requested) {
-        int zero = tg_uncancel_to_zero(self);
-        if (zero < 0) {
-            return NULL;
-        }
-        if (zero) {
-            Py_CLEAR(self->exit_propagate);
-        }
+    if ((st->tg_v313 || self->own_cancel) && self->parent_cancel_requested &&
+        !self->exit_uncancelled && tg_late_uncancel(self) < 0) {
+        return NULL;
     }
     if (self->exit_propagate != NULL && tg_nerrors(self) == 0) {
-        int t = Py_Version >= 0x030D0000
-                    ? 1
-                    : PyObject_IsTrue(self->exit_propagate);
+        int t = st->tg_v313 ? 1 : PyObject_IsTrue(self->exit_propagate);
         if (t < 0) {
             return NULL;
         }
@@ -1098,7 +1663,7 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
         }
     }
     if (tg_nerrors(self) > 0) {
-        if (Py_Version >= 0x030D0000) {
+        if (st->tg_v313) {
             /* Keep the cancel count stable if the parent is being
              * cancelled from outside. */
             PyObject *r = tg_parent_call(self, "cancelling");
@@ -1126,6 +1691,15 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
         PyObject *errors = self->errors;
         self->errors = NULL;
         self->errors_none = 1;
+        if (st->tg_v315 && et != Py_None) {
+            /* A lone GeneratorExit from the body is raised as itself (an
+             * async generator's aclose() then works). */
+            int g = PyObject_IsSubclass(et, PyExc_GeneratorExit);
+            if (g < 0 || (g > 0 && PyList_GET_SIZE(errors) == 1)) {
+                Py_DECREF(errors);
+                return g < 0 ? NULL : tg_raise(Py_NewRef(exc_value));
+            }
+        }
         PyObject *me = PyObject_CallFunction(
             PyExc_BaseExceptionGroup, "sN", "unhandled errors in a TaskGroup",
             errors);
@@ -1138,7 +1712,12 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
         Py_DECREF(me);
         return NULL;
     }
-    *result = Py_NewRef(Py_None);
+    /* 3.15: "Suppress any remaining exception" -- return True.  Before,
+     * None; the body's exception can get this far only when cancel()
+     * cancelled the body (3.15's semantics: it is suppressed). */
+    *result = Py_NewRef(st->tg_v315 || (self->own_cancel && et != Py_None)
+                            ? Py_True
+                            : Py_None);
     return NULL;
 }
 
@@ -1193,6 +1772,7 @@ tg_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->on_completed_fut);
     Py_VISIT(self->callback);
     Py_VISIT(self->exit_propagate);
+    Py_VISIT(self->exit_pending);
     return 0;
 }
 
@@ -1207,12 +1787,19 @@ tg_reset(TaskGroupObject *self)
     Py_CLEAR(self->base_error);
     Py_CLEAR(self->on_completed_fut);
     Py_CLEAR(self->exit_propagate);
+    Py_CLEAR(self->exit_pending);
     self->exit_waiting = 0;
+    self->exit_consuming = 0;
+    self->exit_uncancelled = 0;
     self->errors_none = 0;
     self->entered = 0;
     self->exiting = 0;
     self->aborting = 0;
     self->parent_cancel_requested = 0;
+    self->cancel_on_enter = 0;
+    self->cancel_called = 0;
+    self->own_cancel = 0;
+    self->may_start_eagerly = 0;
 }
 
 static int
@@ -1226,6 +1813,7 @@ tg_clear(PyObject *op)
         Py_CLEAR(self->slots[i]);
     }
     self->nslots = self->nfree = self->nlive = 0;
+    self->nscheduled = self->nfailing = 0;
     if (self->callback != NULL) {
         Py_CLEAR(((TGCallback *)self->callback)->group);
         Py_CLEAR(self->callback);
@@ -1245,6 +1833,7 @@ tg_dealloc(PyObject *op)
     (void)tg_clear(op);
     PyMem_Free(self->slots);
     PyMem_Free(self->free_slots);
+    PyMem_Free(self->slot_seq);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -1293,6 +1882,7 @@ tg_init(PyObject *op, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* create_task's entry (its signature) is chosen in fw_taskgroup_init. */
 static PyMethodDef tg_methods[] = {
     {"__aenter__", (PyCFunction)(void (*)(void))tg_aenter,
      METH_FASTCALL | METH_KEYWORDS, "__aenter__($self, /)\n--\n\n"},
@@ -1301,6 +1891,21 @@ static PyMethodDef tg_methods[] = {
      "__aexit__($self, et, exc, tb)\n--\n\n"},
     {"create_task", (PyCFunction)(void (*)(void))tg_create_task,
      METH_FASTCALL | METH_KEYWORDS, tg_create_task_doc},
+    {"cancel", (PyCFunction)(void (*)(void))tg_cancel,
+     METH_FASTCALL | METH_KEYWORDS, tg_cancel_doc},
+    {NULL},
+};
+
+static PyMethodDef tg_methods_314[] = {
+    {"__aenter__", (PyCFunction)(void (*)(void))tg_aenter,
+     METH_FASTCALL | METH_KEYWORDS, "__aenter__($self, /)\n--\n\n"},
+    {"__aexit__", (PyCFunction)(void (*)(void))tg_aexit,
+     METH_FASTCALL | METH_KEYWORDS,
+     "__aexit__($self, et, exc, tb)\n--\n\n"},
+    {"create_task", (PyCFunction)(void (*)(void))tg_create_task,
+     METH_FASTCALL | METH_KEYWORDS, tg_create_task_kw_doc},
+    {"cancel", (PyCFunction)(void (*)(void))tg_cancel,
+     METH_FASTCALL | METH_KEYWORDS, tg_cancel_doc},
     {NULL},
 };
 
@@ -1349,9 +1954,41 @@ static PyType_Spec tg_spec = {
     .slots = tg_slots,
 };
 
+/* Signatures for the interpreter's own argument errors (fw_bind). */
+static const char tg_signatures_src[] =
+    "class TaskGroup:\n"
+    "    def create_task(self, coro, **kwargs): return (coro, kwargs)\n"
+    "    def cancel(self): pass\n"
+    "tg_create_task_kw = TaskGroup.create_task\n"
+    "tg_cancel = TaskGroup.cancel\n"
+    "del TaskGroup\n";
+
+/* TaskGroup's version switches, in one place.  The patch releases are
+ * those whose asyncio/taskgroups.py changed (3.13's NEWS; the 3.12 ones
+ * are the same fixes' backports). */
+static void
+tg_decide_versions(fw_state *st)
+{
+    unsigned long v = Py_Version >> 8; /* 0xMMmmpp */
+    st->tg_v313 = v >= 0x030D00;
+    /* gh-124958: 3.12.8, 3.13.1 */
+    st->tg_aexit_clears = v >= 0x030D01 || (v >= 0x030C08 && v < 0x030D00);
+    /* gh-128550/gh-128588 (and gh-128552): 3.12.9, 3.13.2 */
+    st->tg_always_add = v >= 0x030D02 || (v >= 0x030C09 && v < 0x030D00);
+    st->tg_v314 = v >= 0x030E00;
+    st->tg_v315 = v >= 0x030F00;
+}
+
 int
 fw_taskgroup_init(PyObject *module, fw_state *st)
 {
+    tg_decide_versions(st);
+    PyObject *ran = PyRun_String(tg_signatures_src, Py_file_input,
+                                 st->signatures, st->signatures);
+    if (ran == NULL) {
+        return -1;
+    }
+    Py_DECREF(ran);
     st->TaskGroupCallbackType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &tgcb_spec, NULL);
     if (st->TaskGroupCallbackType == NULL) {
@@ -1362,8 +1999,18 @@ fw_taskgroup_init(PyObject *module, fw_state *st)
     if (st->kw_loop_name_context == NULL) {
         return -1;
     }
+    /* 3.14+: the method table with create_task(coro, **kwargs). */
+    PyType_Slot slots[sizeof(tg_slots) / sizeof(tg_slots[0])];
+    memcpy(slots, tg_slots, sizeof(tg_slots));
+    for (PyType_Slot *slot = slots; slot->slot != 0; slot++) {
+        if (slot->slot == Py_tp_methods && st->tg_v314) {
+            slot->pfunc = tg_methods_314;
+        }
+    }
+    PyType_Spec spec = tg_spec;
+    spec.slots = slots;
     st->TaskGroupType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &tg_spec, NULL);
+        module, &spec, NULL);
     if (st->TaskGroupType == NULL) {
         return -1;
     }
