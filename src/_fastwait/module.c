@@ -656,6 +656,8 @@ module_exec(PyObject *module)
             NULL ||
         (st->current_task = fw_late_bound("asyncio.tasks", "current_task")) ==
             NULL ||
+        (st->tasks_dict = import_attr("asyncio.tasks", "__dict__")) == NULL ||
+        (st->str_Task = PyUnicode_InternFromString("Task")) == NULL ||
         (st->QueueEmpty = import_attr("asyncio", "QueueEmpty")) == NULL ||
         (st->isawaitable = import_attr("inspect", "isawaitable")) == NULL ||
         (st->warn_unawaited =
@@ -774,6 +776,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->iscoroutine);
     Py_VISIT(st->current_task);
+    Py_VISIT(st->tasks_dict);
+    Py_VISIT(st->str_Task);
     Py_VISIT(st->QueueEmpty);
     Py_VISIT(st->isawaitable);
     Py_VISIT(st->AsCompletedGenType);
@@ -843,6 +847,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->iscoroutine);
     Py_CLEAR(st->current_task);
+    Py_CLEAR(st->tasks_dict);
+    Py_CLEAR(st->str_Task);
     Py_CLEAR(st->QueueEmpty);
     Py_CLEAR(st->isawaitable);
     Py_CLEAR(st->AsCompletedGenType);

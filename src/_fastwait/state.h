@@ -106,6 +106,9 @@ typedef struct {
     PyObject *iscoroutine;       /* coroutines.iscoroutine */
     PyObject *current_task;      /* asyncio.tasks.current_task, looked up
                                     at each call (fw_late_bound) */
+    PyObject *tasks_dict;        /* asyncio.tasks.__dict__ (tasks.Task is
+                                    read there at each use) */
+    PyObject *str_Task;          /* "Task" */
     PyObject *QueueEmpty;        /* asyncio.QueueEmpty */
     PyObject *isawaitable;       /* inspect.isawaitable */
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
