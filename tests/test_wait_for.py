@@ -506,6 +506,36 @@ def test_non_positive_timeout_call_graph_edge(impl, kind):
         assert entry(trace, "wf:raised")[0][0] == "TimeoutError"
 
 
+@pytest.mark.parametrize("timeout", [None, 10])
+def test_call_graph_while_waiting(impl, timeout):
+    """3.14+: while the caller waits in wait_for(task, timeout) (in a scope,
+    or inline), the task it awaits records the caller in the call graph
+    (the caller's Task does, for the future it blocks on), with the same
+    frames of this module; the edge goes when the caller resumes."""
+
+    def scenario(sc):
+        async def worker():
+            await asyncio.sleep(0)
+            sc("worker:graph", graph_of(sc, me()))
+            return "done"
+
+        async def caller_main():
+            t = sc.loop.create_task(worker())
+            sc.label(t, "worker")
+            await call(sc, t, timeout)
+            sc("worker:after", graph_of(sc, t))
+
+        run_main(sc, caller_main)
+
+    trace = tparity(impl, scenario)
+    if HAS_GRAPH:
+        assert entry(trace, "worker:graph") == (
+            [("caller", ("call", "caller_main", "wrapper"))],)
+        assert entry(trace, "worker:after") == ([],)
+    else:
+        assert entry(trace, "worker:graph") == ("no-graph",)
+
+
 # ---------------------------------------------------------------------------
 # The caller is cancelled
 # ---------------------------------------------------------------------------
