@@ -141,3 +141,34 @@ def test_graph_edges_go_through_the_rebound_functions(
         got, want = sorted(got), sorted(want)
     assert got == want
     assert bool(got) == HAS_GRAPH  # the stdlib records edges on 3.14+
+
+
+def test_taskgroup_children_are_made_with_the_rebound_task_class(
+        impl, loop_factory, monkeypatch):
+    """asyncio's loop makes a task with tasks.Task as it is bound when
+    create_task is called; so does fastwait's TaskGroup where it makes the
+    child itself (a task factory or uvloop makes its own, for both)."""
+
+    class MyTask(asyncio.tasks.Task):
+        pass
+
+    async def child():
+        return 1
+
+    def outcome(module):
+        async def main():
+            async with module.TaskGroup() as tg:
+                t = tg.create_task(child())
+            return type(t), t.result()
+
+        loop = loop_factory()
+        # asyncio's own loop with no task factory: tasks.Task makes it
+        # (uvloop and the eager axis's factory make their own).
+        plain = (isinstance(loop, asyncio.BaseEventLoop)
+                 and loop.get_task_factory() is None)
+        return run(loop, main()), plain
+
+    monkeypatch.setattr(asyncio.tasks, "Task", MyTask)
+    got, plain = outcome(impl)
+    assert got == outcome(asyncio)[0]
+    assert (got[0] is MyTask) == plain
