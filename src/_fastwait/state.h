@@ -175,6 +175,8 @@ typedef struct {
     PyObject *tg_add_awaited_by;     /* asyncio.future_add_to_awaited_by
                                         (3.14+) or NULL */
     PyObject *tg_discard_awaited_by; /* future_discard_from_awaited_by */
+    PyCFunction tg_future_done;      /* asyncio.Future.done's C function
+                                        (METH_NOARGS), or NULL */
 } fw_state;
 
 extern PyModuleDef fw_module_def;
