@@ -856,6 +856,18 @@ def _tg_wraps(impl, loop):
     return conftest.fastwait_wraps_children(impl, loop)
 
 
+def _tg_saves_callbacks(impl, loop):
+    """Does fastwait's TaskGroup leave out the done-callbacks that change
+    nothing?  3.11-3.13 only (3.14's also remove a call-graph edge), and
+    not under a task factory on 3.12.1/3.13.0 (an eager child that fails
+    inside create_task aborts the group there: every completion counts)."""
+    py = conftest.PY
+    always_add = py >= (3, 13, 2) or (3, 12, 9) <= py < (3, 13)
+    return (_tg_wraps(impl, loop) and py < (3, 14)
+            and (loop.get_task_factory() is None or always_add
+                 or py < (3, 12)))
+
+
 def test_taskgroup_private_attributes_are_absent(impl):
     """asyncio's private TaskGroup state (_tasks, _errors, _on_task_done,
     _parent_task, ...) is not part of the contract; fastwait's C TaskGroup
@@ -903,7 +915,7 @@ def test_taskgroup_no_idle_iteration_for_bookkeeping(impl, vloop):
     got = observe(impl)
     assert [e[:2] for e in got] == [e[:2] for e in want] == [
         (1, 1.0), (2, 2.0), (3, 3.0), ("exit", 3.0)]
-    saves = _tg_wraps(impl, vloop) and conftest.PY < (3, 14)
+    saves = _tg_saves_callbacks(impl, vloop)
     skipped = [0, 1, 2, 2] if saves else [0, 0, 0, 0]
     assert [w[2] - g[2] for g, w in zip(got, want)] == skipped
 
@@ -942,7 +954,7 @@ def test_taskgroup_repr_count_while_exiting(impl, loop):
     want = observe(asyncio)
     got = observe(impl)
     assert want == ["<TaskGroup tasks=2 entered>", "<TaskGroup entered>"]
-    if _tg_wraps(impl, loop) and conftest.PY < (3, 14):
+    if _tg_saves_callbacks(impl, loop):
         assert got == ["<TaskGroup tasks=1 entered>", "<TaskGroup entered>"]
     else:
         assert got == want

@@ -30,7 +30,7 @@ import weakref
 import pytest
 
 import fastwait
-from conftest import PY, close_loop, new_loop
+from conftest import PY, _eager_factory_for, close_loop, new_loop
 from helpers import Boom, norm
 from test_taskgroup import (
     AEXIT_CLEARS,
@@ -682,8 +682,8 @@ def test_shutting_down_message_after_an_eager_failure(impl):
         async def main():
             g = sc.gather.TaskGroup()
             if hasattr(asyncio, "eager_task_factory"):
-                asyncio.get_running_loop().set_task_factory(
-                    asyncio.eager_task_factory)
+                loop = asyncio.get_running_loop()
+                loop.set_task_factory(_eager_factory_for(loop))
 
             async def fails():
                 raise Boom("f")

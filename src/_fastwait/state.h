@@ -197,6 +197,8 @@ typedef struct {
                             edges child -> parent */
     int tg_v315;         /* 3.15+: cancel(), gh-155433, gh-155418, a lone
                             GeneratorExit re-raised, __aexit__ -> True */
+    PyCFunction tg_future_done;      /* asyncio.Future.done's C function
+                                        (METH_NOARGS), or NULL */
 } fw_state;
 
 extern PyModuleDef fw_module_def;

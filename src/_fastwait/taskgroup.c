@@ -51,7 +51,17 @@
  */
 #include "state.h"
 
+#include <limits.h>
 #include <string.h>
+
+/* A wrapped child: the live Task (or one of the TG_* markers below while
+ * loop.create_task runs and when the child finished inside it; NULL when
+ * the slot is free), and its place in the order the group took its
+ * children. */
+typedef struct {
+    PyObject *task;
+    Py_ssize_t seq;
+} tg_slot;
 
 typedef struct {
     PyObject_HEAD
@@ -66,18 +76,14 @@ typedef struct {
     PyObject *tasks;  /* callback children not yet processed (a dict: task
                          -> its place in the order the group took its
                          children), or NULL when empty and never used */
-    PyObject **slots; /* wrapped children: the live Task; the TG_* markers
-                         below while loop.create_task runs and when the
-                         child finished inside it; NULL when free */
-    Py_ssize_t *slot_seq; /* a live wrapped child's place in that order */
-    Py_ssize_t next_seq;
-    Py_ssize_t nslots, slots_cap;
-    Py_ssize_t *free_slots;
-    Py_ssize_t nfree;
-    Py_ssize_t nlive;      /* wrapped children stored and not finished */
-    Py_ssize_t nscheduled; /* wrapped completions whose processing is
+    tg_slot *slots;   /* wrapped children */
+    int *free_slots;
+    int nslots, slots_cap, nfree;
+    int nlive;             /* wrapped children stored and not finished */
+    int nscheduled;        /* wrapped completions whose processing is
                               scheduled and has not run */
-    Py_ssize_t nfailing;   /* of those, the failed ones */
+    int nfailing;          /* of those, the failed ones */
+    Py_ssize_t next_seq;   /* the next child's place in the group's order */
     PyObject *errors;      /* list, NULL = [] not created yet */
     PyObject *base_error;
     PyObject *on_completed_fut;
@@ -85,9 +91,6 @@ typedef struct {
     PyObject *exit_propagate; /* __aexit__'s propagate_cancellation_error */
     PyObject *exit_pending;   /* 3.15: pending_cancellation_error */
     char exit_waiting;     /* __aexit__ awaits on_completed_fut */
-    char exit_consuming;   /* 3.11/3.12, cancel(): __aexit__ takes the
-                              parent's pending cancellation (sleep(0)) */
-    char exit_uncancelled; /* __aexit__ made its uncancel() already */
     char loop_kind;        /* 0 not decided, -1 unknown loop type, 1
                               asyncio's loop (factory in _task_factory), 2
                               known loop (ask get_task_factory()) */
@@ -96,11 +99,21 @@ typedef struct {
     char exiting;
     char aborting;
     char parent_cancel_requested;
-    char cancel_on_enter;  /* cancel() before __aenter__ */
-    char cancel_called;    /* cancel() started the abort */
-    char own_cancel;       /* ... and requested the parent's cancellation */
-    char may_start_eagerly; /* a child was created under a task factory */
+    unsigned char flags;   /* TG_F_*: the rarely used states below */
 } TaskGroupObject;
+
+#define TG_F_EXIT_CONSUMING 0x01 /* 3.11/3.12, cancel(): __aexit__ takes the
+                                    parent's pending cancellation */
+#define TG_F_EXIT_UNCANCELLED 0x02 /* __aexit__ made its uncancel() */
+#define TG_F_CANCEL_ON_ENTER 0x04  /* cancel() before __aenter__ */
+#define TG_F_CANCEL_CALLED 0x08    /* cancel() started the abort */
+#define TG_F_OWN_CANCEL 0x10       /* ... and requested the parent's
+                                      cancellation */
+#define TG_F_MAY_START_EAGERLY 0x20 /* a child was created under a task
+                                       factory */
+#define TG_HAS(self, f) (((self)->flags & (f)) != 0)
+#define TG_SET(self, f) ((self)->flags |= (unsigned char)(f))
+#define TG_UNSET(self, f) ((self)->flags &= (unsigned char)~(f))
 
 /* Slot markers of a wrapped child inside loop.create_task. */
 #define TG_CREATING Py_None   /* its first step has not finished it */
@@ -226,11 +239,11 @@ tg_abort(TaskGroupObject *self)
         return -1;
     }
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
-        PyObject *t = self->slots[i];
+        PyObject *t = self->slots[i].task;
         if (!TG_IS_TASK(t)) {
             continue;
         }
-        PyObject *item = Py_BuildValue("(nO)", self->slot_seq[i], t);
+        PyObject *item = Py_BuildValue("(nO)", self->slots[i].seq, t);
         if (item == NULL || PyList_Append(todo, item) < 0) {
             Py_XDECREF(item);
             goto fail;
@@ -537,33 +550,30 @@ tg_slot_reserve(TaskGroupObject *self)
     }
     else {
         if (self->nslots == self->slots_cap) {
-            Py_ssize_t cap = self->slots_cap ? self->slots_cap * 2 : 8;
-            PyObject **slots = PyMem_Realloc(self->slots,
-                                             (size_t)cap * sizeof(PyObject *));
+            if (self->slots_cap > INT_MAX / 2) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            int cap = self->slots_cap ? self->slots_cap * 2 : 8;
+            tg_slot *slots = PyMem_Realloc(self->slots,
+                                           (size_t)cap * sizeof(tg_slot));
             if (slots == NULL) {
                 PyErr_NoMemory();
                 return -1;
             }
             self->slots = slots;
-            Py_ssize_t *free_slots = PyMem_Realloc(
-                self->free_slots, (size_t)cap * sizeof(Py_ssize_t));
+            int *free_slots = PyMem_Realloc(self->free_slots,
+                                            (size_t)cap * sizeof(int));
             if (free_slots == NULL) {
                 PyErr_NoMemory();
                 return -1;
             }
             self->free_slots = free_slots;
-            Py_ssize_t *slot_seq = PyMem_Realloc(
-                self->slot_seq, (size_t)cap * sizeof(Py_ssize_t));
-            if (slot_seq == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            self->slot_seq = slot_seq;
             self->slots_cap = cap;
         }
         i = self->nslots++;
     }
-    self->slots[i] = Py_NewRef(Py_None);
+    self->slots[i].task = Py_NewRef(Py_None);
     return i;
 }
 
@@ -571,9 +581,9 @@ tg_slot_reserve(TaskGroupObject *self)
 static PyObject *
 tg_slot_release(TaskGroupObject *self, Py_ssize_t i)
 {
-    PyObject *t = self->slots[i];
-    self->slots[i] = NULL;
-    self->free_slots[self->nfree++] = i;
+    PyObject *t = self->slots[i].task;
+    self->slots[i].task = NULL;
+    self->free_slots[self->nfree++] = (int)i;
     return t;
 }
 
@@ -624,11 +634,24 @@ tg_may_skip(TaskGroupObject *self)
     if (self->on_completed_fut == NULL || self->aborting ||
         self->nfailing > 0 || self->nlive == 0 ||
         (self->tasks != NULL && PyDict_GET_SIZE(self->tasks) > 0) ||
-        (self->may_start_eagerly && self->st->gather_done_shortcut &&
-         !self->st->tg_always_add)) {
+        (TG_HAS(self, TG_F_MAY_START_EAGERLY) &&
+         self->st->gather_done_shortcut && !self->st->tg_always_add)) {
         return 0;
     }
-    int done = fw_fut_bool(self->st, self->on_completed_fut, FW_DONE);
+    /* on_completed_fut.done(), through the C function itself when it is
+     * asyncio's own Future (the common case: this is the hot path of a
+     * group's children). */
+    PyObject *fut = self->on_completed_fut;
+    fw_state *st = self->st;
+    if (Py_TYPE(fut) == st->FutureType && st->tg_future_done != NULL) {
+        PyObject *r = st->tg_future_done(fut, NULL);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        return r == Py_False;
+    }
+    int done = fw_fut_bool(st, fut, FW_DONE);
     return done < 0 ? -1 : !done;
 }
 
@@ -645,10 +668,10 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
      * _on_task_done both are nothing but the end of a child. */
     int failed = value == NULL &&
                  !PyErr_GivenExceptionMatches(exc, self->st->CancelledError);
-    PyObject *task = self->slots[i];
+    PyObject *task = self->slots[i].task;
     if (task == TG_CREATING) {
         /* Inside loop.create_task (eager start): create_task sees it. */
-        self->slots[i] = Py_NewRef(failed ? TG_DONE_FAILED : TG_DONE_OK);
+        self->slots[i].task = Py_NewRef(failed ? TG_DONE_FAILED : TG_DONE_OK);
         Py_DECREF(task);
         return 0;
     }
@@ -949,7 +972,7 @@ tg_runs_wrappers(TaskGroupObject *self)
                  ? (self->loop_kind == 1 ? 2 : 1)
                  : factory == st->eager_task_factory;
     if (factory != Py_None) {
-        self->may_start_eagerly = 1;
+        TG_SET(self, TG_F_MAY_START_EAGERLY);
     }
     Py_DECREF(factory);
     return ok;
@@ -962,7 +985,7 @@ static void
 tg_note_factory(TaskGroupObject *self)
 {
     fw_state *st = self->st;
-    if (self->may_start_eagerly || !st->gather_done_shortcut ||
+    if (TG_HAS(self, TG_F_MAY_START_EAGERLY) || !st->gather_done_shortcut ||
         st->tg_always_add) {
         return;
     }
@@ -972,7 +995,7 @@ tg_note_factory(TaskGroupObject *self)
         PyErr_Clear();
     }
     if (factory != Py_None) {
-        self->may_start_eagerly = 1;
+        TG_SET(self, TG_F_MAY_START_EAGERLY);
     }
     Py_XDECREF(factory);
 }
@@ -983,7 +1006,8 @@ tg_note_factory(TaskGroupObject *self)
 static int
 tg_cancel_if_aborting(TaskGroupObject *self, PyObject *task)
 {
-    if (!self->aborting || !(self->st->tg_v315 || self->cancel_called)) {
+    if (!self->aborting ||
+        !(self->st->tg_v315 || TG_HAS(self, TG_F_CANCEL_CALLED))) {
         return 0;
     }
     int done = fw_fut_bool(self->st, task, FW_DONE);
@@ -1050,12 +1074,12 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
             goto fail;
         }
         Py_DECREF(child);
-        PyObject *mark = self->slots[i];
+        PyObject *mark = self->slots[i].task;
         if (mark == TG_CREATING) {
-            Py_SETREF(self->slots[i], Py_NewRef(task));
-            self->slot_seq[i] = self->next_seq++;
+            Py_SETREF(self->slots[i].task, Py_NewRef(task));
+            self->slots[i].seq = self->next_seq++;
             self->nlive++;
-            if (tg_cancel_if_aborting(self, task) < 0) {
+            if (self->aborting && tg_cancel_if_aborting(self, task) < 0) {
                 goto fail;
             }
             return task;
@@ -1122,7 +1146,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
     if (r) {
         goto fail;
     }
-    if (tg_cancel_if_aborting(self, task) < 0) {
+    if (self->aborting && tg_cancel_if_aborting(self, task) < 0) {
         goto fail;
     }
     return task;
@@ -1228,7 +1252,7 @@ static int
 tg_cancel_impl(TaskGroupObject *self)
 {
     if (!self->entered) {
-        self->cancel_on_enter = 1;
+        TG_SET(self, TG_F_CANCEL_ON_ENTER);
         return 0;
     }
     if (self->exiting && tg_ntasks(self) == 0) {
@@ -1237,7 +1261,7 @@ tg_cancel_impl(TaskGroupObject *self)
     if (self->aborting) {
         return 0;
     }
-    self->cancel_called = 1;
+    TG_SET(self, TG_F_CANCEL_CALLED);
     if (tg_abort(self) < 0) {
         return -1;
     }
@@ -1247,7 +1271,7 @@ tg_cancel_impl(TaskGroupObject *self)
         return PyErr_Occurred() ? -1 : 0;
     }
     self->parent_cancel_requested = 1;
-    self->own_cancel = 1;
+    TG_SET(self, TG_F_OWN_CANCEL);
     PyObject *r = PyObject_CallMethodNoArgs(parent, self->st->str_cancel);
     Py_DECREF(parent);
     if (r == NULL) {
@@ -1316,7 +1340,7 @@ tg_aenter_step(PyObject *state, PyObject *exc, PyObject **result)
     Py_XSETREF(self->parent_task, parent);
     Py_CLEAR(self->parent_weak);
     self->entered = 1;
-    if (self->cancel_on_enter) {
+    if (TG_HAS(self, TG_F_CANCEL_ON_ENTER)) {
         /* self.cancel(): a subclass's own, if it has one. */
         if (Py_TYPE(state) != st->TaskGroupType) {
             PyObject *r = PyObject_CallMethodNoArgs(state, st->str_cancel);
@@ -1397,7 +1421,7 @@ tg_uncancel_to_zero(TaskGroupObject *self)
 static int
 tg_late_uncancel(TaskGroupObject *self)
 {
-    self->exit_uncancelled = 1;
+    TG_SET(self, TG_F_EXIT_UNCANCELLED);
     int zero = tg_uncancel_to_zero(self);
     if (zero < 0) {
         return -1;
@@ -1405,7 +1429,7 @@ tg_late_uncancel(TaskGroupObject *self)
     if (zero) {
         Py_CLEAR(self->exit_propagate);
     }
-    else if ((self->st->tg_v315 || self->own_cancel) &&
+    else if ((self->st->tg_v315 || TG_HAS(self, TG_F_OWN_CANCEL)) &&
              self->exit_propagate == NULL) {
         /* gh-155433: the remaining cancellation is not the group's: it is
          * kept. */
@@ -1508,10 +1532,10 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
     PyObject *exc_value = PyTuple_GET_ITEM(state, 2);
     fw_state *st = self->st;
 
-    if (self->exit_consuming) {
+    if (TG_HAS(self, TG_F_EXIT_CONSUMING)) {
         /* Back from sleep(0): the parent's pending cancellation, which was
          * the group's own (cancel()), has been delivered here. */
-        self->exit_consuming = 0;
+        TG_UNSET(self, TG_F_EXIT_CONSUMING);
         if (exc != NULL) {
             if (!PyErr_GivenExceptionMatches(exc, st->CancelledError)) {
                 fw_err_restore(exc);
@@ -1541,7 +1565,7 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
             return NULL;
         }
         self->exiting = 1;
-        self->exit_uncancelled = 0;
+        TG_UNSET(self, TG_F_EXIT_UNCANCELLED);
         if (exc_value != Py_None && is_base_error(exc_value) &&
             self->base_error == NULL) {
             self->base_error = Py_NewRef(exc_value);
@@ -1556,7 +1580,7 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
         }
         Py_CLEAR(self->exit_pending);
         if (!st->tg_v313 && self->parent_cancel_requested &&
-            !self->own_cancel) {
+            !TG_HAS(self, TG_F_OWN_CANCEL)) {
             /* 3.11/3.12 uncancel() here (a cancellation requested by
              * cancel() is taken back where 3.13+ does it). */
             int zero = tg_uncancel_to_zero(self);
@@ -1604,8 +1628,8 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
         self->exit_waiting = 1;
         return Py_NewRef(self->on_completed_fut);
     }
-    if (!st->tg_v313 && self->own_cancel && self->parent_cancel_requested &&
-        self->base_error == NULL) {
+    if (!st->tg_v313 && TG_HAS(self, TG_F_OWN_CANCEL) &&
+        self->parent_cancel_requested && self->base_error == NULL) {
         /* 3.11/3.12 and cancel(): the uncancel() of 3.13+'s place.  Their
          * Task.uncancel() leaves a pending cancellation pending (3.13's
          * drops it at zero): if the body never awaited after cancel(),
@@ -1629,7 +1653,7 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
                 if (aw == NULL) {
                     goto error;
                 }
-                self->exit_consuming = 1;
+                TG_SET(self, TG_F_EXIT_CONSUMING);
                 return aw;
             }
         }
@@ -1652,8 +1676,9 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
     if (self->base_error != NULL) {
         return tg_raise(Py_NewRef(self->base_error));
     }
-    if ((st->tg_v313 || self->own_cancel) && self->parent_cancel_requested &&
-        !self->exit_uncancelled && tg_late_uncancel(self) < 0) {
+    if ((st->tg_v313 || TG_HAS(self, TG_F_OWN_CANCEL)) &&
+        self->parent_cancel_requested &&
+        !TG_HAS(self, TG_F_EXIT_UNCANCELLED) && tg_late_uncancel(self) < 0) {
         return NULL;
     }
     if (self->exit_propagate != NULL && tg_nerrors(self) == 0) {
@@ -1739,7 +1764,8 @@ tg_aexit_finish(TaskGroupObject *self, PyObject *et, PyObject *exc_value,
     /* 3.15: "Suppress any remaining exception" -- return True.  Before,
      * None; the body's exception can get this far only when cancel()
      * cancelled the body (3.15's semantics: it is suppressed). */
-    *result = Py_NewRef(st->tg_v315 || (self->own_cancel && et != Py_None)
+    int own = TG_HAS(self, TG_F_OWN_CANCEL) && et != Py_None;
+    *result = Py_NewRef(st->tg_v315 || own
                             ? Py_True
                             : Py_None);
     return NULL;
@@ -1789,7 +1815,7 @@ tg_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->parent_weak);
     Py_VISIT(self->tasks);
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
-        Py_VISIT(self->slots[i]);
+        Py_VISIT(self->slots[i].task);
     }
     Py_VISIT(self->errors);
     Py_VISIT(self->base_error);
@@ -1813,17 +1839,12 @@ tg_reset(TaskGroupObject *self)
     Py_CLEAR(self->exit_propagate);
     Py_CLEAR(self->exit_pending);
     self->exit_waiting = 0;
-    self->exit_consuming = 0;
-    self->exit_uncancelled = 0;
     self->errors_none = 0;
     self->entered = 0;
     self->exiting = 0;
     self->aborting = 0;
     self->parent_cancel_requested = 0;
-    self->cancel_on_enter = 0;
-    self->cancel_called = 0;
-    self->own_cancel = 0;
-    self->may_start_eagerly = 0;
+    self->flags = 0;
 }
 
 static int
@@ -1834,7 +1855,7 @@ tg_clear(PyObject *op)
     Py_CLEAR(self->dict);
     Py_CLEAR(self->tasks);
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
-        Py_CLEAR(self->slots[i]);
+        Py_CLEAR(self->slots[i].task);
     }
     self->nslots = self->nfree = self->nlive = 0;
     self->nscheduled = self->nfailing = 0;
@@ -1857,7 +1878,6 @@ tg_dealloc(PyObject *op)
     (void)tg_clear(op);
     PyMem_Free(self->slots);
     PyMem_Free(self->free_slots);
-    PyMem_Free(self->slot_seq);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -2007,6 +2027,16 @@ int
 fw_taskgroup_init(PyObject *module, fw_state *st)
 {
     tg_decide_versions(st);
+    /* asyncio.Future.done's C function (METH_NOARGS), for tg_may_skip. */
+    st->tg_future_done = NULL;
+    for (PyMethodDef *m = st->FutureType->tp_methods; m != NULL &&
+                                                      m->ml_name != NULL;
+         m++) {
+        if (strcmp(m->ml_name, "done") == 0 &&
+            (m->ml_flags & ~METH_COEXIST) == METH_NOARGS) {
+            st->tg_future_done = m->ml_meth;
+        }
+    }
     PyObject *ran = PyRun_String(tg_signatures_src, Py_file_input,
                                  st->signatures, st->signatures);
     if (ran == NULL) {
