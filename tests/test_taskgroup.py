@@ -56,10 +56,11 @@ AEXIT_CLEARS = PY >= (3, 13, 1) or (3, 12, 8) <= PY < (3, 13)
 ALWAYS_ADD = PY >= (3, 13, 2) or (3, 12, 9) <= PY < (3, 13)
 #: 3.12.1/3.13.0: such a child is processed inside create_task.
 DONE_SHORTCUT = PY >= (3, 12) and not ALWAYS_ADD
-#: Does the eager axis's own factory (asyncio.eager_task_factory) start
-#: children eagerly?  Not on uvloop with 3.14+: uvloop's create_task hands
-#: the factory eager_start=None, which 3.14's factory takes as "no".
-AXIS_EAGER = EAGER and not (LOOP_KIND == "uvloop" and PY314)
+#: Does the eager axis's own factory start children eagerly?  Yes, on
+#: every loop: on uvloop with 3.14+, whose create_task hands the factory
+#: eager_start=None (which 3.14's eager_task_factory takes as "no"),
+#: conftest's eager axis installs a factory that starts eagerly all the same.
+AXIS_EAGER = EAGER
 
 
 def eager(factory):
@@ -589,7 +590,10 @@ def test_create_task_names(impl):
     # An eagerly started child runs its first step before it is named
     # (3.11/3.12 name it afterwards; 3.13's loop.create_task does not pass
     # the name to a task factory either; 3.14's passes every keyword).
-    assert (names_[0][0] == "x") is (not AXIS_EAGER or PY314)
+    # The name reaches an eager first step where the factory gets it: on
+    # 3.14+, not on uvloop (which names the task after the factory returns).
+    assert (names_[0][0] == "x") is (
+        not AXIS_EAGER or (PY314 and LOOP_KIND != "uvloop"))
     # The Task-N counter: 3.13 passes the name to loop.create_task, and
     # asyncio's passes it to Task(), which then draws no number; 3.11/3.12,
     # uvloop (names the task afterwards) and task factories draw one per
