@@ -417,6 +417,16 @@ def install_factory(loop, kind):
     loop.set_task_factory(factory)
 
 
+async def stepping_child(n, exc=None):
+    """A child that suspends n times (asyncio.sleep(0)), then raises exc or
+    returns n (the call-graph tests' child)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+    if exc is not None:
+        raise exc
+    return n
+
+
 def worker_outcome(sc, name, exc, result):
     """The end of a scripted worker: record ``{name}:raise`` and raise
     ``exc`` (labelled ``{name}.exc``), or record ``{name}:return`` and

@@ -31,8 +31,8 @@ from conftest import (
     when,
 )
 from helpers import (PY314, BaseBoom, Boom, GraphWatch, policy_loop,
-                     reset_event_loop_policy, unhashable_message,
-                     worker_outcome)
+                     reset_event_loop_policy, stepping_child,
+                     unhashable_message, worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 PY312 = PY >= (3, 12)
@@ -1544,12 +1544,7 @@ def _gather_graph(gather, loop_factory, case, return_exceptions,
     loop = loop_factory()
     gw = GraphWatch(loop)
 
-    async def child(n, exc=None):
-        for _ in range(n):
-            await asyncio.sleep(0)
-        if exc is not None:
-            raise exc
-        return n
+    child = stepping_child
 
     async def main():
         gw.track("main", asyncio.current_task())

@@ -42,7 +42,7 @@ from conftest import (
     when,
 )
 from helpers import (PY314, Boom, GraphWatch, reset_event_loop_policy,
-                     worker_outcome)
+                     stepping_child, worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 PyFuture = asyncio.futures._PyFuture
@@ -1064,12 +1064,7 @@ def _shield_graph(shield, loop_factory, case):
     loop = loop_factory()
     gw = GraphWatch(loop)
 
-    async def child(n, exc=None):
-        for _ in range(n):
-            await asyncio.sleep(0)
-        if exc is not None:
-            raise exc
-        return n
+    child = stepping_child
 
     async def waiter(outer):
         return await outer

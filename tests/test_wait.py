@@ -37,8 +37,8 @@ from conftest import (
     trace_scenario,
     when,
 )
-from helpers import (PY314, BaseBoom, Boom, GraphWatch, unhashable_message,
-                     worker_outcome)
+from helpers import (PY314, BaseBoom, Boom, GraphWatch, stepping_child,
+                     unhashable_message, worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 ALL = asyncio.ALL_COMPLETED
@@ -2344,12 +2344,7 @@ def _wait_graph(wait, loop_factory, case):
     loop = loop_factory()
     gw = GraphWatch(loop)
 
-    async def child(n, exc=None):
-        for _ in range(n):
-            await asyncio.sleep(0)
-        if exc is not None:
-            raise exc
-        return n
+    child = stepping_child
 
     async def main():
         me = gw.track("main", asyncio.current_task())
