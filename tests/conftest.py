@@ -7,6 +7,10 @@ Axes (environment):
                        skipped test fails the session, and hypothesis uses
                        the fixed "ci" profile (else "dev"; override with
                        FASTWAIT_HYPOTHESIS_PROFILE).
+  FASTWAIT_HYPOTHESIS_PROFILE=long  the long profile for the differential
+                       tests before an issue is resolved: random, many
+                       examples (FASTWAIT_HYPOTHESIS_EXAMPLES, default
+                       20000 per test).
   FASTWAIT_PRINT_TRACES=1  print the traces ``parity`` (and the other
                        parity helpers) compare (use -s).
 
@@ -107,6 +111,14 @@ if settings is not None:
         "dev",
         max_examples=1000,
         deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.register_profile(
+        "long",
+        max_examples=int(os.environ.get("FASTWAIT_HYPOTHESIS_EXAMPLES", "20000")),
+        deadline=None,
+        database=None,
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow],
     )
