@@ -12,6 +12,28 @@ import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+#: Start-up files installed at the top of site-packages: FASTWAIT_INSTALL=1
+#: in the environment runs fastwait.install() when Python starts (the .pth's
+#: import line up to 3.14; 3.15's PEP 829 .start entry point, which also
+#: silences the .pth's import line there).
+STARTUP_FILES = ("python/fastwait-install.pth", "python/fastwait-install.start")
+
+
+class build_py_with_startup_files(build_py):
+    """build_py that also puts the start-up files at the top of the build
+    (so that they land in site-packages itself, where site reads them)."""
+
+    def run(self):
+        super().run()
+        for path in STARTUP_FILES:
+            self.copy_file(path, os.path.join(self.build_lib, os.path.basename(path)))
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [
+            os.path.join(self.build_lib, os.path.basename(p)) for p in STARTUP_FILES
+        ]
 
 extra_compile_args = [
     "-std=c11",
@@ -46,4 +68,4 @@ else:
         )
     ]
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"build_py": build_py_with_startup_files})

@@ -307,17 +307,12 @@ def patch_asyncio(fastwait) -> tuple[list[str], dict]:
 
     names = [n for n in PATCH_NAMES if n in fastwait.NATIVE_NAMES]
     originals = {n: getattr(sys.modules["asyncio"], n) for n in names}
-    by_id = {id(obj): n for n, obj in originals.items()}
-    bindings = []
-    for modname in sorted(sys.modules):
-        if modname != "asyncio" and not modname.startswith("asyncio."):
-            continue
-        mod = sys.modules[modname]
-        for attr, value in list(vars(mod).items()):
-            name = by_id.get(id(value))
-            if name is not None and value is originals[name]:
-                setattr(mod, attr, getattr(fastwait, name))
-                bindings.append(f"{modname}.{attr}")
+    # fastwait.install() is the patch: what users get is what is tested.
+    if not fastwait.install():
+        raise HarnessError("fastwait.install() did not install (no C extension?)")
+    from fastwait import _install
+
+    bindings = [f"{module.__name__}.{attr}" for module, attr, _, _ in _install._replaced]
     for modname, expected in EXPECTED_BINDINGS.items():
         mod = sys.modules[modname]
         for name in expected:

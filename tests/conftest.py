@@ -153,6 +153,33 @@ def pytest_report_header(config):
 
 
 _SKIPPED = []
+#: Tests marked ``axis_independent`` (subprocess tests of the package's
+#: entry points, which start their own interpreter and no loop of the
+#: axis) run once per interpreter, on the first axis (asyncio, lazy); on
+#: the others they are deselected, and the header says how many.
+FIRST_AXIS = LOOP_KIND == "asyncio" and TASKS_KIND == "lazy"
+_DESELECTED_ELSEWHERE = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "axis_independent: runs on the asyncio/lazy axis only (deselected, "
+        "and counted in the summary, on the others)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if FIRST_AXIS:
+        return
+    keep = []
+    for item in items:
+        if item.get_closest_marker("axis_independent"):
+            _DESELECTED_ELSEWHERE.append(item)
+        else:
+            keep.append(item)
+    if _DESELECTED_ELSEWHERE:
+        config.hook.pytest_deselected(items=_DESELECTED_ELSEWHERE)
+        items[:] = keep
 
 
 def pytest_collection_finish(session):
@@ -194,9 +221,12 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    tr = terminalreporter
+    if _DESELECTED_ELSEWHERE:
+        tr.line(f"fastwait: {len(_DESELECTED_ELSEWHERE)} axis-independent tests "
+                "deselected on this axis; they run on the asyncio/lazy axis")
     if not _SKIPPED:
         return
-    tr = terminalreporter
     tr.section("fastwait: skipped tests", sep="=", red=CI, yellow=not CI)
     for nodeid in _SKIPPED:
         tr.line(f"SKIPPED {nodeid}")
@@ -847,6 +877,19 @@ def impl(request):
     import fastwait
 
     return fastwait
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_is_the_stdlib():
+    """Parity tests compare fastwait with the stdlib: a fastwait.install()
+    left in place by a test (tests/test_install.py) would compare fastwait
+    with itself from then on."""
+    yield
+    import fastwait
+
+    if fastwait.installed():
+        fastwait.uninstall()
+        pytest.fail("the test left fastwait.install() in place")
 
 
 @pytest.fixture

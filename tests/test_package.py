@@ -25,8 +25,9 @@ def test_all():
     assert sorted(fastwait.__all__) == sorted([
         "ALL_COMPLETED", "CompletionQueue", "FIRST_COMPLETED",
         "FIRST_EXCEPTION", "NATIVE",
-        "TaskGroup", "Timeout", "as_completed", "gather", "shield",
-        "timeout", "timeout_at", "wait", "wait_for",
+        "TaskGroup", "Timeout", "as_completed", "gather", "install",
+        "installed", "shield", "timeout", "timeout_at", "uninstall", "wait",
+        "wait_for",
     ])
     assert len(set(fastwait.__all__)) == len(fastwait.__all__)
     namespace = {}

@@ -9,10 +9,19 @@ on 3.11 and 3.12).  ``fastwait.CompletionQueue`` goes beyond the stdlib: it hand
 out futures and tasks as they complete, O(1) per addition and per
 completion (the fix for the quadratic ``wait(FIRST_COMPLETED)`` loop).
 
+``fastwait.install()`` puts the native primitives in place of asyncio's
+everywhere the stdlib binds them, so that asyncio's own modules and
+libraries use them too (``uninstall()`` restores the originals,
+``installed()`` tells); ``python -m fastwait``, ``FASTWAIT_INSTALL=1`` and
+``pytest --fastwait`` install them before a program's first import.
+
 ``fastwait.NATIVE`` is True when the C extension is in use.  Off CPython, or
 with ``FASTWAIT_NO_EXTENSIONS=1`` in the environment, every name is the
 stdlib's own object and ``NATIVE`` is False.  On CPython a failed import of
 the extension is an error, never a silent fallback.
+
+(PYTEST_DONT_REWRITE: with FASTWAIT_INSTALL=1 the package is imported at
+start-up, before pytest could rewrite it; it has no assertions to rewrite.)
 """
 
 import os as _os
@@ -35,9 +44,12 @@ __all__ = (
     "Timeout",
     "as_completed",
     "gather",
+    "install",
+    "installed",
     "shield",
     "timeout",
     "timeout_at",
+    "uninstall",
     "wait",
     "wait_for",
 )
@@ -88,5 +100,7 @@ NATIVE_NAMES = (
     if NATIVE
     else frozenset()
 )
+
+from ._install import install, installed, uninstall  # noqa: E402
 
 del _os, _sys

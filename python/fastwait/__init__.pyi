@@ -49,9 +49,12 @@ __all__ = (
     "Timeout",
     "as_completed",
     "gather",
+    "install",
+    "installed",
     "shield",
     "timeout",
     "timeout_at",
+    "uninstall",
     "wait",
     "wait_for",
 )
@@ -64,6 +67,10 @@ NATIVE: Final[bool]
 
 #: The primitives implemented natively in this build.
 NATIVE_NAMES: Final[frozenset[str]]
+
+def install() -> bool: ...
+def uninstall() -> None: ...
+def installed() -> bool: ...
 
 _T = TypeVar("_T")
 _A = TypeVar("_A")
