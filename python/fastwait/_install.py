@@ -15,6 +15,8 @@ install() before the program's first import, which reaches those too.
 """
 
 import sys as _sys
+from types import ModuleType as _ModuleType
+from typing import Any as _Any
 
 #: The primitives install() rebinds (those of them that fastwait implements
 #: natively in this build: ``fastwait.NATIVE_NAMES``).
@@ -42,12 +44,12 @@ MODULES = {
 
 # (module, attribute, the stdlib's object, fastwait's object) for each
 # binding that install() replaced; empty when not installed.
-_replaced = []
+_replaced: "list[tuple[_ModuleType, str, _Any, _Any]]" = []
 # id -> (name, the stdlib's object), read from asyncio at the first install().
-_originals = {}
+_originals: "dict[int, tuple[str, _Any]]" = {}
 
 
-def _asyncio_modules():
+def _asyncio_modules() -> "list[_ModuleType]":
     import asyncio  # noqa: F401  (imports asyncio.tasks, .taskgroups, .timeouts)
 
     return [
@@ -57,7 +59,7 @@ def _asyncio_modules():
     ]
 
 
-def install():
+def install() -> bool:
     """Put fastwait's primitives in place of asyncio's.
 
     Rebinds ``gather``, ``wait``, ``wait_for``, ``as_completed``,
@@ -96,7 +98,7 @@ def install():
     return installed()
 
 
-def uninstall():
+def uninstall() -> None:
     """Restore asyncio's primitives where install() replaced them.
 
     Each binding install() changed gets the stdlib's object back, unless
@@ -109,7 +111,7 @@ def uninstall():
             setattr(module, attr, original)
 
 
-def installed():
+def installed() -> bool:
     """Whether fastwait's primitives are in place of asyncio's: True after
     install() (until uninstall()), False without the C extension, where
     install() is a no-op."""
