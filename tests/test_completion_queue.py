@@ -2021,3 +2021,23 @@ def test_next_binds_the_loop_when_awaited(cq_impl, loop):
         return True
 
     assert run(loop, main)
+
+
+def test_cancelled_waiter_passes_on_no_wake_up_it_did_not_get(cq_impl):
+    """Found by the long differential run (C vs the reference): four
+    consumers wait; a coroutine item that finishes at once is added and
+    consumer 0 is cancelled in the same iteration.  The C queue sees the
+    item inside the coroutine's last step, before consumer 0 resumes with
+    its CancelledError, and wakes consumer 1 for it.  Consumer 0 never got
+    a wake-up (its waiter was cancelled, not given a result), so it passes
+    none on: consumer 2 stays second in line and takes the timer item at
+    1.3 s, consumer 3 runs dry.  (Passing on a wake-up it did not get
+    woke consumer 2 for an item promised to consumer 1, and consumer 2
+    queued again behind consumer 3.)"""
+    plan = ((("add", "timer", 1.3),), (("spawn", "next"),), (("spawn", "next"),),
+            (("spawn", "next"),), (("spawn", "next"),),
+            (("add", "instant", False), ("uncons", 0)))
+    result = QueueRun(cq_impl, racy=False, timed=True).execute(plan)
+    assert not result.violations, result.violations
+    assert result.status == {0: "cancelled", 1: "got", 2: "got", 3: "QueueEmpty"}
+    assert [(h[0], h[3]) for h in result.handouts] == [("i1", "c1"), ("i0", "c2")]

@@ -157,7 +157,9 @@ class CompletionQueue:
                         self._waiters.remove(waiter)
                     except ValueError:
                         pass
-                    if self._ready:
+                    # A wake-up this waiter got (a result) goes to the
+                    # next; one cancelled while waiting took none.
+                    if self._ready and waiter.done() and not waiter.cancelled():
                         self._wake_one()
                     raise
                 try:

@@ -567,11 +567,24 @@ next_step(PyObject *op, PyObject *exc, PyObject **result)
     }
     if (self->waiter != NULL) {
         /* Woken up, timed out, or cancelled. */
+        int woken = 0;
+        if (exc != NULL) {
+            /* Did the waiter get a wake-up (a result) before the
+             * consumer was cancelled?  One cancelled while still waiting
+             * (its future cancelled) took none. */
+            woken = fw_fut_bool(st, self->waiter, FW_DONE) == 1 &&
+                    fw_fut_bool(st, self->waiter, FW_CANCELLED) == 0;
+            PyErr_Clear();
+        }
         (void)next_forget_waiter(self);
         if (exc != NULL) {
-            /* Cancelled: a wake-up this waiter got goes to the next. */
+            /* Cancelled: a wake-up this waiter got goes to the next, so
+             * that no ready item is left with nobody woken for it; one it
+             * did not get is not passed on (the next waiter would wake for
+             * an item already promised to another and queue again behind
+             * the later ones). */
             if (next_timer_cancel(self) == NULL ||
-                (fifo_len(&cq->ready) > 0 && cq_wake_one(cq) < 0)) {
+                (woken && fifo_len(&cq->ready) > 0 && cq_wake_one(cq) < 0)) {
                 PyErr_Clear();
             }
             fw_err_restore(exc);
