@@ -2157,6 +2157,7 @@ tg_clear(PyObject *op)
     Py_CLEAR(self->dict);
     Py_CLEAR(self->tasks);
     Py_CLEAR(self->pytasks);
+    self->stdlib_mode = 0; /* a later use starts over */
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_CLEAR(self->slots[i].task);
     }
