@@ -605,3 +605,86 @@ def test_bad_assignments():
     assert g._errors is None
     g._loop = None
     assert g._loop is None
+
+
+# ---------------------------------------------------------------------------
+# The switch at awkward moments, and the lifetime of a switched group
+# ---------------------------------------------------------------------------
+
+def test_tasks_read_inside_a_childs_first_step(impl):
+    """A child reads _tasks before its first await: on the eager axis that
+    is inside create_task (the child is not in the set yet), and a child
+    that finishes there too is processed as the running version does."""
+
+    async def scenario(TG):
+        seen = []
+
+        async def reader(i, steps):
+            seen.append((i, len(g._tasks)))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            return i
+
+        async with TG() as g:
+            a = g.create_task(reader(0, 2))
+            b = g.create_task(reader(1, 0))
+            c = g.create_task(reader(2, 1))
+            seen.append(("body", len(g._tasks)))
+            await asyncio.sleep(0)
+            seen.append(("body", len(g._tasks)))
+        return seen, [state(t) for t in (a, b, c)], len(g._tasks)
+
+    both(impl, scenario)
+
+
+def test_hooked_subclass_child_failing_at_once(impl):
+    """A child of a hooked subclass that fails in its first step (inside
+    create_task on the eager axis)."""
+
+    async def scenario(TG):
+        calls = []
+
+        class Sub(TG):
+            def _on_task_done(self, task):
+                calls.append(state(task))
+                super()._on_task_done(task)
+
+        async def boom():
+            raise ValueError("now")
+
+        me = asyncio.current_task()
+        try:
+            async with Sub() as g:
+                other = g.create_task(value(1, steps=2))
+                g.create_task(boom())
+                await asyncio.sleep(3600)
+        except BaseExceptionGroup as e:
+            return desc(e), sorted(map(repr, calls)), state(other), \
+                me.cancelling()
+
+    both(impl, scenario)
+
+
+def test_switched_group_is_collected(impl):
+    """A group in stdlib mode (its children hold `self._on_task_done`,
+    a bound method) is freed by the garbage collector like asyncio's."""
+    import gc
+    import weakref
+
+    async def scenario(TG):
+        class Sub(TG):
+            def _on_task_done(self, task):
+                super()._on_task_done(task)
+
+        refs = []
+        for cls in (TG, Sub):
+            g = cls()
+            async with g:
+                g.create_task(value(1))
+                len(g._tasks)
+            refs.append(weakref.ref(g))
+            del g
+        gc.collect()
+        return [r() is None for r in refs]
+
+    assert both(impl, scenario)[0] == ("ok", [True, True])
