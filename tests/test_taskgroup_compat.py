@@ -366,18 +366,16 @@ def test_tasks_len_polled(impl):
 
 
 def test_tasks_read_after_children_ran(impl):
-    """_tasks first read when some children are finished and others not
-    (the switch moves the running ones into the set).  The unfinished
-    children are all there; a child that finished in this loop iteration
-    and whose _on_task_done has not run yet may be missing from fastwait's
-    set until that callback has run (README, difference 6)."""
+    """_tasks first read when some children are finished and others not:
+    the switch moves the running ones into the set, and the finished ones
+    whose _on_task_done has not run yet (asyncio's set still holds them)."""
 
     async def scenario(TG):
         async with TG() as g:
             ts = [g.create_task(value(i, steps=i)) for i in range(6)]
             await value(None, steps=2)
             live = g._tasks
-            first = sorted(ts.index(t) for t in live if not t.done())
+            first = sorted((ts.index(t), t.done()) for t in live)
             await asyncio.sleep(0)
             second = len(live)
             more = g.create_task(value(9, steps=1))

@@ -103,6 +103,13 @@ typedef struct {
     char stdlib_mode;      /* see "Stdlib mode" below */
     PyObject *pytasks;     /* stdlib mode: the set `_tasks` (the callback
                               children), NULL otherwise */
+    PyObject *sched;       /* the tasks of the nscheduled completions (a
+                              list in the order they were scheduled, None
+                              where processed; NULL when never used), for
+                              a switch to stdlib mode */
+    Py_ssize_t sched_head; /* sched[:sched_head] are all processed */
+    int nmoved;            /* stdlib mode: of the nscheduled, those put in
+                              the set by the switch */
 } TaskGroupObject;
 
 #define TG_F_EXIT_CONSUMING 0x01 /* 3.11/3.12, cancel(): __aexit__ takes the
@@ -145,7 +152,7 @@ typedef struct {
 static Py_ssize_t
 tg_ntasks(TaskGroupObject *self)
 {
-    return self->nlive + self->nscheduled +
+    return self->nlive + self->nscheduled - self->nmoved +
            (self->tasks != NULL ? PyDict_GET_SIZE(self->tasks) : 0) +
            (self->pytasks != NULL ? PySet_GET_SIZE(self->pytasks) : 0);
 }
@@ -259,10 +266,13 @@ is_base_error(PyObject *exc)
  * wrapped children too: each gets the C done-callback (so it runs after
  * the callbacks that others added to the task before the switch) and its
  * slot is freed, which makes its wrapper's report a no-op (no slot is
- * handed out again in this mode).  A wrapped child whose completion is
- * already scheduled (nscheduled) is still counted, but is not in the set:
- * during that one loop iteration len(_tasks) is one less than the
- * stdlib's.
+ * handed out again in this mode).  A wrapped child that has finished
+ * and whose processing is scheduled (the stdlib's _on_task_done has not
+ * run: the stdlib's set still holds it) is put in the set too, from
+ * `sched`; its scheduled processing then discards it from the set (nmoved
+ * keeps it from being counted twice meanwhile).  Only a completion left
+ * unprocessed (tg_may_skip, 3.11-3.13 while the parent waits in __aexit__)
+ * is missing: README difference 6.
  */
 static PyObject *tg_callback(TaskGroupObject *self);
 static PyObject *tg_slot_release(TaskGroupObject *self, Py_ssize_t i);
@@ -355,6 +365,33 @@ tg_to_stdlib(TaskGroupObject *self)
         }
         Py_DECREF(tg_slot_release(self, i));
         self->nlive--;
+    }
+    /* The finished wrapped children whose processing is scheduled. */
+    if (!err && self->sched != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(self->sched);
+        int moved = 0;
+        for (Py_ssize_t i = self->sched_head; i < n; i++) {
+            PyObject *t = PyList_GET_ITEM(self->sched, i);
+            if (t != Py_None && PySet_Add(set, t) < 0) {
+                err = 1;
+                break;
+            }
+            moved += t != Py_None;
+        }
+        if (!err) {
+            Py_CLEAR(self->sched);
+            self->sched_head = 0;
+            self->nmoved = moved;
+        }
+        else {
+            /* None moved. */
+            for (Py_ssize_t i = self->sched_head; i < n; i++) {
+                PyObject *t = PyList_GET_ITEM(self->sched, i);
+                if (t != Py_None) {
+                    (void)PySet_Discard(set, t);
+                }
+            }
+        }
     }
     /* Committed even after an error: the children not moved stay wrapped
      * (tg_child_finished still handles them). */
@@ -510,6 +547,40 @@ tg_graph_edge(TaskGroupObject *self, int discard, PyObject *task)
     return r;
 }
 
+/* A scheduled completion of `task` is being processed: drop it from
+ * `sched` (first in, first out: it is at the head, unless processed out
+ * of order).  -1 error, 0 not there, 1 found. */
+static int
+tg_sched_forget(TaskGroupObject *self, PyObject *task)
+{
+    PyObject *sched = self->sched;
+    if (sched == NULL) {
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(sched);
+    Py_ssize_t i = self->sched_head;
+    while (i < n && PyList_GET_ITEM(sched, i) != task) {
+        i++;
+    }
+    if (i == n) {
+        return 0;
+    }
+    if (PyList_SetItem(sched, i, Py_NewRef(Py_None)) < 0) {
+        return -1;
+    }
+    while (self->sched_head < n &&
+           PyList_GET_ITEM(sched, self->sched_head) == Py_None) {
+        self->sched_head++;
+    }
+    if (self->sched_head == n) {
+        self->sched_head = 0;
+        if (PyList_SetSlice(sched, 0, n, NULL) < 0) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* The stdlib's _on_task_done(task); `kind` says how it was reached (the
  * TG_* values above). */
 static int
@@ -520,6 +591,17 @@ tg_on_task_done(TaskGroupObject *self, PyObject *task, int kind)
         self->nscheduled--;
         if (kind == TG_WRAPPED_FAILED) {
             self->nfailing--;
+        }
+        int found = tg_sched_forget(self, task);
+        if (found < 0) {
+            return -1;
+        }
+        if (!found && self->nmoved > 0) {
+            /* Put in the set by the switch: self._tasks.discard(task) */
+            self->nmoved--;
+            if (PySet_Discard(self->pytasks, task) < 0) {
+                return -1;
+            }
         }
     }
     else if (kind == TG_IN_SET && self->pytasks != NULL) {
@@ -828,8 +910,16 @@ tg_call_soon(TaskGroupObject *self, PyObject *arg0, PyObject *arg1)
 static int
 tg_schedule(TaskGroupObject *self, PyObject *task, int failed)
 {
+    if (self->sched == NULL && (self->sched = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    if (PyList_Append(self->sched, task) < 0) {
+        return -1;
+    }
     PyObject *h = tg_call_soon(self, task, failed ? Py_False : Py_True);
     if (h == NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(self->sched);
+        (void)PyList_SetSlice(self->sched, n - 1, n, NULL);
         return -1;
     }
     Py_DECREF(h);
@@ -2116,6 +2206,7 @@ tg_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->parent_weak);
     Py_VISIT(self->tasks);
     Py_VISIT(self->pytasks);
+    Py_VISIT(self->sched);
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_VISIT(self->slots[i].task);
     }
@@ -2157,6 +2248,9 @@ tg_clear(PyObject *op)
     Py_CLEAR(self->dict);
     Py_CLEAR(self->tasks);
     Py_CLEAR(self->pytasks);
+    Py_CLEAR(self->sched);
+    self->sched_head = 0;
+    self->nmoved = 0;
     self->stdlib_mode = 0; /* a later use starts over */
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_CLEAR(self->slots[i].task);
