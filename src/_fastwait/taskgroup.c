@@ -459,8 +459,8 @@ tg_abort(TaskGroupObject *self)
         return -1;
     }
     if (self->pytasks != NULL) {
-        /* Stdlib mode: (-1, task) in the set's order, sorted stably by
-         * place below. */
+        /* Stdlib mode: the set's order, as the stdlib iterates it (the
+         * list is not sorted then). */
         PyObject *it = PyObject_GetIter(self->pytasks);
         if (it == NULL) {
             goto fail;
