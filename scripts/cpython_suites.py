@@ -196,10 +196,6 @@ _NO_FRAMES = (
 )
 
 EXCLUSIONS: tuple[tuple[str, str, str], ...] = (
-    ("test_taskgroups.*.test_taskgroup_23", "all",
-     "reads TaskGroup._tasks, a private attribute of the stdlib's TaskGroup "
-     "that fastwait's C TaskGroup does not provide (README 'Differences from "
-     "asyncio' 2)"),
     ("test_graph.*.test_stack_wait", "3.14 3.15",
      _NO_FRAMES.format(what="wait()", verb="returns", frames="'a _wait', 'a wait'")),
     ("test_graph.*.test_stack_as_completed", "3.14 3.15",

@@ -678,6 +678,56 @@ async def taskgroup_fails_at_once(impl):
         raise AssertionError("no ExceptionGroup")
 
 
+@scenario("TaskGroup", acyclic=True)
+async def taskgroup_private_tasks(impl):
+    """TaskGroup whose _tasks is read while children run (the switch to the
+    stdlib's set), then one more child, and _errors read."""
+    async with impl.TaskGroup() as tg:
+        tasks = [tg.create_task(suspend_then_ret(i)) for i in range(N)]
+        assert len(tg._tasks) == N
+        tasks.append(tg.create_task(ret(N)))
+        assert tg._errors == []
+    assert [t.result() for t in tasks] == list(range(N + 1))
+
+
+class _Hooked:
+    """TaskGroup subclasses overriding the stdlib's hooks, one per impl."""
+
+    classes: dict = {}
+
+    @classmethod
+    def of(cls, impl):
+        sub = cls.classes.get(impl.__name__)
+        if sub is None:
+            class Sub(impl.TaskGroup):
+                def _on_task_done(self, task):
+                    self.seen = getattr(self, "seen", 0) + 1
+                    super()._on_task_done(task)
+
+                def _abort(self):
+                    super()._abort()
+
+            sub = cls.classes[impl.__name__] = Sub
+        return sub
+
+
+@scenario("TaskGroup")
+async def taskgroup_hooked_subclass(impl):
+    """A subclass overriding _on_task_done and _abort (the stdlib's
+    algorithm, a bound method per child), one child failing."""
+    try:
+        async with _Hooked.of(impl)() as tg:
+            for i in range(N):
+                tg.create_task(suspend_then_ret(i))
+            tg.create_task(forever())
+            tg.create_task(suspend_then_boom())
+    except* Boom:
+        pass
+    else:
+        raise AssertionError("no ExceptionGroup")
+    assert tg.seen == N + 2
+
+
 async def _cancelled_parent(impl):
     async with impl.TaskGroup() as tg:
         for _ in range(N):

@@ -15,6 +15,7 @@
 import sys
 from asyncio import (
     ALL_COMPLETED as ALL_COMPLETED,
+    AbstractEventLoop,
     FIRST_COMPLETED as FIRST_COMPLETED,
     FIRST_EXCEPTION as FIRST_EXCEPTION,
     Future,
@@ -187,6 +188,11 @@ else:
 class TaskGroup:
     """Asynchronous context manager for managing groups of tasks."""
 
+    # The private names typeshed declares for asyncio.TaskGroup (README:
+    # "Private attributes provided for compatibility" lists all of them).
+    _loop: AbstractEventLoop | None
+    _tasks: set[Task[Any]]
+    def _on_task_done(self, task: Task[object], /) -> None: ...
     def __init__(self) -> None: ...
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -27,6 +27,9 @@
     X(str_add_done_callback, "add_done_callback")                       \
     X(str_asyncio_future_blocking, "_asyncio_future_blocking")          \
     X(str_call_soon, "call_soon")                                       \
+    X(str_tg_abort, "_abort")                                           \
+    X(str_tg_is_base_error, "_is_base_error")                           \
+    X(str_tg_on_task_done, "_on_task_done")                             \
     X(str_callbacks, "_callbacks")                                      \
     X(str_cancel, "cancel")                                             \
     X(str_cancel_message, "_cancel_message")                            \

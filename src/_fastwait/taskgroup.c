@@ -100,6 +100,16 @@ typedef struct {
     char aborting;
     char parent_cancel_requested;
     unsigned char flags;   /* TG_F_*: the rarely used states below */
+    char stdlib_mode;      /* see "Stdlib mode" below */
+    PyObject *pytasks;     /* stdlib mode: the set `_tasks` (the callback
+                              children), NULL otherwise */
+    PyObject *sched;       /* the tasks of the nscheduled completions (a
+                              list in the order they were scheduled, None
+                              where processed; NULL when never used), for
+                              a switch to stdlib mode */
+    Py_ssize_t sched_head; /* sched[:sched_head] are all processed */
+    int nmoved;            /* stdlib mode: of the nscheduled, those put in
+                              the set by the switch */
 } TaskGroupObject;
 
 #define TG_F_EXIT_CONSUMING 0x01 /* 3.11/3.12, cancel(): __aexit__ takes the
@@ -142,8 +152,9 @@ typedef struct {
 static Py_ssize_t
 tg_ntasks(TaskGroupObject *self)
 {
-    return self->nlive + self->nscheduled +
-           (self->tasks != NULL ? PyDict_GET_SIZE(self->tasks) : 0);
+    return self->nlive + self->nscheduled - self->nmoved +
+           (self->tasks != NULL ? PyDict_GET_SIZE(self->tasks) : 0) +
+           (self->pytasks != NULL ? PySet_GET_SIZE(self->pytasks) : 0);
 }
 
 static Py_ssize_t
@@ -225,9 +236,218 @@ is_base_error(PyObject *exc)
            PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
 }
 
+/* ------------------------------------------------------------------ */
+/* Stdlib mode
+ *
+ * Code written against asyncio.TaskGroup uses some of its private names
+ * (README: "Private attributes provided for compatibility").  The scalars
+ * (_entered, _exiting, _aborting, _parent_cancel_requested, _loop,
+ * _parent_task, _base_error, _on_completed_fut) and _errors (the live
+ * list) are getsets over the fields: they cost nothing, and what a
+ * subclass writes there is what the group reads next.  _tasks (a live,
+ * mutable set) and the hooks the stdlib calls through the instance
+ * (_on_task_done, _abort, _is_base_error) need the stdlib's own algorithm,
+ * so a group switches, for good, to "stdlib mode" when
+ *   - its type (a subclass) defines one of the three hooks (tg_new);
+ *   - its instance __dict__ holds one of them (looked for by create_task
+ *     and before an abort; only when the group has a non-empty __dict__);
+ *   - _tasks is read or assigned.
+ * A group that does none of these keeps the wrapped children and the
+ * dict of callback children described above.
+ *
+ * In stdlib mode every new child is a callback child kept in the set
+ * `pytasks` (the object _tasks returns; assigning a set to _tasks
+ * replaces it) with `self._on_task_done`, looked up at create_task as the
+ * stdlib does, as its done-callback (added with the caller's context);
+ * _abort() and _is_base_error() are called through the instance where the
+ * stdlib calls them, and the abort cancels in the set's order.  The
+ * switch moves the callback children from the dict to the set (their C
+ * done-callback, which is the base _on_task_done, stays), and the running
+ * wrapped children too: each gets the C done-callback (so it runs after
+ * the callbacks that others added to the task before the switch) and its
+ * slot is freed, which makes its wrapper's report a no-op (no slot is
+ * handed out again in this mode).  A wrapped child that has finished
+ * and whose processing is scheduled (the stdlib's _on_task_done has not
+ * run: the stdlib's set still holds it) is put in the set too, from
+ * `sched`; its scheduled processing then discards it from the set (nmoved
+ * keeps it from being counted twice meanwhile).  Only a completion left
+ * unprocessed (tg_may_skip, 3.11-3.13 while the parent waits in __aexit__)
+ * is missing: README difference 6.
+ */
+static PyObject *tg_callback(TaskGroupObject *self);
+static PyObject *tg_slot_release(TaskGroupObject *self, Py_ssize_t i);
+
+/* Does the instance __dict__ hold _on_task_done, _abort or
+ * _is_base_error?  -1 error, 0/1. */
+static int
+tg_dict_hooks(TaskGroupObject *self)
+{
+    PyObject *d = self->dict;
+    if (d == NULL || PyDict_GET_SIZE(d) == 0) {
+        return 0;
+    }
+    fw_state *st = self->st;
+    PyObject *names[3] = {st->str_tg_on_task_done, st->str_tg_abort,
+                          st->str_tg_is_base_error};
+    for (int i = 0; i < 3; i++) {
+        int r = PyDict_Contains(d, names[i]);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* Does the type (a subclass) define one of the hooks?  -1 error, 0/1. */
+static int
+tg_type_hooks(fw_state *st, PyTypeObject *type)
+{
+    if (type == st->TaskGroupType) {
+        return 0;
+    }
+    PyObject *names[3] = {st->str_tg_on_task_done, st->str_tg_abort,
+                          st->str_tg_is_base_error};
+    for (int i = 0; i < 3; i++) {
+        PyObject *a = PyObject_GetAttr((PyObject *)type, names[i]);
+        if (a == NULL) {
+            return -1;
+        }
+        PyObject *b = PyObject_GetAttr((PyObject *)st->TaskGroupType,
+                                       names[i]);
+        Py_DECREF(a);
+        Py_XDECREF(b);
+        if (b == NULL) {
+            return -1;
+        }
+        if (a != b) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+tg_to_stdlib(TaskGroupObject *self)
+{
+    if (self->stdlib_mode) {
+        return 0;
+    }
+    fw_state *st = self->st;
+    PyObject *set = PySet_New(NULL);
+    if (set == NULL) {
+        return -1;
+    }
+    if (self->tasks != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *t, *seq;
+        while (PyDict_Next(self->tasks, &pos, &t, &seq)) {
+            if (PySet_Add(set, t) < 0) {
+                Py_DECREF(set);
+                return -1;
+            }
+        }
+    }
+    int err = 0;
+    for (Py_ssize_t i = 0; i < self->nslots; i++) {
+        PyObject *t = self->slots[i].task;
+        if (!TG_IS_TASK(t)) {
+            continue;
+        }
+        PyObject *cb = err ? NULL : tg_callback(self);
+        if (cb == NULL || PySet_Add(set, t) < 0) {
+            err = 1;
+            continue; /* it stays a wrapped child */
+        }
+        if (fw_add_done_callback(st, t, cb) < 0) {
+            (void)PySet_Discard(set, t);
+            err = 1;
+            continue;
+        }
+        Py_DECREF(tg_slot_release(self, i));
+        self->nlive--;
+    }
+    /* The finished wrapped children whose processing is scheduled. */
+    if (!err && self->sched != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(self->sched);
+        int moved = 0;
+        for (Py_ssize_t i = self->sched_head; i < n; i++) {
+            PyObject *t = PyList_GET_ITEM(self->sched, i);
+            if (t != Py_None && PySet_Add(set, t) < 0) {
+                err = 1;
+                break;
+            }
+            moved += t != Py_None;
+        }
+        if (!err) {
+            Py_CLEAR(self->sched);
+            self->sched_head = 0;
+            self->nmoved = moved;
+        }
+        else {
+            /* None moved. */
+            for (Py_ssize_t i = self->sched_head; i < n; i++) {
+                PyObject *t = PyList_GET_ITEM(self->sched, i);
+                if (t != Py_None) {
+                    (void)PySet_Discard(set, t);
+                }
+            }
+        }
+    }
+    /* Committed even after an error: the children not moved stay wrapped
+     * (tg_child_finished still handles them). */
+    Py_CLEAR(self->tasks);
+    self->pytasks = set;
+    self->stdlib_mode = 1;
+    return err ? -1 : 0;
+}
+
+/* self._abort() where the stdlib calls it: through the instance in stdlib
+ * mode (or when the instance __dict__ holds a hook), else tg_abort. */
+static int tg_abort(TaskGroupObject *self);
+
+static int
+tg_call_abort(TaskGroupObject *self)
+{
+    if (!self->stdlib_mode) {
+        int h = tg_dict_hooks(self);
+        if (h < 0 || (h > 0 && tg_to_stdlib(self) < 0)) {
+            return -1;
+        }
+        if (!h) {
+            return tg_abort(self);
+        }
+    }
+    PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self,
+                                            self->st->str_tg_abort);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* self._is_base_error(exc): -1 error, 0/1. */
+static int
+tg_is_base_error(TaskGroupObject *self, PyObject *exc)
+{
+    if (!self->stdlib_mode) {
+        return is_base_error(exc);
+    }
+    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self,
+                                            self->st->str_tg_is_base_error,
+                                            exc);
+    if (r == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
 /* _abort(): cancel the unfinished children.  The stdlib cancels them in
  * its set's order (hash order: arbitrary); here in the order the group
- * took them (_tasks.add), whatever their kind. */
+ * took them (_tasks.add), whatever their kind -- in stdlib mode in the
+ * set's order, then any wrapped child left. */
 static int
 tg_abort(TaskGroupObject *self)
 {
@@ -237,6 +457,32 @@ tg_abort(TaskGroupObject *self)
     PyObject *todo = PyList_New(0);
     if (todo == NULL) {
         return -1;
+    }
+    if (self->pytasks != NULL) {
+        /* Stdlib mode: the set's order, as the stdlib iterates it (the
+         * list is not sorted then). */
+        PyObject *it = PyObject_GetIter(self->pytasks);
+        if (it == NULL) {
+            goto fail;
+        }
+        PyObject *t;
+        PyObject *minus = PyLong_FromLong(-1);
+        while (minus != NULL && (t = PyIter_Next(it)) != NULL) {
+            PyObject *item = PyTuple_Pack(2, minus, t);
+            Py_DECREF(t);
+            if (item == NULL || PyList_Append(todo, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(it);
+                Py_DECREF(minus);
+                goto fail;
+            }
+            Py_DECREF(item);
+        }
+        Py_XDECREF(minus);
+        Py_DECREF(it);
+        if (PyErr_Occurred()) {
+            goto fail;
+        }
     }
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         PyObject *t = self->slots[i].task;
@@ -262,8 +508,9 @@ tg_abort(TaskGroupObject *self)
             Py_DECREF(item);
         }
     }
-    /* The places are distinct: the tasks are never compared. */
-    if (PyList_Sort(todo) < 0) {
+    /* The places are distinct (-1 only in stdlib mode, whose set comes
+     * first and is not sorted): the tasks are never compared. */
+    if (self->pytasks == NULL && PyList_Sort(todo) < 0) {
         goto fail;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(todo); i++) {
@@ -300,6 +547,40 @@ tg_graph_edge(TaskGroupObject *self, int discard, PyObject *task)
     return r;
 }
 
+/* A scheduled completion of `task` is being processed: drop it from
+ * `sched` (first in, first out: it is at the head, unless processed out
+ * of order).  -1 error, 0 not there, 1 found. */
+static int
+tg_sched_forget(TaskGroupObject *self, PyObject *task)
+{
+    PyObject *sched = self->sched;
+    if (sched == NULL) {
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(sched);
+    Py_ssize_t i = self->sched_head;
+    while (i < n && PyList_GET_ITEM(sched, i) != task) {
+        i++;
+    }
+    if (i == n) {
+        return 0;
+    }
+    if (PyList_SetItem(sched, i, Py_NewRef(Py_None)) < 0) {
+        return -1;
+    }
+    while (self->sched_head < n &&
+           PyList_GET_ITEM(sched, self->sched_head) == Py_None) {
+        self->sched_head++;
+    }
+    if (self->sched_head == n) {
+        self->sched_head = 0;
+        if (PyList_SetSlice(sched, 0, n, NULL) < 0) {
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* The stdlib's _on_task_done(task); `kind` says how it was reached (the
  * TG_* values above). */
 static int
@@ -310,6 +591,23 @@ tg_on_task_done(TaskGroupObject *self, PyObject *task, int kind)
         self->nscheduled--;
         if (kind == TG_WRAPPED_FAILED) {
             self->nfailing--;
+        }
+        int found = tg_sched_forget(self, task);
+        if (found < 0) {
+            return -1;
+        }
+        if (!found && self->nmoved > 0) {
+            /* Put in the set by the switch: self._tasks.discard(task) */
+            self->nmoved--;
+            if (PySet_Discard(self->pytasks, task) < 0) {
+                return -1;
+            }
+        }
+    }
+    else if (kind == TG_IN_SET && self->pytasks != NULL) {
+        /* self._tasks.discard(task) */
+        if (PySet_Discard(self->pytasks, task) < 0) {
+            return -1;
         }
     }
     else if (kind == TG_IN_SET && self->tasks != NULL) {
@@ -370,7 +668,12 @@ tg_on_task_done(TaskGroupObject *self, PyObject *task, int kind)
         Py_DECREF(exc);
         return -1;
     }
-    if (is_base_error(exc) && self->base_error == NULL) {
+    int base = tg_is_base_error(self, exc);
+    if (base < 0) {
+        Py_DECREF(exc);
+        return -1;
+    }
+    if (base && self->base_error == NULL) {
         self->base_error = Py_NewRef(exc);
     }
     PyObject *parent = tg_parent(self);
@@ -416,7 +719,7 @@ tg_on_task_done(TaskGroupObject *self, PyObject *task, int kind)
         goto done;
     }
     if (!self->aborting && !self->parent_cancel_requested) {
-        if (tg_abort(self) < 0) {
+        if (tg_call_abort(self) < 0) {
             goto done;
         }
         self->parent_cancel_requested = 1;
@@ -607,8 +910,16 @@ tg_call_soon(TaskGroupObject *self, PyObject *arg0, PyObject *arg1)
 static int
 tg_schedule(TaskGroupObject *self, PyObject *task, int failed)
 {
+    if (self->sched == NULL && (self->sched = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    if (PyList_Append(self->sched, task) < 0) {
+        return -1;
+    }
     PyObject *h = tg_call_soon(self, task, failed ? Py_False : Py_True);
     if (h == NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(self->sched);
+        (void)PyList_SetSlice(self->sched, n - 1, n, NULL);
         return -1;
     }
     Py_DECREF(h);
@@ -632,6 +943,7 @@ static int
 tg_may_skip(TaskGroupObject *self)
 {
     if (self->on_completed_fut == NULL || self->aborting ||
+        self->stdlib_mode ||
         self->nfailing > 0 || self->nlive == 0 ||
         (self->tasks != NULL && PyDict_GET_SIZE(self->tasks) > 0) ||
         (TG_HAS(self, TG_F_MAY_START_EAGERLY) &&
@@ -1022,6 +1334,38 @@ tg_cancel_if_aborting(TaskGroupObject *self, PyObject *task)
     return 0;
 }
 
+/* 3.12.1/3.13.0's `self._on_task_done(task)` for a child done inside
+ * create_task (through the instance in stdlib mode). */
+static int
+tg_at_once(TaskGroupObject *self, PyObject *task)
+{
+    if (!self->stdlib_mode) {
+        return tg_on_task_done(self, task, TG_AT_ONCE);
+    }
+    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self,
+                                            self->st->str_tg_on_task_done,
+                                            task);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* task.add_done_callback(cb), as Python code calls it (the current
+ * context). */
+static int
+tg_add_py_callback(fw_state *st, PyObject *task, PyObject *cb)
+{
+    PyObject *r = PyObject_CallMethodOneArg(task, st->str_add_done_callback,
+                                            cb);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
 tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
 {
@@ -1035,7 +1379,14 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
     if (self->aborting) {
         return tg_refuse(self, coro, "is shutting down");
     }
-    int wrapped = PyCoro_CheckExact(coro);
+    if (!self->stdlib_mode && self->dict != NULL) {
+        /* tg._on_task_done = f (or _abort, _is_base_error) */
+        int h = tg_dict_hooks(self);
+        if (h < 0 || (h > 0 && tg_to_stdlib(self) < 0)) {
+            return NULL;
+        }
+    }
+    int wrapped = !self->stdlib_mode && PyCoro_CheckExact(coro);
     if (wrapped) {
         wrapped = tg_runs_wrappers(self);
         if (wrapped < 0) {
@@ -1065,6 +1416,14 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
             Py_DECREF(tg_slot_release(self, i));
             return NULL;
         }
+        if (self->stdlib_mode) {
+            /* Its first (eager) step switched the group to stdlib mode:
+             * it becomes a callback child. */
+            fw_child_detach(child);
+            Py_DECREF(child);
+            Py_DECREF(tg_slot_release(self, i));
+            goto callback_child;
+        }
         if (st->tg_v314 &&
             tg_graph_edge(self, 0, task) < 0) {
             /* As in the stdlib, the task is not kept by the group. */
@@ -1089,7 +1448,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         Py_DECREF(tg_slot_release(self, i));
         if (!st->tg_always_add && st->gather_done_shortcut) {
             /* 3.12.1/3.13.0: processed at once, never kept. */
-            if (tg_on_task_done(self, task, TG_AT_ONCE) < 0) {
+            if (tg_at_once(self, task) < 0) {
                 goto fail;
             }
             return task;
@@ -1104,6 +1463,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
     if (task == NULL) {
         return NULL;
     }
+callback_child:
     if (st->tg_v314 && tg_graph_edge(self, 0, task) < 0) {
         goto fail;
     }
@@ -1115,11 +1475,37 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         if (done) {
             /* 3.12.1/3.13.0: already done, processed at once and never
              * added. */
-            if (tg_on_task_done(self, task, TG_AT_ONCE) < 0) {
+            if (tg_at_once(self, task) < 0) {
                 goto fail;
             }
             return task;
         }
+    }
+    if (self->stdlib_mode) {
+        /* self._tasks.add(task); task.add_done_callback(
+         * self._on_task_done) (3.11: the other way round) */
+        PyObject *cb = PyObject_GetAttr((PyObject *)self,
+                                        st->str_tg_on_task_done);
+        if (cb == NULL) {
+            goto fail;
+        }
+        int r;
+        if (st->gather_done_shortcut) {
+            r = PySet_Add(self->pytasks, task) < 0 ||
+                tg_add_py_callback(st, task, cb) < 0;
+        }
+        else {
+            r = tg_add_py_callback(st, task, cb) < 0 ||
+                PySet_Add(self->pytasks, task) < 0;
+        }
+        Py_DECREF(cb);
+        if (r) {
+            goto fail;
+        }
+        if (self->aborting && tg_cancel_if_aborting(self, task) < 0) {
+            goto fail;
+        }
+        return task;
     }
     PyObject *cb = tg_callback(self);
     if (cb == NULL) {
@@ -1262,7 +1648,7 @@ tg_cancel_impl(TaskGroupObject *self)
         return 0;
     }
     TG_SET(self, TG_F_CANCEL_CALLED);
-    if (tg_abort(self) < 0) {
+    if (tg_call_abort(self) < 0) {
         return -1;
     }
     PyObject *parent = tg_parent(self);
@@ -1566,9 +1952,14 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
         }
         self->exiting = 1;
         TG_UNSET(self, TG_F_EXIT_UNCANCELLED);
-        if (exc_value != Py_None && is_base_error(exc_value) &&
-            self->base_error == NULL) {
-            self->base_error = Py_NewRef(exc_value);
+        if (exc_value != Py_None) {
+            int base = tg_is_base_error(self, exc_value);
+            if (base < 0) {
+                goto error;
+            }
+            if (base && self->base_error == NULL) {
+                self->base_error = Py_NewRef(exc_value);
+            }
         }
         int c = tg_is_cancelled_type(st, et);
         if (c < 0) {
@@ -1591,7 +1982,7 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
                 Py_CLEAR(self->exit_propagate);
             }
         }
-        if (et != Py_None && !self->aborting && tg_abort(self) < 0) {
+        if (et != Py_None && !self->aborting && tg_call_abort(self) < 0) {
             goto error;
         }
     }
@@ -1606,7 +1997,7 @@ tg_aexit_step(PyObject *state, PyObject *exc, PyObject **result)
             Py_XSETREF(self->exit_pending, Py_NewRef(exc));
             if (!self->aborting) {
                 Py_XSETREF(self->exit_propagate, exc);
-                if (tg_abort(self) < 0) {
+                if (tg_call_abort(self) < 0) {
                     goto error;
                 }
             }
@@ -1814,6 +2205,8 @@ tg_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->parent_task);
     Py_VISIT(self->parent_weak);
     Py_VISIT(self->tasks);
+    Py_VISIT(self->pytasks);
+    Py_VISIT(self->sched);
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_VISIT(self->slots[i].task);
     }
@@ -1854,6 +2247,11 @@ tg_clear(PyObject *op)
     tg_reset(self);
     Py_CLEAR(self->dict);
     Py_CLEAR(self->tasks);
+    Py_CLEAR(self->pytasks);
+    Py_CLEAR(self->sched);
+    self->sched_head = 0;
+    self->nmoved = 0;
+    self->stdlib_mode = 0; /* a later use starts over */
     for (Py_ssize_t i = 0; i < self->nslots; i++) {
         Py_CLEAR(self->slots[i].task);
     }
@@ -1890,6 +2288,11 @@ tg_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->st = fw_state_from_type(type);
+    int h = tg_type_hooks(self->st, type);
+    if (h < 0 || (h > 0 && tg_to_stdlib(self) < 0)) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -1926,6 +2329,207 @@ tg_init(PyObject *op, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* The stdlib's private names (see "Stdlib mode" above) */
+
+static PyObject *
+tg_abort_meth(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    if (tg_abort(TG_CAST(op)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tg_on_task_done_meth(PyObject *op, PyObject *task)
+{
+    if (tg_on_task_done(TG_CAST(op), task, TG_IN_SET) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tg_is_base_error_meth(PyObject *Py_UNUSED(op), PyObject *exc)
+{
+    return PyBool_FromLong(is_base_error(exc));
+}
+
+static PyObject *
+tg_get_tasks(PyObject *op, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (tg_to_stdlib(self) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self->pytasks);
+}
+
+static int
+tg_set_tasks(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (value == NULL || !PySet_Check(value)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fastwait: TaskGroup._tasks must be a set");
+        return -1;
+    }
+    if (tg_to_stdlib(self) < 0) {
+        return -1;
+    }
+    Py_SETREF(self->pytasks, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+tg_get_errors(PyObject *op, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (self->errors == NULL) {
+        if (self->errors_none) {
+            Py_RETURN_NONE;
+        }
+        if ((self->errors = PyList_New(0)) == NULL) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(self->errors);
+}
+
+static int
+tg_set_errors(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (value == Py_None) {
+        Py_CLEAR(self->errors);
+        self->errors_none = 1;
+        return 0;
+    }
+    if (value == NULL || !PyList_Check(value)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fastwait: TaskGroup._errors must be a list or None");
+        return -1;
+    }
+    Py_XSETREF(self->errors, Py_NewRef(value));
+    self->errors_none = 0;
+    return 0;
+}
+
+/* The char flags: closure is the field's offset. */
+static PyObject *
+tg_get_flag(PyObject *op, void *closure)
+{
+    return PyBool_FromLong(*((char *)op + (size_t)closure));
+}
+
+static int
+tg_set_flag(PyObject *op, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    int t = PyObject_IsTrue(value);
+    if (t < 0) {
+        return -1;
+    }
+    *((char *)op + (size_t)closure) = (char)t;
+    return 0;
+}
+
+/* The object fields (None when NULL): closure is the field's offset. */
+static PyObject *
+tg_get_obj(PyObject *op, void *closure)
+{
+    PyObject *v = *(PyObject **)((char *)op + (size_t)closure);
+    return Py_NewRef(v != NULL ? v : Py_None);
+}
+
+static int
+tg_set_obj(PyObject *op, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    PyObject **field = (PyObject **)((char *)op + (size_t)closure);
+    Py_XSETREF(*field, value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+tg_get_parent(PyObject *op, void *Py_UNUSED(closure))
+{
+    PyObject *p = tg_parent(TG_CAST(op));
+    return p != NULL ? p : Py_NewRef(Py_None);
+}
+
+static int
+tg_set_parent(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    Py_CLEAR(self->parent_weak);
+    Py_XSETREF(self->parent_task, value == Py_None ? NULL
+                                                    : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+tg_get_loop(PyObject *op, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    return Py_NewRef(self->loop != NULL ? self->loop : Py_None);
+}
+
+/* The group calls into its loop once entered: None is then kept as the
+ * object None (whose methods fail as the stdlib's would), never NULL. */
+static int
+tg_set_loop(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    TaskGroupObject *self = TG_CAST(op);
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    Py_XSETREF(self->loop, value == Py_None && !self->entered
+                               ? NULL
+                               : Py_NewRef(value));
+    self->loop_kind = 0;
+    return 0;
+}
+
+#define TG_OFF(f) ((void *)offsetof(TaskGroupObject, f))
+
+static PyGetSetDef tg_getset[] = {
+    {"_tasks", tg_get_tasks, tg_set_tasks,
+     "The unfinished children (asyncio.TaskGroup's private set).", NULL},
+    {"_errors", tg_get_errors, tg_set_errors, NULL, NULL},
+    {"_entered", tg_get_flag, tg_set_flag, NULL, TG_OFF(entered)},
+    {"_exiting", tg_get_flag, tg_set_flag, NULL, TG_OFF(exiting)},
+    {"_aborting", tg_get_flag, tg_set_flag, NULL, TG_OFF(aborting)},
+    {"_parent_cancel_requested", tg_get_flag, tg_set_flag, NULL,
+     TG_OFF(parent_cancel_requested)},
+    {"_loop", tg_get_loop, tg_set_loop, NULL, NULL},
+    {"_parent_task", tg_get_parent, tg_set_parent, NULL, NULL},
+    {"_base_error", tg_get_obj, tg_set_obj, NULL, TG_OFF(base_error)},
+    {"_on_completed_fut", tg_get_obj, tg_set_obj, NULL,
+     TG_OFF(on_completed_fut)},
+    {NULL},
+};
+
+#define TG_PRIVATE_METHODS                                                 \
+    {"_abort", tg_abort_meth, METH_NOARGS,                                 \
+     "_abort($self, /)\n--\n\n"},                                          \
+    {"_on_task_done", tg_on_task_done_meth, METH_O,                        \
+     "_on_task_done($self, task, /)\n--\n\n"},                             \
+    {"_is_base_error", tg_is_base_error_meth, METH_O,                      \
+     "_is_base_error($self, exc, /)\n--\n\n"},
+
 /* create_task's entry (its signature) is chosen in fw_taskgroup_init. */
 static PyMethodDef tg_methods[] = {
     {"__aenter__", (PyCFunction)(void (*)(void))tg_aenter,
@@ -1937,6 +2541,7 @@ static PyMethodDef tg_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, tg_create_task_doc},
     {"cancel", (PyCFunction)(void (*)(void))tg_cancel,
      METH_FASTCALL | METH_KEYWORDS, tg_cancel_doc},
+    TG_PRIVATE_METHODS
     {NULL},
 };
 
@@ -1950,6 +2555,7 @@ static PyMethodDef tg_methods_314[] = {
      METH_FASTCALL | METH_KEYWORDS, tg_create_task_kw_doc},
     {"cancel", (PyCFunction)(void (*)(void))tg_cancel,
      METH_FASTCALL | METH_KEYWORDS, tg_cancel_doc},
+    TG_PRIVATE_METHODS
     {NULL},
 };
 
@@ -1987,6 +2593,7 @@ static PyType_Slot tg_slots[] = {
     {Py_tp_init, tg_init},
     {Py_tp_methods, tg_methods},
     {Py_tp_members, tg_members},
+    {Py_tp_getset, tg_getset},
     {0, NULL},
 };
 
