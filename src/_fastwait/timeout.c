@@ -633,10 +633,30 @@ fw_timeout_new(fw_state *st, PyObject *when)
     return (PyObject *)t;
 }
 
+/* Whether the object's instance dict holds anything (then an attribute
+ * may replace a method of its type); a managed or variable dict offset
+ * counts as yes. */
+static int
+has_instance_attrs(PyObject *obj)
+{
+    Py_ssize_t offset = Py_TYPE(obj)->tp_dictoffset;
+    if (offset <= 0) {
+        return offset != 0;
+    }
+    PyObject *dict = *(PyObject **)((char *)obj + offset);
+    return dict != NULL && PyDict_GET_SIZE(dict) != 0;
+}
+
+/* task.<name>() as the stdlib's `self._task.<name>()`: through attribute
+ * lookup, so that an instance attribute replacing the method is called
+ * (aiotools' TaskScope(shield=True) replaces cancel, cancelling and
+ * uncancel on the host task).  asyncio's own Task with an empty instance
+ * dict takes the method descriptor directly. */
 static PyObject *
 task_call(fw_state *st, PyObject *task, PyObject *name, PyObject *desc)
 {
-    if (task != NULL && Py_TYPE(task) == st->TaskType) {
+    if (task != NULL && Py_TYPE(task) == st->TaskType &&
+        !has_instance_attrs(task)) {
         return PyObject_CallOneArg(desc, task);
     }
     return PyObject_CallMethodNoArgs(task != NULL ? task : Py_None, name);
