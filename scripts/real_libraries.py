@@ -31,7 +31,8 @@ runs must not; a run without it counts as broken, not as a result.
 
 The table printed at the end (``--markdown`` for the README's form) has, per
 library and interpreter: tests, outcomes plain and installed, flaky tests,
-differences.  JUnit files and logs stay in the work directory; the last line
+differences.  JUnit files, logs and ``results-<pythons>.json`` stay in the work
+directory (``--report FILE ...`` prints their table again); the last line
 is ``N passed, N failed`` (suites with and without differences).  Exit
 status 0 when no suite has a difference, 1 otherwise.
 """
@@ -83,12 +84,12 @@ class Library:
 
 
 # The pinned releases.  ``-o addopts=`` drops the suites' own coverage
-# options (pytest-cov is not installed); pytest-asyncio's auto mode where
-# the sdist lost the repository's pytest.ini.
+# options (pytest-cov is not installed); pytest-asyncio's auto mode and loop
+# scope where the sdist lost the repository's pytest.ini.
 LIBRARIES = [
     Library("aiojobs", "1.4.0", "tests",
             ["pytest-asyncio==1.5.0", "pytest-aiohttp==1.1.1", "aiohttp==3.14.5"],
-            ["-o", "asyncio_mode=auto"],
+            ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"],
             "job scheduler: asyncio.timeout around close(), shield, gather, wait_for; "
             "its aiohttp integration is tested against a real aiohttp server"),
     Library("aiotools", "2.2.4", "tests",
@@ -96,7 +97,10 @@ LIBRARIES = [
             "TaskGroup subclasses (PersistentTaskGroup, TaskScope), gather, "
             "as_completed, race, timeout, timeout_at, shield"),
     Library("async-lru", "2.4.0", "tests",
-            ["pytest-asyncio==1.5.0", "pytest-timeout==2.4.0"], [],
+            ["pytest-asyncio==1.5.0", "pytest-timeout==2.4.0"],
+            # Its filterwarnings=error turns pytest-asyncio's warning about
+            # this unset option into an error.
+            ["-o", "asyncio_default_fixture_loop_scope=function"],
             "alru_cache: shield around the cached call, tests full of gather"),
     Library("quattro", "26.1.0", "tests",
             ["pytest-asyncio==1.5.0", "attrs==26.1.0"], [],
@@ -365,7 +369,12 @@ def main(argv) -> int:
                     help="scratch directory on the host (default: %(default)s)")
     ap.add_argument("--reuse", action="store_true", help="keep existing venvs")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    ap.add_argument("--report", metavar="JSON", nargs="+",
+                    help="run nothing: print the table of earlier runs' results files")
     args = ap.parse_args(argv)
+    if args.report:
+        results = [r for f in args.report for r in json.loads(Path(f).read_text())]
+        return report(results, args.markdown, None, None)
     names = [n for n in args.libs.split(",") if n]
     libs = [lib for lib in LIBRARIES if lib.name in names]
     if len(libs) != len(names):
@@ -390,9 +399,15 @@ def main(argv) -> int:
                 results.append({"library": lib.name, "version": lib.version,
                                 "python": f"{py.release}" + (" (Debian)" if py.root else ""),
                                 "runs": runs, "compare": compare(runs)})
-    (work / "results.json").write_text(json.dumps(results, indent=1))
+    tags = "+".join(py.tag for py in pythons)
+    out = work / f"results-{tags}.json"
+    out.write_text(json.dumps(results, indent=1))
+    return report(results, args.markdown, time.monotonic() - t0, out)
+
+
+def report(results, markdown, seconds, where) -> int:
     print()
-    print(table(results, args.markdown))
+    print(table(results, markdown))
     bad = 0
     for r in results:
         cmp = r["compare"]
@@ -405,7 +420,8 @@ def main(argv) -> int:
         for t, plain, inst in cmp["differences"]:
             print(f"DIFF   {name}: {t}: plain {plain}, installed {inst}")
         bad += bool(cmp["differences"] or cmp["problems"])
-    print(f"wall time {(time.monotonic() - t0) / 60:.1f} min; results in {work / 'results.json'}")
+    if seconds is not None:
+        print(f"wall time {seconds / 60:.1f} min; results in {where}")
     print(f"{len(results) - bad} passed, {bad} failed")
     return 1 if bad else 0
 
