@@ -47,7 +47,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
