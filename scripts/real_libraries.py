@@ -25,9 +25,11 @@ downloads the wheels).  Then each suite runs three times, under ``nice``:
 Each run writes JUnit XML; the per-test outcomes (pass, fail, error, skip)
 are compared.  A test whose outcome differs between the two plain runs is
 flaky; a test whose installed outcome differs from both plain runs'
-(identical) outcome is a difference.  The installed run must print the
-plugin's header line ``fastwait X: installed; native: ...`` and the plain
-runs must not; a run without it counts as broken, not as a result.
+(identical) outcome is a difference; each difference is run again alone
+(``--recheck N``, default 3, times plain and installed) and the outcomes
+printed beside it, to tell a race under load from a real difference.  The
+installed run must print the plugin's header line ``fastwait X: installed;
+native: ...`` and the plain runs must not; a run without it counts as broken, not as a result.
 
 The table printed at the end (``--markdown`` for the README's form) has, per
 library and interpreter: tests, outcomes plain and installed, flaky tests,
@@ -269,14 +271,42 @@ def outcomes(path: Path) -> dict[str, str]:
     return result
 
 
-def run_suite(e: Env, lib: Library, label: str, installed: bool) -> dict:
+def node_id(e: Env, lib: Library, test: str) -> str | None:
+    """A JUnit test id (``tests.test_x.TestC::test_y[p]``) as a pytest node
+    id (``tests/test_x.py::TestC::test_y[p]``), or None."""
+    classname, _, name = test.partition("::")
+    parts = classname.split(".")
+    for i in range(len(parts), 0, -1):
+        path = "/".join(parts[:i]) + ".py"
+        if e.host(e.src / lib.folder / path).is_file():
+            return "::".join([path, *parts[i:], name])
+    return None
+
+
+def recheck(e: Env, lib: Library, diffs, times: int) -> dict:
+    """Run the differing tests alone ``times`` times plain and installed:
+    test id -> {"plain": [outcomes], "installed": [outcomes]}."""
+    nodes = {t: node_id(e, lib, t) for t, _, _ in diffs}
+    args = [n for n in nodes.values() if n]
+    found = {t: {"plain": [], "installed": []} for t in nodes}
+    if not args:
+        return found
+    for k in range(times):
+        for label, installed in (("plain", False), ("installed", True)):
+            r = run_suite(e, lib, f"recheck{k + 1}-{label}", installed, args)
+            for t in nodes:
+                found[t][label].append(r["tests"].get(t, "missing"))
+    return found
+
+
+def run_suite(e: Env, lib: Library, label: str, installed: bool, select=None) -> dict:
     junit = e.logs / f"{lib.name}-{label}.xml"
     logf = e.host(e.logs / f"{lib.name}-{label}.log")
     e.host(junit).unlink(missing_ok=True)
     cmd = [str(e.python), "-m", "pytest", *PYTEST, *lib.args, f"--junitxml={junit}"]
     if installed:
         cmd[3:3] = ["-p", "fastwait.pytest_plugin"]
-    cmd.append(lib.tests)
+    cmd += select or [lib.tests]
     # The suite must see only what the venv has: no FASTWAIT_INSTALL from the
     # caller's environment in a plain run.
     env = {"FASTWAIT_INSTALL": "", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -367,6 +397,9 @@ def main(argv) -> int:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK,
                     help="scratch directory on the host (default: %(default)s)")
     ap.add_argument("--reuse", action="store_true", help="keep existing venvs")
+    ap.add_argument("--recheck", type=int, default=3, metavar="N",
+                    help="run each differing test alone N more times plain and N times "
+                         "installed, to tell a race from a difference (default: %(default)s)")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
     ap.add_argument("--report", metavar="JSON", nargs="+",
                     help="run nothing: print the table of earlier runs' results files")
@@ -395,9 +428,12 @@ def main(argv) -> int:
                 for label, installed in (("plain-1", False), ("installed", True),
                                          ("plain-2", False)):
                     runs[label] = run_suite(e, lib, label, installed)
+                cmp = compare(runs)
+                if args.recheck and cmp["differences"] and not cmp["problems"]:
+                    cmp["recheck"] = recheck(e, lib, cmp["differences"], args.recheck)
                 results.append({"library": lib.name, "version": lib.version,
                                 "python": f"{py.release}" + (" (Debian)" if py.root else ""),
-                                "runs": runs, "compare": compare(runs)})
+                                "runs": runs, "compare": cmp})
     tags = "+".join(py.tag for py in pythons)
     out = work / f"results-{tags}.json"
     out.write_text(json.dumps(results, indent=1))
@@ -417,7 +453,12 @@ def report(results, markdown, seconds, where) -> int:
             print(f"flaky  {name}: {t}: {r['runs']['plain-1']['tests'].get(t, 'missing')} / "
                   f"{r['runs']['plain-2']['tests'].get(t, 'missing')}")
         for t, plain, inst in cmp["differences"]:
-            print(f"DIFF   {name}: {t}: plain {plain}, installed {inst}")
+            again = cmp.get("recheck", {}).get(t)
+            note = ""
+            if again:
+                note = (f" (run again alone: plain {','.join(again['plain'])}; installed "
+                        f"{','.join(again['installed'])})")
+            print(f"DIFF   {name}: {t}: plain {plain}, installed {inst}{note}")
         bad += bool(cmp["differences"] or cmp["problems"])
     if seconds is not None:
         print(f"wall time {seconds / 60:.1f} min; results in {where}")
