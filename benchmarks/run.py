@@ -382,9 +382,9 @@ def run_loop(loop_name, args, fastwait, chosen, mode, gc_mode="off"):
                 cell.check(loop)
                 cell.calibrate(loop, target_ns)
         gc.collect()
+        heap_tracked = len(gc.get_objects())
         if not gc_on:
             gc.freeze()
-        heap_tracked = len(gc.get_objects())
         gc_threshold = list(gc.get_threshold())
 
         order = list(range(len(groups)))
