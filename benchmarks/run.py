@@ -68,7 +68,7 @@ class GCMeter:
     clock, read at the "start" and "stop" callbacks) and collections per
     generation, since the last ``reset()``."""
 
-    __slots__ = ("clock", "t_start", "ns", "counts", "collected")
+    __slots__ = ("clock", "t_start", "ns", "counts", "gen_ns", "collected")
 
     def __init__(self, clock):
         self.clock = clock
@@ -78,19 +78,22 @@ class GCMeter:
     def reset(self):
         self.ns = 0
         self.counts = {}
+        self.gen_ns = {}
         self.collected = 0
 
     def __call__(self, phase, info):
         if phase == "start":
             self.t_start = self.clock()
             return
-        self.ns += self.clock() - self.t_start
+        dt = self.clock() - self.t_start
+        self.ns += dt
         g = info["generation"]
         self.counts[g] = self.counts.get(g, 0) + 1
+        self.gen_ns[g] = self.gen_ns.get(g, 0) + dt
         self.collected += info.get("collected", 0)
 
     def snapshot(self):
-        return self.ns, dict(self.counts), self.collected
+        return self.ns, dict(self.counts), self.collected, dict(self.gen_ns)
 
 
 async def _timed(fn, loop, n, arg, reps, clock, meter):
@@ -125,7 +128,8 @@ class Cell:
     """One (case, N, variant): its callable, calibration and samples."""
 
     __slots__ = ("case", "n", "variant", "fn", "reps", "raw_ns", "clock",
-                 "meter", "gc_ns", "gc_counts", "gc_collected", "_last_gc")
+                 "meter", "gc_ns", "gc_counts", "gc_gen_ns", "gc_collected",
+                 "_last_gc")
 
     def __init__(self, case, n, variant, fn, clock, meter=None):
         self.clock = clock
@@ -141,6 +145,7 @@ class Cell:
         # per repetition.
         self.gc_ns = []
         self.gc_counts = []
+        self.gc_gen_ns = []
         self.gc_collected = []
 
     def _arg(self, loop):
@@ -178,9 +183,10 @@ class Cell:
         reps = self.reps
         self.raw_ns.append(self.sample(loop, reps) / reps)
         if self._last_gc is not None:
-            ns, counts, collected = self._last_gc
+            ns, counts, collected, gen_ns = self._last_gc
             self.gc_ns.append(ns / reps)
             self.gc_counts.append({g: c / reps for g, c in counts.items()})
+            self.gc_gen_ns.append({g: t / reps for g, t in gen_ns.items()})
             self.gc_collected.append(collected / reps)
 
 
@@ -449,6 +455,12 @@ def run_loop(loop_name, args, fastwait, chosen, mode, gc_mode="off"):
                     "share": summary(share) if share else None,
                     "collections_per_rep": gc_generation_counts(
                         cell.gc_counts),
+                    # median over rounds of the time inside collections of
+                    # each generation, per child
+                    "ns_per_child_by_generation": {
+                        g: x / n for g, x in gc_generation_counts(
+                            cell.gc_gen_ns).items()
+                    },
                     "collected_per_rep": statistics.median(
                         cell.gc_collected),
                     "samples_ns_per_child": [round(x, 3)
