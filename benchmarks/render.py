@@ -9,6 +9,10 @@
 Reads ``benchmarks/results/*.json`` (the full-mode files; quick and smoke runs
 write ``*.tmp.json``, which are ignored unless passed explicitly).  Every
 number comes from those files: the README's table is never typed by hand.
+Files of runs with the GC off (``<3.x>-<loop>.json``; files without a ``gc``
+field are such runs) and on (``<3.x>-<loop>.gc.json``) give separate tables;
+the GC-on tables add the share of each variant's time spent inside
+collections.
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ RESULTS_DIR = HERE / "results"
 START = "<!-- benchmarks:start -->"
 END = "<!-- benchmarks:end -->"
 RATIOS = ("stdlib/floor", "fastwait/floor", "fastwait/stdlib")
+VARIANTS = ("floor", "stdlib", "fastwait")
 LOOP_ORDER = {"asyncio": 0, "uvloop": 1}
+GC_ORDER = {"off": 0, "on": 1}
+
+
+def gc_mode(run):
+    """"off" for the files written before the GC mode existed."""
+    return (run.get("gc") or {}).get("mode", "off")
 
 
 def load(paths):
@@ -39,6 +50,7 @@ def load(paths):
         sys.exit("no result files (run `python -m benchmarks` first)")
     runs.sort(
         key=lambda d: (
+            GC_ORDER[gc_mode(d)],
             LOOP_ORDER.get(d["loop"]["name"], 9),
             tuple(int(x) for x in d["python"]["minor"].split(".")),
         )
@@ -66,6 +78,13 @@ def fmt_ns(x):
     return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
 
 
+def fmt_share(variant_entry):
+    g = variant_entry.get("gc")
+    if not g or not g.get("share"):
+        return "n/a"
+    return f"{g['share']['median'] * 100:.0f}%"
+
+
 def source_lines(runs):
     out = []
     for r in runs:
@@ -76,12 +95,13 @@ def source_lines(runs):
         )
         m = r["method"]
         out.append(
-            f"- Python {pyver(r)}, {loopver(r)}: fastwait {fw['version']}, "
-            f"NATIVE={fw['native']}"
+            f"- Python {pyver(r)}, {loopver(r)}, GC {gc_mode(r)}: "
+            f"fastwait {fw['version']}, NATIVE={fw['native']}"
             + (" (**fallback: fastwait is the stdlib**)"
                if fw.get("gather_is_stdlib") else "")
             + f"; {r['mode']} mode, {m['rounds']} rounds; commit {commit}; "
             f"{r['timestamp']} (`{Path(r['_path']).name}`)"
+            + (f"; {r['note']}" if r.get("note") else "")
         )
     return out
 
@@ -91,24 +111,27 @@ def row_key(entry):
 
 
 def combined(runs):
-    """One table per loop; each cell lists the Pythons in order."""
+    """One table per GC mode and loop; each cell lists the Pythons in
+    order."""
     by_loop = defaultdict(list)
     for r in runs:
-        by_loop[r["loop"]["name"]].append(r)
+        by_loop[(gc_mode(r), r["loop"]["name"])].append(r)
     out = []
-    for loop_name, lruns in by_loop.items():
+    for (gcm, loop_name), lruns in by_loop.items():
+        gc_on = gcm == "on"
         pys = " / ".join(r["python"]["minor"] for r in lruns)
         versions = ", ".join(
             f"{pyver(r)} ({loopver(r)})" for r in lruns
         )
-        out.append(f"**{loop_name} loop** — Python {versions}; "
+        out.append(f"**{loop_name} loop, GC {gcm}** — Python {versions}; "
                    f"each cell: {pys}")
         out.append("")
         out.append(
             "| case | N | floor ns/child | stdlib / floor "
             "| fastwait / floor | fastwait / stdlib |"
+            + (" GC share: floor | stdlib | fastwait |" if gc_on else "")
         )
-        out.append("|---|--:|--:|--:|--:|--:|")
+        out.append("|---|--:|--:|--:|--:|--:|" + ("--:|" * 3 if gc_on else ""))
         keys = []
         tables = []
         for r in lruns:
@@ -131,6 +154,14 @@ def combined(runs):
                         for t in tables
                     )
                 )
+            if gc_on:
+                for v in VARIANTS:
+                    cells.append(
+                        " / ".join(
+                            fmt_share(t[k]["variants"][v]) if k in t else "–"
+                            for t in tables
+                        )
+                    )
             out.append(f"| {k[0]} | {k[1]:,} | " + " | ".join(cells) + " |")
         out.append("")
     return out
@@ -140,14 +171,17 @@ def split(runs):
     """One table per (Python, loop), with spreads."""
     out = []
     for r in runs:
-        out.append(f"**Python {pyver(r)}, {loopver(r)}**")
+        gc_on = gc_mode(r) == "on"
+        out.append(f"**Python {pyver(r)}, {loopver(r)}, GC {gc_mode(r)}**")
         out.append("")
         out.append(
             "| case | N | floor ns/child | stdlib ns/child "
             "| fastwait ns/child | stdlib / floor | fastwait / floor "
             "| fastwait / stdlib |"
+            + (" GC share: floor | stdlib | fastwait |" if gc_on else "")
         )
-        out.append("|---|--:|--:|--:|--:|--:|--:|--:|")
+        out.append("|---|--:|--:|--:|--:|--:|--:|--:|"
+                   + ("--:|" * 3 if gc_on else ""))
         for e in r["results"]:
             ns = [
                 fmt_ns(e["variants"][v]["median"])
@@ -160,9 +194,11 @@ def split(runs):
                     f"{fmt_ratio(s['median'])} "
                     f"({fmt_ratio(s['q1'])}–{fmt_ratio(s['q3'])})"
                 )
+            shares = ([fmt_share(e["variants"][v]) for v in VARIANTS]
+                      if gc_on else [])
             out.append(
-                f"| {e['case']} | {e['n']:,} | " + " | ".join(ns + ratios)
-                + " |"
+                f"| {e['case']} | {e['n']:,} | "
+                + " | ".join(ns + ratios + shares) + " |"
             )
         out.append("")
     return out
@@ -174,7 +210,10 @@ def render(runs, mode):
         "`benchmarks/results/*.json`.  Ratios are medians of per-round "
         "ratios of CPU time measured in the same run, interleaved; the "
         "**floor** runs the same children with no waiting primitive "
-        "(see `benchmarks/README.md`).",
+        "(see `benchmarks/README.md`).  **GC off**: the cyclic GC disabled "
+        "while timing (collected between samples); **GC on**: enabled as in "
+        "a program, and *GC share* is the median share of the variant's "
+        "time spent inside collections.",
         "",
     ]
     out += source_lines(runs)

@@ -7,8 +7,11 @@ Then ``rounds`` rounds run; each round visits every (case, N) group in a
 shuffled order and, inside a group, takes one sample of each variant in a
 shuffled order, back to back.  Ratios are computed per round from those
 adjacent samples and summarised by their median and inter-quartile range.
-The GC is frozen after start-up, disabled while timing and collected before
-every sample.  The cost of the harness's own ``await variant(...)`` call is
+With ``--gc off`` the GC is frozen after calibration, disabled while timing
+and collected before every sample; with ``--gc on`` it stays enabled while
+timing, as a program has it (no freeze), is still collected before every
+sample, and the time spent inside collections is recorded per sample
+(``gc.callbacks``, same clock).  The cost of the harness's own ``await variant(...)`` call is
 measured the same way (a null variant, one sample per round) and subtracted.
 """
 
@@ -43,6 +46,11 @@ RATIOS = (
     ("fastwait/stdlib", "fastwait", "stdlib"),
 )
 
+#: --gc default per mode.  Quick stays within a minute per loop with the GC
+#: off only; the committed full-mode files come from both.
+DEFAULT_GC = {"quick": "off", "full": "both", "smoke": "both"}
+GC_MODES = {"off": ("off",), "on": ("on",), "both": ("off", "on")}
+
 MODES = {
     # sizes, rounds, target sample time (ms)
     "quick": dict(sizes=cases_mod.QUICK_SIZES, rounds=15, target_ms=5.0),
@@ -55,11 +63,49 @@ MODES = {
 # The timed region.
 
 
-async def _timed(fn, loop, n, arg, reps, clock):
+class GCMeter:
+    """A ``gc.callbacks`` entry: time spent inside collections (the run's
+    clock, read at the "start" and "stop" callbacks) and collections per
+    generation, since the last ``reset()``."""
+
+    __slots__ = ("clock", "t_start", "ns", "counts", "gen_ns", "collected")
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.t_start = 0
+        self.reset()
+
+    def reset(self):
+        self.ns = 0
+        self.counts = {}
+        self.gen_ns = {}
+        self.collected = 0
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self.t_start = self.clock()
+            return
+        dt = self.clock() - self.t_start
+        self.ns += dt
+        g = info["generation"]
+        self.counts[g] = self.counts.get(g, 0) + 1
+        self.gen_ns[g] = self.gen_ns.get(g, 0) + dt
+        self.collected += info.get("collected", 0)
+
+    def snapshot(self):
+        return self.ns, dict(self.counts), self.collected, dict(self.gen_ns)
+
+
+async def _timed(fn, loop, n, arg, reps, clock, meter):
+    if meter is not None:
+        meter.reset()
     t0 = clock()
     for _ in range(reps):
         await fn(loop, n, arg)
-    return clock() - t0
+    t1 = clock()
+    # Read the meter inside the coroutine too: a collection after t1 is not
+    # part of the sample.
+    return t1 - t0, (meter.snapshot() if meter is not None else None)
 
 
 #: --timer choices.  "cpu" (the default) counts only the time this thread
@@ -81,29 +127,41 @@ async def _null(loop, n, arg):
 class Cell:
     """One (case, N, variant): its callable, calibration and samples."""
 
-    __slots__ = ("case", "n", "variant", "fn", "reps", "raw_ns", "clock")
+    __slots__ = ("case", "n", "variant", "fn", "reps", "raw_ns", "clock",
+                 "meter", "gc_ns", "gc_counts", "gc_gen_ns", "gc_collected",
+                 "_last_gc")
 
-    def __init__(self, case, n, variant, fn, clock):
+    def __init__(self, case, n, variant, fn, clock, meter=None):
         self.clock = clock
+        self.meter = meter  # a GCMeter when the GC is on while timing
         self.case = case
         self.n = n
         self.variant = variant
         self.fn = fn
         self.reps = 1
         self.raw_ns = []  # elapsed ns per repetition, one per round
+        # --gc on: per round, ns inside collections per repetition,
+        # collections per generation per repetition, objects collected
+        # per repetition.
+        self.gc_ns = []
+        self.gc_counts = []
+        self.gc_gen_ns = []
+        self.gc_collected = []
 
     def _arg(self, loop):
         prep = self.case.prepare if self.case is not None else None
         return prep(loop, self.n) if prep is not None else None
 
     def sample(self, loop, reps):
-        # The GC is disabled for the whole run (see run_loop); collect what
-        # the previous sample left, outside the timed region.
+        # Collect what the previous sample left, outside the timed region
+        # (with --gc off the GC is disabled for the whole run, see run_loop;
+        # with --gc on it runs inside the timed region as in a program).
         arg = self._arg(loop)
         gc.collect()
-        return loop.run_until_complete(
-            _timed(self.fn, loop, self.n, arg, reps, self.clock)
+        elapsed, self._last_gc = loop.run_until_complete(
+            _timed(self.fn, loop, self.n, arg, reps, self.clock, self.meter)
         )
+        return elapsed
 
     def check(self, loop):
         if self.case is None:
@@ -122,7 +180,14 @@ class Cell:
         self.reps = max(1, math.ceil(reps * target_ns / max(elapsed, 1)))
 
     def run_round(self, loop):
-        self.raw_ns.append(self.sample(loop, self.reps) / self.reps)
+        reps = self.reps
+        self.raw_ns.append(self.sample(loop, reps) / reps)
+        if self._last_gc is not None:
+            ns, counts, collected, gen_ns = self._last_gc
+            self.gc_ns.append(ns / reps)
+            self.gc_counts.append({g: c / reps for g, c in counts.items()})
+            self.gc_gen_ns.append({g: t / reps for g, t in gen_ns.items()})
+            self.gc_collected.append(collected / reps)
 
 
 # --------------------------------------------------------------------------
@@ -177,6 +242,11 @@ def import_fastwait():
 
 
 def git_info():
+    # scripts/bench_matrix.py runs the benchmarks from a copy of the work
+    # tree (no .git there) and passes the work tree's state in.
+    given = os.environ.get("FASTWAIT_BENCH_GIT")
+    if given:
+        return json.loads(given)
     try:
         root = HERE.parent
         commit = subprocess.run(
@@ -233,6 +303,10 @@ def fmt_ratio(summ):
     return f"{med:.{digits}f} ±{half:.{digits}f}"
 
 
+def fmt_share(summ):
+    return "n/a" if summ is None else f"{summ['median'] * 100:.0f}%"
+
+
 def render_table(rows, headers, aligns):
     widths = [len(h) for h in headers]
     for r in rows:
@@ -255,7 +329,16 @@ def render_table(rows, headers, aligns):
 # One loop's run.
 
 
-def run_loop(loop_name, args, fastwait, chosen, mode):
+def gc_generation_counts(samples):
+    """{generation: median over rounds} of per-repetition collection counts."""
+    gens = sorted({g for d in samples for g in d})
+    return {str(g): statistics.median(d.get(g, 0.0) for d in samples)
+            for g in gens}
+
+
+def run_loop(loop_name, args, fastwait, chosen, mode, gc_mode="off"):
+    """One loop's run with the GC off (disabled, frozen after calibration)
+    or on (enabled while timing, as in a program; not frozen)."""
     loop, uvloop_version = make_loop(loop_name)
     asyncio.set_event_loop(loop)
     rng = random.Random(args.seed)
@@ -269,47 +352,72 @@ def run_loop(loop_name, args, fastwait, chosen, mode):
             print(f"[{time.monotonic() - started:6.1f}s] {msg}",
                   file=sys.stderr, flush=True)
 
+    gc_on = gc_mode == "on"
+    meter = GCMeter(clock) if gc_on else None
     groups = []  # (case, n, {variant: Cell})
     for case in chosen:
         impls = case.variants(fastwait)
         for n in sizes:
             if case.max_n is not None and n > case.max_n:
                 continue
-            cells = {v: Cell(case, n, v, impls[v], clock) for v in VARIANTS}
+            cells = {v: Cell(case, n, v, impls[v], clock, meter)
+                     for v in VARIANTS}
             groups.append((case, n, cells))
-    null = Cell(None, 0, "null", _null, clock)
+    null = Cell(None, 0, "null", _null, clock, meter)
 
     # Calibration doubles as the warm-up; every variant's result is checked
     # once here and once after the last round.
-    progress(f"{loop_name}: checking and calibrating {len(groups)} groups")
+    progress(f"{loop_name}: gc {gc_mode}: checking and calibrating "
+             f"{len(groups)} groups")
     gc_was_enabled = gc.isenabled()
-    gc.disable()
-    null.calibrate(loop, target_ns)
-    for case, n, cells in groups:
-        for cell in cells.values():
-            cell.check(loop)
-            cell.calibrate(loop, target_ns)
     gc.collect()
-    gc.freeze()
-
-    order = list(range(len(groups)))
-    for r in range(mode["rounds"]):
-        rng.shuffle(order)
-        null.run_round(loop)
-        for gi in order:
-            cells = list(groups[gi][2].values())
-            rng.shuffle(cells)
-            for cell in cells:
-                cell.run_round(loop)
-        progress(f"{loop_name}: round {r + 1}/{mode['rounds']}")
-
-    for case, n, cells in groups:
-        for cell in cells.values():
-            cell.check(loop)
-    gc.unfreeze()
-    gc.collect()
-    if gc_was_enabled:
+    heap_before = len(gc.get_objects())
+    if gc_on:
+        # As a program has it: enabled, default thresholds, nothing frozen
+        # (the interpreter's and the harness's objects stay in the oldest
+        # generation, so a full collection costs what it costs in a small
+        # program).  Identical for floor, stdlib and fastwait.
         gc.enable()
+        gc.callbacks.append(meter)
+    else:
+        gc.disable()
+    try:
+        null.calibrate(loop, target_ns)
+        for case, n, cells in groups:
+            for cell in cells.values():
+                cell.check(loop)
+                cell.calibrate(loop, target_ns)
+        gc.collect()
+        heap_tracked = len(gc.get_objects())
+        if not gc_on:
+            gc.freeze()
+        gc_threshold = list(gc.get_threshold())
+
+        order = list(range(len(groups)))
+        for r in range(mode["rounds"]):
+            rng.shuffle(order)
+            null.run_round(loop)
+            for gi in order:
+                cells = list(groups[gi][2].values())
+                rng.shuffle(cells)
+                for cell in cells:
+                    cell.run_round(loop)
+            progress(f"{loop_name}: gc {gc_mode}: round {r + 1}/"
+                     f"{mode['rounds']}")
+
+        for case, n, cells in groups:
+            for cell in cells.values():
+                cell.check(loop)
+    finally:
+        if gc_on:
+            gc.callbacks.remove(meter)
+        else:
+            gc.unfreeze()
+        gc.collect()
+        if gc_was_enabled:
+            gc.enable()
+        else:
+            gc.disable()
     loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
     asyncio.set_event_loop(None)
@@ -335,6 +443,30 @@ def run_loop(loop_name, args, fastwait, chosen, mode):
                 **summary(per_child[v]),
                 "samples_ns_per_child": [round(x, 3) for x in per_child[v]],
             }
+            if gc_on:
+                cell = cells[v]
+                gc_per_child = [x / n for x in cell.gc_ns]
+                # Per round: the share of the sample's time (harness
+                # overhead subtracted) spent inside collections.
+                share = [g / t for g, t in zip(gc_per_child, per_child[v])
+                         if t > 0]
+                entry["variants"][v]["gc"] = {
+                    "ns_per_child": summary(gc_per_child),
+                    "share": summary(share) if share else None,
+                    "collections_per_rep": gc_generation_counts(
+                        cell.gc_counts),
+                    # median over rounds of the time inside collections of
+                    # each generation, per child
+                    "ns_per_child_by_generation": {
+                        g: x / n for g, x in gc_generation_counts(
+                            cell.gc_gen_ns).items()
+                    },
+                    "collected_per_rep": statistics.median(
+                        cell.gc_collected),
+                    "samples_ns_per_child": [round(x, 3)
+                                             for x in gc_per_child],
+                    "samples_share": [round(x, 5) for x in share],
+                }
         for label, a, b in RATIOS:
             # A round whose denominator is not positive (only possible when
             # the harness overhead swamps a tiny sample) has no ratio.
@@ -390,10 +522,25 @@ def run_loop(loop_name, args, fastwait, chosen, mode):
             "interleaving": "each round: (case, N) groups shuffled, the "
             "three variants of a group shuffled and sampled back to back",
             "ratios": "median and quartiles of per-round ratios",
-            "gc": "frozen after calibration; disabled while timing; "
-            "collected before every sample",
+            "gc": (
+                "enabled while timing (default thresholds, nothing frozen); "
+                "collected before every sample; time inside collections "
+                "measured with gc.callbacks and the same clock"
+                if gc_on else
+                "frozen after calibration; disabled while timing; "
+                "collected before every sample"
+            ),
             "harness_overhead_ns_per_rep": round(overhead, 2),
             "harness_overhead_spread": summary(null.raw_ns),
+        },
+        "gc": {
+            "mode": gc_mode,
+            "threshold": gc_threshold,
+            "frozen": not gc_on,
+            # tracked objects outside the permanent generation after the
+            # calibration's collection (before the freeze in off mode)
+            "tracked_objects": heap_tracked,
+            "tracked_objects_at_start": heap_before,
         },
         "results": results,
     }
@@ -417,6 +564,15 @@ def print_report(meta, out=sys.stdout):
         file=out,
     )
     m = meta["method"]
+    gcm = meta["gc"]
+    print(
+        f"gc {gcm['mode']}: "
+        + ("enabled while timing, not frozen, threshold "
+           f"{tuple(gcm['threshold'])}, {gcm['tracked_objects']:,} tracked "
+           "objects after calibration"
+           if gcm["mode"] == "on" else "disabled while timing, frozen"),
+        file=out,
+    )
     print(
         f"mode {meta['mode']}: {m['rounds']} rounds, samples >= "
         f"{m['target_sample_ms']} ms, harness overhead "
@@ -439,7 +595,14 @@ def print_report(meta, out=sys.stdout):
             + [fmt_ns(e["variants"][v]) for v in VARIANTS]
             + [fmt_ratio(e["ratios"][label]) for label, _, _ in RATIOS]
         )
-    print(render_table(rows, headers, "lr" + "r" * 6), file=out)
+    if gcm["mode"] == "on":
+        headers.append("GC share floor/stdlib/fastwait")
+        for row, e in zip(rows, meta["results"]):
+            row.append(" / ".join(
+                fmt_share(e["variants"][v]["gc"]["share"]) for v in VARIANTS
+            ))
+    print(render_table(rows, headers, "lr" + "r" * (len(headers) - 2)),
+          file=out)
     fs = [e["ratios"]["fastwait/stdlib"]["median"] for e in meta["results"]]
     fs = [x for x in fs if x is not None]
     if fs:
@@ -453,7 +616,9 @@ def print_report(meta, out=sys.stdout):
 
 
 def result_path(meta, out_dir):
-    suffix = ".json" if meta["mode"] == "full" else f".{meta['mode']}.tmp.json"
+    gc_part = ".gc" if meta["gc"]["mode"] == "on" else ""
+    suffix = (f"{gc_part}.json" if meta["mode"] == "full"
+              else f"{gc_part}.{meta['mode']}.tmp.json")
     name = f"{meta['python']['minor']}-{meta['loop']['name']}{suffix}"
     return Path(out_dir) / name
 
@@ -488,11 +653,18 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, help="override the mode's rounds")
     p.add_argument("--target-ms", type=float,
                    help="minimum time of one sample (ms)")
+    p.add_argument("--gc", choices=("off", "on", "both"), default=None,
+                   help="off: the GC disabled while timing (frozen); on: "
+                   "enabled as in a program, time inside collections "
+                   "recorded; both: an off run, then an on run, per loop "
+                   "(default: both, but off with --quick)")
     p.add_argument("--timer", choices=tuple(CLOCKS), default="cpu",
                    help="cpu: the thread's CPU time (default; robust to "
                    "other processes); wall: perf_counter_ns")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the shuffles (default 0)")
+    p.add_argument("--note", help="a free-text note stored in the JSON "
+                   "(e.g. why --rounds differs from the mode's)")
     p.add_argument("--no-save", action="store_true",
                    help="do not write the JSON results")
     p.add_argument("--out-dir", default=str(RESULTS_DIR),
@@ -504,6 +676,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.mode == "smoke":
         args.all = True
+    if args.gc is None:
+        args.gc = DEFAULT_GC[args.mode]
     return args
 
 
@@ -529,13 +703,16 @@ def main(argv=None):
     loops = ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)
     if "uvloop" in loops:
         make_loop("uvloop")[0].close()  # fail early if it is missing
-    for loop_name in loops:
+    for loop_name, gc_mode in [(lp, g) for lp in loops
+                               for g in GC_MODES[args.gc]]:
         try:
-            meta = run_loop(loop_name, args, fastwait, chosen, mode)
+            meta = run_loop(loop_name, args, fastwait, chosen, mode, gc_mode)
         except AssertionError as exc:
-            print(f"RESULT CHECK FAILED on the {loop_name} loop: {exc}",
-                  file=sys.stderr)
+            print(f"RESULT CHECK FAILED on the {loop_name} loop "
+                  f"(gc {gc_mode}): {exc}", file=sys.stderr)
             return 2
+        if args.note:
+            meta["note"] = args.note
         print_report(meta)
         if not args.no_save:
             path = result_path(meta, args.out_dir)
