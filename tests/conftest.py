@@ -720,6 +720,9 @@ class Tracer:
             self("warning", w.category.__name__, str(w.message))
 
 
+_CREATED_AT = re.compile(r" created at [^\s>]+:\d+>")
+
+
 def describe_context(ctx, tracer=None):
     """An exception-handler context as plain data.
 
@@ -728,7 +731,14 @@ def describe_context(ctx, tracer=None):
     survives depends on how the object died (refcount or gc), which is not
     what the tests compare.
     """
-    out = [normalize_addresses(str(ctx.get("message")))]
+    # Debug mode: a task's repr in the message ends with " created at
+    # file:line", the last frame of its source traceback.  For a task that
+    # asyncio's primitive makes that is asyncio/*.py (taskgroups.py's
+    # create_task, tasks.py's gather); fastwait's C makes it on the
+    # program's line (README, "Consequences of being C code";
+    # test_differences.py's test_debug_mode_source_locations pins both).
+    out = [_CREATED_AT.sub(" created at <source>>", normalize_addresses(
+        str(ctx.get("message"))))]
     exc = ctx.get("exception")
     if exc is not None:
         out.append(
