@@ -3,6 +3,9 @@
 Axes (environment):
   FASTWAIT_TEST_LOOP   asyncio (default) | uvloop
   FASTWAIT_TEST_TASKS  lazy (default)    | eager   (eager_task_factory, 3.12+)
+  PYTHONASYNCIODEBUG=1 with python -X dev   asyncio's debug mode (source
+                       tracebacks, coroutine origins, slow-callback reports;
+                       the matrix's pytest-py3.12-asyncio-lazy-debug axis)
   CI=true              uvloop must be importable when asked for, any
                        skipped test fails the session, and hypothesis uses
                        the fixed "ci" profile (else "dev"; override with

@@ -25,6 +25,7 @@ during an eager start.
 import asyncio
 import gc
 import io
+import os
 import re
 import sys
 
@@ -1136,3 +1137,87 @@ def test_wait_futures_released_with_the_failed_call(impl, loop, timeout):
     while_kept, after = run(loop, main)
     assert after == ["Future exception was never retrieved"]
     assert while_kept == (after if native(impl) else [])
+
+
+# ---------------------------------------------------------------------------
+# Debug mode (README, "Consequences of being C code"): on every axis, with
+# the loop's debug mode and coroutine origin tracking turned on here.
+
+class _DebugMode:
+    """loop.set_debug(True) and origin tracking on (depth 10, asyncio's)."""
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def __enter__(self):
+        self.debug = self.loop.get_debug()
+        self.depth = sys.get_coroutine_origin_tracking_depth()
+        self.loop.set_debug(True)
+        sys.set_coroutine_origin_tracking_depth(10)
+
+    def __exit__(self, *exc):
+        sys.set_coroutine_origin_tracking_depth(self.depth)
+        self.loop.set_debug(self.debug)
+
+
+def test_debug_mode_source_locations(impl, loop):
+    """gather()'s outer future is created at asyncio/tasks.py in asyncio's
+    debug mode, and on the caller's line with fastwait (C has no frames);
+    the rest of its repr is the same."""
+
+    async def main():
+        sys.set_coroutine_origin_tracking_depth(10)
+        g = impl.gather(asyncio.sleep(0))  # _DEBUG_GATHER_LINE
+        text = repr(g)
+        await g
+        return text, g._source_traceback[-1][:2]
+
+    with _DebugMode(loop):
+        text, last = run(loop, main)
+    rest, created = strip_created_at(text)
+    assert rest == "<_GatheringFuture pending>"
+    assert created == last
+    if native(impl):
+        assert created == (__file__, _marked_line("_DEBUG_GATHER_LINE"))
+    else:
+        assert created[0] == os.path.join(ASYNCIO_DIR, "tasks.py")
+
+
+def test_debug_mode_coroutine_origins(impl, loop):
+    """With origin tracking on, the native coroutine objects record the
+    frames that made them as cr_origin, as a coroutine function's call does,
+    and warn "never awaited" with the same traceback.  as_completed()'s
+    items are made inside asyncio's as_completed() (asyncio/tasks.py) and,
+    by fastwait's C, directly on the caller's line."""
+    import warnings
+
+    async def main():
+        f = loop.create_future()
+        f.set_result(1)
+        sys.set_coroutine_origin_tracking_depth(10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            w = impl.wait([f])  # _DEBUG_WAIT_LINE
+            w_origin = w.cr_origin
+            del w
+            gc.collect()
+        item = next(iter(impl.as_completed([f])))  # _DEBUG_AC_LINE
+        ac_origin = item.cr_origin
+        await item
+        return w_origin, [str(m.message) for m in caught], ac_origin
+
+    with _DebugMode(loop):
+        w_origin, warned, ac_origin = run(loop, main)
+    here = (__file__, _marked_line("_DEBUG_WAIT_LINE"), "main")
+    assert w_origin[0] == here
+    assert len(w_origin) <= 10
+    (text,) = warned
+    assert strip_origin(text) == "coroutine 'wait' was never awaited"
+    assert origin_frames(text) == list(reversed(w_origin))
+    if native(impl):
+        assert ac_origin[0] == (__file__, _marked_line("_DEBUG_AC_LINE"),
+                                "main")
+    else:
+        assert ac_origin[0][0] == os.path.join(ASYNCIO_DIR, "tasks.py")
+        assert ac_origin[1] == (__file__, _marked_line("_DEBUG_AC_LINE"),
+                                "main")
