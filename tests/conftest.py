@@ -737,6 +737,7 @@ class Tracer:
 
 
 _CREATED_AT = re.compile(r" created at [^\s>]+:\d+>")
+_CREATED_AT_TAIL = re.compile(r"\.\.\.[^\s()<>]*:\d+>")
 
 
 def describe_context(ctx, tracer=None):
@@ -753,8 +754,13 @@ def describe_context(ctx, tracer=None):
     # create_task, tasks.py's gather); fastwait's C makes it on the
     # program's line (README, "Consequences of being C code";
     # test_differences.py's test_debug_mode_source_locations pins both).
-    out = [_CREATED_AT.sub(" created at <source>>", normalize_addresses(
-        str(ctx.get("message"))))]
+    # A handle's arguments are shortened by reprlib ("<Task finishe...
+    # tasks.py:695>"): then only the end of that location shows.
+    message = _CREATED_AT.sub(" created at <source>>", normalize_addresses(
+        str(ctx.get("message"))))
+    if "source_traceback" in ctx:  # debug mode
+        message = _CREATED_AT_TAIL.sub("...<source>>", message)
+    out = [message]
     exc = ctx.get("exception")
     if exc is not None:
         out.append(
