@@ -733,7 +733,32 @@ class Tracer:
 
     def record_warnings(self, caught):
         for w in caught:
-            self("warning", w.category.__name__, str(w.message))
+            self("warning", w.category.__name__,
+                 cut_origin_at_harness(str(w.message)))
+
+
+_ORIGIN_HEAD = "\nCoroutine created at (most recent call last)\n"
+_ORIGIN_FRAME = re.compile(
+    r'  File "([^"]*)", line (\d+), in (\S+)(?:\n    [^\n]*)?(?:\n|$)')
+
+
+def cut_origin_at_harness(text):
+    """A "never awaited" warning with its debug-mode origin traceback (see
+    helpers.origin_frames) cut below the innermost frame of this file: the
+    frames from there out are the harness's, called from one line per
+    implementation (on uvloop, which has no Python frames, they fall within
+    the traceback's depth)."""
+    head, sep, origin = text.partition(_ORIGIN_HEAD)
+    if not sep:
+        return text
+    here = os.path.abspath(__file__)
+    cut = None
+    for m in _ORIGIN_FRAME.finditer(origin):
+        if m.group(1) == here:
+            cut = m.end()
+    if cut is None:
+        return text
+    return head + sep + "  [the harness]\n" + origin[cut:]
 
 
 _CREATED_AT = re.compile(r" created at [^\s>]+:\d+>")

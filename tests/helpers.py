@@ -367,6 +367,8 @@ def origin_frames(text):
     head, sep, origin = text.partition(_ORIGIN_HEAD)
     if not sep:
         return None
+    # (conftest's cut_origin_at_harness)
+    origin = origin.removeprefix("  [the harness]\n")
     frames = [(f, int(n), fn) for f, n, fn in _ORIGIN_FRAME.findall(origin)]
     assert frames and "".join(
         m.group(0) for m in _ORIGIN_FRAME.finditer(origin)) == origin, text

@@ -38,7 +38,8 @@ from conftest import (
     when,
 )
 from helpers import (PY314, BaseBoom, Boom, GraphWatch, stepping_child,
-                     strip_origin, unhashable_message, worker_outcome)
+                     creation_site, strip_origin, unhashable_message,
+                     worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 ALL = asyncio.ALL_COMPLETED
@@ -404,8 +405,9 @@ def _await_and_describe(loop, wait, make_args, make_kwargs=None):
     for f in futs:
         if not f.done():
             f.cancel()
-    out.append(("warnings", [(w.category.__name__, str(w.message))
-                             for w in caught]))
+    out.append(("warnings", [
+        (w.category.__name__, creation_site(str(w.message)))
+        for w in caught]))
     return out
 
 
