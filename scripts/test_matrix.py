@@ -29,8 +29,10 @@ and that ``fastwait.NATIVE`` is True; with FASTWAIT_NO_EXTENSIONS=1 in the
 environment no extension is built and ``NATIVE`` must be False instead.
 
 Then pytest runs once per axis, selected with FASTWAIT_TEST_LOOP (asyncio,
-uvloop) and FASTWAIT_TEST_TASKS (lazy; eager on 3.12+): 22 runs for the six
-Pythons, ``--jobs`` (default 2) at a time, each with ``--junitxml``.  Unless
+uvloop) and FASTWAIT_TEST_TASKS (lazy; eager on 3.12+), and on pyenv's 3.12
+once more in asyncio's debug mode (asyncio loop, lazy tasks,
+PYTHONASYNCIODEBUG=1 and ``-X dev``; not with ``--quick``): 23 runs for the
+six Pythons, ``--jobs`` (default 2) at a time, each with ``--junitxml``.  Unless
 ``--no-extras``, it also runs, on every Python, CPython's own test suites for
 the primitives with fastwait patched in (scripts/cpython_suites.py, on
 asyncio's loop and again on uvloop for the tests whose loop comes from the
@@ -345,16 +347,27 @@ class SetupJob(Job):
 
 
 class PytestJob(Job):
-    def __init__(self, py: Python, setup: SetupJob, loop: str, tasks: str, extra: list[str]):
-        super().__init__(f"pytest-{py.tag}-{loop}-{tasks}", "pytest", (setup,))
+    """One pytest axis; ``debug``: asyncio's debug mode (PYTHONASYNCIODEBUG=1
+    and ``-X dev``), whose source tracebacks, coroutine origins and extra
+    checks take other paths in asyncio."""
+
+    def __init__(self, py: Python, setup: SetupJob, loop: str, tasks: str, extra: list[str],
+                 debug: bool = False):
+        axis = f"{loop}-{tasks}" + ("-debug" if debug else "")
+        super().__init__(f"pytest-{py.tag}-{axis}", "pytest", (setup,))
         self.py, self.loop, self.tasks, self.extra = py, loop, tasks, extra
+        self.debug, self.axis = debug, axis
 
     def run(self, r: Runner) -> None:
         py = self.py
-        junit = py.logs / f"junit-{py.tag}-{self.loop}-{self.tasks}.xml"
+        junit = py.logs / f"junit-{py.tag}-{self.axis}.xml"
         py.host(junit).unlink(missing_ok=True)
         env = {"FASTWAIT_TEST_LOOP": self.loop, "FASTWAIT_TEST_TASKS": self.tasks}
-        cmd = [str(py.vpython), "-m", "pytest", "-ra", f"--junitxml={junit}",
+        flags = []
+        if self.debug:
+            env["PYTHONASYNCIODEBUG"] = "1"
+            flags = ["-X", "dev"]
+        cmd = [str(py.vpython), *flags, "-m", "pytest", "-ra", f"--junitxml={junit}",
                *self.extra]
         rc = r.call(self, cmd, env=env, cwd=py.src, check=False, py=py)
         if rc is None:
@@ -653,6 +666,11 @@ def plan(args: argparse.Namespace, pythons: list[Python]) -> list[Job]:
                     if mode in py.task_modes]
         for loop, mode in axes:
             jobs.append(PytestJob(py, setups[py.tag], loop, mode, args.pytest_args))
+        if py is py312 and not args.quick and "asyncio" in args.loops \
+                and "lazy" in args.task_modes:
+            # asyncio's debug mode, on one interpreter (its cost: one more axis).
+            jobs.append(PytestJob(py, setups[py.tag], "asyncio", "lazy", args.pytest_args,
+                                  debug=True))
     if not args.no_extras:
         for py in pythons:
             jobs.append(CPythonSuitesJob(py, setups[py.tag]))

@@ -3,6 +3,9 @@
 Axes (environment):
   FASTWAIT_TEST_LOOP   asyncio (default) | uvloop
   FASTWAIT_TEST_TASKS  lazy (default)    | eager   (eager_task_factory, 3.12+)
+  PYTHONASYNCIODEBUG=1 with python -X dev   asyncio's debug mode (source
+                       tracebacks, coroutine origins, slow-callback reports;
+                       the matrix's pytest-py3.12-asyncio-lazy-debug axis)
   CI=true              uvloop must be importable when asked for, any
                        skipped test fails the session, and hypothesis uses
                        the fixed "ci" profile (else "dev"; override with
@@ -706,18 +709,60 @@ class Tracer:
         # A context can be what keeps further garbage alive (a task holds
         # its exception's traceback, whose frames hold more objects):
         # collect again after dropping each batch, until nothing new comes.
+        # First what was logged before (in the scenario, or freed by
+        # reference counting as the tracebacks go), in its order.
+        self.release_tracebacks()
+        records = self.loop.fw_exceptions.take(collect=False)
+        for desc in [describe_context(ctx, self) for ctx in records]:
+            self("exception-handler", *desc)
+        del records
         for _ in range(4):
             self.release_tracebacks()
             records = self.loop.fw_exceptions.take()
             if not records:
                 break
-            for ctx in records:
-                self("exception-handler", *describe_context(ctx, self))
-            del records, ctx
+            # One batch is what one gc.collect() released: its order is the
+            # collector's list order, which depends on when the automatic
+            # collections ran before (README, "when the cyclic GC runs";
+            # debug mode's source tracebacks allocate enough to make it vary
+            # from run to run), so a batch is compared as a multiset.
+            batch = [describe_context(ctx, self) for ctx in records]
+            for desc in sorted(batch, key=repr):
+                self("exception-handler", *desc)
+            del records, batch
 
     def record_warnings(self, caught):
         for w in caught:
-            self("warning", w.category.__name__, str(w.message))
+            self("warning", w.category.__name__,
+                 cut_origin_at_harness(str(w.message)))
+
+
+_ORIGIN_HEAD = "\nCoroutine created at (most recent call last)\n"
+_ORIGIN_FRAME = re.compile(
+    r'  File "([^"]*)", line (\d+), in (\S+)(?:\n    [^\n]*)?(?:\n|$)')
+
+
+def cut_origin_at_harness(text):
+    """A "never awaited" warning with its debug-mode origin traceback (see
+    helpers.origin_frames) cut below the innermost frame of this file: the
+    frames from there out are the harness's, called from one line per
+    implementation (on uvloop, which has no Python frames, they fall within
+    the traceback's depth)."""
+    head, sep, origin = text.partition(_ORIGIN_HEAD)
+    if not sep:
+        return text
+    here = os.path.abspath(__file__)
+    cut = None
+    for m in _ORIGIN_FRAME.finditer(origin):
+        if m.group(1) == here:
+            cut = m.end()
+    if cut is None:
+        return text
+    return head + sep + "  [the harness]\n" + origin[cut:]
+
+
+_CREATED_AT = re.compile(r" created at [^\s>]+:\d+>")
+_CREATED_AT_TAIL = re.compile(r"\.\.\.[^\s()<>]*:\d+>")
 
 
 def describe_context(ctx, tracer=None):
@@ -728,7 +773,19 @@ def describe_context(ctx, tracer=None):
     survives depends on how the object died (refcount or gc), which is not
     what the tests compare.
     """
-    out = [normalize_addresses(str(ctx.get("message")))]
+    # Debug mode: a task's repr in the message ends with " created at
+    # file:line", the last frame of its source traceback.  For a task that
+    # asyncio's primitive makes that is asyncio/*.py (taskgroups.py's
+    # create_task, tasks.py's gather); fastwait's C makes it on the
+    # program's line (README, "Consequences of being C code";
+    # test_differences.py's test_debug_mode_source_locations pins both).
+    # A handle's arguments are shortened by reprlib ("<Task finishe...
+    # tasks.py:695>"): then only the end of that location shows.
+    message = _CREATED_AT.sub(" created at <source>>", normalize_addresses(
+        str(ctx.get("message"))))
+    if "source_traceback" in ctx:  # debug mode
+        message = _CREATED_AT_TAIL.sub("...<source>>", message)
+    out = [message]
     exc = ctx.get("exception")
     if exc is not None:
         out.append(

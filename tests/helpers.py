@@ -15,6 +15,11 @@ repeat on top of it:
 * ``note_first_difference`` for the differential properties;
 * ``worker_outcome``, how the scripted workers of the gather, wait and
   shield tests end (record, then raise or return);
+* debug mode (``PYTHONASYNCIODEBUG=1``, ``-X dev``): ``ASYNCIO_DEBUG``,
+  ``strip_origin``, ``creation_site`` and ``origin_frames`` for the
+  "Coroutine created at" traceback that coroutine origin tracking adds to a
+  "never awaited" warning, ``strip_created_at`` for the " created at
+  file:line" of a future's repr;
 * the TaskGroup trace helpers of test_taskgroup.py and
   test_taskgroup_differential.py: ``norm``, ``canon``, ``TASKS_N``,
   ``JumpClock``, ``per_jump`` and ``install_factory``.
@@ -22,6 +27,7 @@ repeat on top of it:
 
 import asyncio
 import bisect
+import os
 import re
 import sys
 import warnings
@@ -337,6 +343,81 @@ def note_first_difference(got, want):
 
 
 # ---------------------------------------------------------------------------
+# Debug mode
+# ---------------------------------------------------------------------------
+
+#: asyncio's debug mode as new loops start in it (asyncio.coroutines'
+#: _is_debug_mode(): -X dev or PYTHONASYNCIODEBUG).  A loop running in debug
+#: mode turns coroutine origin tracking on (depth 10) and futures record a
+#: source traceback.
+ASYNCIO_DEBUG = bool(sys.flags.dev_mode or (
+    not sys.flags.ignore_environment and os.environ.get("PYTHONASYNCIODEBUG")))
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+_ORIGIN_HEAD = "\nCoroutine created at (most recent call last)\n"
+_ORIGIN_FRAME = re.compile(
+    r'  File "([^"]*)", line (\d+), in (\S+)(?:\n    [^\n]*)?(?:\n|$)')
+
+
+def origin_frames(text):
+    """The frames of a "never awaited" warning's "Coroutine created at"
+    traceback, outermost first, as (filename, lineno, funcname); None
+    without one (origin tracking off when the coroutine was made)."""
+    head, sep, origin = text.partition(_ORIGIN_HEAD)
+    if not sep:
+        return None
+    # (conftest's cut_origin_at_harness)
+    origin = origin.removeprefix("  [the harness]\n")
+    frames = [(f, int(n), fn) for f, n, fn in _ORIGIN_FRAME.findall(origin)]
+    assert frames and "".join(
+        m.group(0) for m in _ORIGIN_FRAME.finditer(origin)) == origin, text
+    return frames
+
+
+def strip_origin(text, *, made_by_tests=True):
+    """A "never awaited" message without the origin traceback debug mode
+    adds to it.  Where there is one, its innermost frame -- the frame that
+    created the coroutine -- must be the test suite's own (with
+    ``made_by_tests``): the warning names the program's line, as asyncio's
+    does for a coroutine the program made."""
+    frames = origin_frames(text)
+    if frames is not None and made_by_tests:
+        assert frames[-1][0].startswith(TESTS_DIR + os.sep), text
+    # (also what creation_site() made of it)
+    return text.partition(_ORIGIN_HEAD)[0].partition(_SITE_HEAD)[0]
+
+
+def creation_site(text):
+    """A "never awaited" message with its origin traceback cut to the frame
+    of the program that made the coroutine: the innermost frame not of
+    asyncio/*.py.  For comparing fastwait's warning with asyncio's:
+    fastwait, being C, puts no asyncio frames there (README, "Consequences
+    of being C code"), and the frames further out (the test's harness, one
+    call per implementation) are not the primitive's."""
+    frames = origin_frames(text)
+    if frames is None:
+        return text
+    site = [f for f in frames if not f[0].startswith(ASYNCIO_DIR + os.sep)]
+    return (text.partition(_ORIGIN_HEAD)[0] + _SITE_HEAD
+            + "%r]" % (site[-1:],))
+
+
+_SITE_HEAD = " [created at "
+
+
+_CREATED_AT = re.compile(r" created at (\S+):(\d+)>$")
+
+
+def strip_created_at(text):
+    """(repr without debug mode's " created at file:line" suffix, the file
+    and line or None)."""
+    m = _CREATED_AT.search(text)
+    if m is None:
+        return text, None
+    return text[:m.start()] + ">", (m.group(1), int(m.group(2)))
+
+
 # TaskGroup traces
 # ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ during an eager start.
 import asyncio
 import gc
 import io
+import os
 import re
 import sys
 
@@ -32,6 +33,17 @@ import pytest
 
 import conftest
 from conftest import normalize_addresses, run
+from helpers import (ASYNCIO_DEBUG, ASYNCIO_DIR, origin_frames,
+                     strip_created_at, strip_origin)
+
+def _marked_line(marker):
+    """The number of the line of this file that ends with ``# marker``."""
+    with open(__file__) as f:
+        for n, line in enumerate(f, 1):
+            if line.rstrip().endswith("# " + marker):
+                return n
+    raise LookupError(marker)
+
 
 FORWARDED = ("__name__", "__qualname__", "cr_code", "cr_frame",
              "cr_running", "cr_await")
@@ -205,8 +217,19 @@ def _observe(gather, loop, child_fn):
     state = {}
 
     def record(point, text):
-        out.append((point, normalize_task_repr(text)))
         task = state.get("task") or asyncio.current_task()
+        # Debug mode: the task's " created at file:line" is where asyncio's
+        # gather() made it (asyncio/tasks.py) and fastwait's caller's line
+        # (README, "Consequences of being C code"): recorded on its own.
+        tb = getattr(task, "_source_traceback", None)
+        where = " created at %s:%s>" % tb[-1][:2] if tb else None
+        if tb:
+            state["created"] = tb[-1][:2]
+
+        def hide(text):
+            return text.replace(where, " created at <child>>") if tb else text
+
+        out.append((point, normalize_task_repr(hide(text))))
         frames = [(f.f_code.co_name, f.f_code.co_filename, f.f_lineno)
                   for f in task.get_stack()]
         out.append((point + ":stack", from_loop_down(frames)))
@@ -214,12 +237,12 @@ def _observe(gather, loop, child_fn):
         task.print_stack(file=buf)
         out.append((point + ":print_stack",
                     normalize_task_repr(print_stack_from_loop_down(
-                        buf.getvalue()))))
+                        hide(buf.getvalue())))))
 
     async def main():
         gate = loop.create_future()
         coro = child_fn(record, gate)
-        g = gather(coro, return_exceptions=True)
+        g = gather(coro, return_exceptions=True)  # _GATHER_LINE
         for _ in range(3):
             await asyncio.sleep(0)
         (task,) = [t for t in asyncio.all_tasks()
@@ -229,11 +252,17 @@ def _observe(gather, loop, child_fn):
         gate.set_result(None)
         res = await g
         record("finished", repr(task))
+        created.append(state.get("created"))
         state.clear()
         return res
 
+    created = []
     res = run(loop, main)
-    return out, normalize_addresses(repr(res))
+    return out, normalize_addresses(repr(res)), created[0]
+
+
+_GATHER_LINE = _marked_line("_GATHER_LINE")
+_CALLBACK_MODE_LINE = _marked_line("_CALLBACK_MODE_LINE")
 
 
 @pytest.mark.parametrize("child_fn", [_observed_child,
@@ -242,7 +271,19 @@ def _observe(gather, loop, child_fn):
 def test_child_task_repr_and_stack_match_stdlib(impl, loop, child_fn):
     want = _observe(asyncio.gather, loop, child_fn)
     got = _observe(impl.gather, loop, child_fn)
-    assert got == want
+    assert got[:2] == want[:2]
+    # Debug mode: the child's source traceback ends in asyncio's gather()
+    # (asyncio/tasks.py) or, fastwait's gather being C, at the caller's line.
+    if want[2] is None:
+        assert got[2] is None and not loop.get_debug()
+    else:
+        assert want[2][0].startswith(ASYNCIO_DIR)
+        if native(impl) and loop.get_task_factory() is None:
+            assert got[2] == (__file__, _GATHER_LINE)
+        elif native(impl):  # the factory's own frame (eager_task_factory)
+            assert got[2] != (__file__, _GATHER_LINE)
+        else:
+            assert got[2] == want[2]
     points = [p for p, _ in want[0]]
     assert "suspended" in points and "finished" in points
     reprs = dict(want[0])
@@ -407,13 +448,17 @@ def test_callback_mode_child_repr_names_the_callback(impl, loop):
         await asyncio.sleep(0)
 
     async def main():
-        t = loop.create_task(child())
+        t = loop.create_task(child())  # _CALLBACK_MODE_LINE
         g = impl.gather(t)
         text = repr(t)
         await g
         return text
 
-    text = run(loop, main)
+    text, created = strip_created_at(run(loop, main))
+    # Debug mode: the task's own " created at" (the program's line).
+    assert (created is not None) == loop.get_debug()
+    if created and loop.get_task_factory() is None:
+        assert created == (__file__, _CALLBACK_MODE_LINE)
     if native(impl):
         assert text.endswith(" cb=[gather.<locals>._done_callback()]>")
     else:
@@ -431,7 +476,11 @@ def test_gathering_future_type(impl, loop):
         g = impl.gather(t, t)
         assert isinstance(g, asyncio.Future)
         assert type(g).__name__ == "_GatheringFuture"
-        assert repr(g) == "<_GatheringFuture pending>"
+        text, created = strip_created_at(repr(g))
+        assert text == "<_GatheringFuture pending>"
+        # Debug mode: made in asyncio/tasks.py, or (C) on the caller's line;
+        # pinned by test_debug_mode_source_locations.
+        assert (created is not None) == loop.get_debug()
         assert g._children == [t, t]
         assert g._cancel_requested is False
         if native(impl):
@@ -520,8 +569,11 @@ def test_wait_returns_a_native_coroutine_object(impl, loop):
             dropped = impl.wait([t])
             del dropped
             gc.collect()
-        assert [str(w.message) for w in caught] == [
+        assert [strip_origin(str(w.message)) for w in caught] == [
             "coroutine 'wait' was never awaited"]
+        # Debug mode: the same origin traceback as a coroutine function's.
+        assert [origin_frames(str(w.message)) is not None
+                for w in caught] == [loop.get_debug()]
         assert [w.category for w in caught] == [RuntimeWarning]
         return coro, text
 
@@ -549,7 +601,9 @@ def test_wait_callback_repr(impl, loop):
         await w
         return text
 
-    text = run(loop, main)
+    text, created = strip_created_at(run(loop, main))
+    # Debug mode: the future's own " created at" (loop.create_future()).
+    assert (created is not None) == loop.get_debug()
     if native(impl):
         assert text.endswith(" cb=[_wait.<locals>._on_completion()]>"), text
     else:
@@ -1078,8 +1132,10 @@ def test_rejected_argument_is_released_with_the_call(impl, loop, case):
     if closes:  # 3.13's create_task closes the coroutine: no warning at all
         assert (inside, warned) == (0, [])
         return
-    assert warned == [(RuntimeWarning,
-                       "coroutine '_rejected_coroutine' was never awaited")]
+    assert [(c, strip_origin(m)) for c, m in warned] == [
+        (RuntimeWarning, "coroutine '_rejected_coroutine' was never awaited")]
+    assert [origin_frames(m) is not None
+            for c, m in warned] == [loop.get_debug()]
     primitive = {"wait_for_bad_timeout": "wait_for", "gather_bad_argument": "gather",
                  "taskgroup_not_entered": "TaskGroup",
                  "as_completed_coroutine": "as_completed"}[case]
@@ -1126,3 +1182,87 @@ def test_wait_futures_released_with_the_failed_call(impl, loop, timeout):
     while_kept, after = run(loop, main)
     assert after == ["Future exception was never retrieved"]
     assert while_kept == (after if native(impl) else [])
+
+
+# ---------------------------------------------------------------------------
+# Debug mode (README, "Consequences of being C code"): on every axis, with
+# the loop's debug mode and coroutine origin tracking turned on here.
+
+class _DebugMode:
+    """loop.set_debug(True) and origin tracking on (depth 10, asyncio's)."""
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def __enter__(self):
+        self.debug = self.loop.get_debug()
+        self.depth = sys.get_coroutine_origin_tracking_depth()
+        self.loop.set_debug(True)
+        sys.set_coroutine_origin_tracking_depth(10)
+
+    def __exit__(self, *exc):
+        sys.set_coroutine_origin_tracking_depth(self.depth)
+        self.loop.set_debug(self.debug)
+
+
+def test_debug_mode_source_locations(impl, loop):
+    """gather()'s outer future is created at asyncio/tasks.py in asyncio's
+    debug mode, and on the caller's line with fastwait (C has no frames);
+    the rest of its repr is the same."""
+
+    async def main():
+        sys.set_coroutine_origin_tracking_depth(10)
+        g = impl.gather(asyncio.sleep(0))  # _DEBUG_GATHER_LINE
+        text = repr(g)
+        await g
+        return text, g._source_traceback[-1][:2]
+
+    with _DebugMode(loop):
+        text, last = run(loop, main)
+    rest, created = strip_created_at(text)
+    assert rest == "<_GatheringFuture pending>"
+    assert created == last
+    if native(impl):
+        assert created == (__file__, _marked_line("_DEBUG_GATHER_LINE"))
+    else:
+        assert created[0] == os.path.join(ASYNCIO_DIR, "tasks.py")
+
+
+def test_debug_mode_coroutine_origins(impl, loop):
+    """With origin tracking on, the native coroutine objects record the
+    frames that made them as cr_origin, as a coroutine function's call does,
+    and warn "never awaited" with the same traceback.  as_completed()'s
+    items are made inside asyncio's as_completed() (asyncio/tasks.py) and,
+    by fastwait's C, directly on the caller's line."""
+    import warnings
+
+    async def main():
+        f = loop.create_future()
+        f.set_result(1)
+        sys.set_coroutine_origin_tracking_depth(10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            w = impl.wait([f])  # _DEBUG_WAIT_LINE
+            w_origin = w.cr_origin
+            del w
+            gc.collect()
+        item = next(iter(impl.as_completed([f])))  # _DEBUG_AC_LINE
+        ac_origin = item.cr_origin
+        await item
+        return w_origin, [str(m.message) for m in caught], ac_origin
+
+    with _DebugMode(loop):
+        w_origin, warned, ac_origin = run(loop, main)
+    here = (__file__, _marked_line("_DEBUG_WAIT_LINE"), "main")
+    assert w_origin[0] == here
+    assert len(w_origin) <= 10
+    (text,) = warned
+    assert strip_origin(text) == "coroutine 'wait' was never awaited"
+    assert origin_frames(text) == list(reversed(w_origin))
+    if native(impl):
+        assert ac_origin[0] == (__file__, _marked_line("_DEBUG_AC_LINE"),
+                                "main")
+    else:
+        assert ac_origin[0][0] == os.path.join(ASYNCIO_DIR, "tasks.py")
+        assert ac_origin[1] == (__file__, _marked_line("_DEBUG_AC_LINE"),
+                                "main")

@@ -38,7 +38,8 @@ from conftest import (
     when,
 )
 from helpers import (PY314, BaseBoom, Boom, GraphWatch, stepping_child,
-                     unhashable_message, worker_outcome)
+                     creation_site, strip_origin, unhashable_message,
+                     worker_outcome)
 
 EAGER = TASKS_KIND == "eager"
 ALL = asyncio.ALL_COMPLETED
@@ -404,8 +405,9 @@ def _await_and_describe(loop, wait, make_args, make_kwargs=None):
     for f in futs:
         if not f.done():
             f.cancel()
-    out.append(("warnings", [(w.category.__name__, str(w.message))
-                             for w in caught]))
+    out.append(("warnings", [
+        (w.category.__name__, creation_site(str(w.message)))
+        for w in caught]))
     return out
 
 
@@ -631,7 +633,8 @@ def test_argument_errors(impl, loop, case):
     if case in ("coroutine", "coroutine-inside",
                 "bad-return-when-and-coroutine", "unhashable-and-coroutine"):
         # The coroutine is left un-awaited, as in the stdlib.
-        assert ws == [("RuntimeWarning", "coroutine '_coro' was never awaited")]
+        assert [(c, strip_origin(m)) for c, m in ws] == [
+            ("RuntimeWarning", "coroutine '_coro' was never awaited")]
     else:
         assert ws == []
 
@@ -1980,7 +1983,8 @@ def test_wait_run_as_a_task(impl, how, args):
         assert created == (EAGER, 0, 0)
         assert entry(trace, "w:raised")[0][0] in ("ValueError", "TypeError")
     if args == "coroutine-fs":
-        assert events(trace, "warning") == [
+        assert [e[:-1] + (strip_origin(e[-1]),)
+                for e in events(trace, "warning")] == [
             ("warning", "RuntimeWarning",
              "coroutine 'sleep' was never awaited")]
 

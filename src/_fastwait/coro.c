@@ -15,6 +15,7 @@ typedef struct {
     const fw_coro_def *def;
     PyObject *state;    /* the primitive's state; NULL once finished */
     PyObject *awaiting; /* __await__ iterator of what we wait for */
+    PyObject *origin;   /* cr_origin: NULL unless tracking was on */
     char started;
     char finished;
     char running;
@@ -22,16 +23,88 @@ typedef struct {
 
 #define Coro_CAST(op) ((FwCoro *)(op))
 
+/* cr_origin as CPython computes it for an `async def` coroutine: the
+ * (filename, lineno, funcname) of up to `depth` frames, innermost first,
+ * starting at the frame that called us (a C function has no frame, so the
+ * first is the caller's, as it is for a coroutine function). */
+static PyObject *
+compute_origin(int depth)
+{
+    PyFrameObject *top = PyEval_GetFrame(); /* borrowed */
+    int n = 0;
+    Py_XINCREF(top);
+    PyFrameObject *f = top;
+    while (f != NULL && n < depth) {
+        n++;
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+    Py_XDECREF(f);
+    PyObject *origin = PyTuple_New(n);
+    if (origin == NULL) {
+        return NULL;
+    }
+    f = (PyFrameObject *)Py_XNewRef(top);
+    for (int i = 0; i < n; i++) {
+        PyCodeObject *code = PyFrame_GetCode(f);
+        PyObject *filename = PyObject_GetAttrString((PyObject *)code,
+                                                    "co_filename");
+        PyObject *name = filename != NULL
+                             ? PyObject_GetAttrString((PyObject *)code,
+                                                      "co_name")
+                             : NULL;
+        Py_DECREF(code);
+        PyObject *info = name != NULL
+                             ? Py_BuildValue("OiO", filename,
+                                             PyFrame_GetLineNumber(f), name)
+                             : NULL;
+        Py_XDECREF(filename);
+        Py_XDECREF(name);
+        if (info == NULL) {
+            Py_DECREF(f);
+            Py_DECREF(origin);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(origin, i, info);
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+    Py_XDECREF(f);
+    return origin;
+}
+
 PyObject *
 fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state)
 {
+    /* sys.get_coroutine_origin_tracking_depth(): 0 unless someone (asyncio's
+     * debug mode) turned tracking on; the frames are walked only then. */
+    PyObject *origin = NULL;
+    PyObject *d = PyObject_CallNoArgs(st->origin_depth);
+    if (d == NULL) {
+        return NULL;
+    }
+    long depth = PyLong_AsLong(d);
+    Py_DECREF(d);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (depth > 0) {
+        origin = compute_origin(depth > INT_MAX ? INT_MAX : (int)depth);
+        if (origin == NULL) {
+            return NULL;
+        }
+    }
     FwCoro *self = PyObject_GC_New(FwCoro, st->CoroType);
     if (self == NULL) {
+        Py_XDECREF(origin);
         return NULL;
     }
     self->def = def;
     self->state = Py_NewRef(state);
     self->awaiting = NULL;
+    self->origin = origin;
     self->started = 0;
     self->finished = 0;
     self->running = 0;
@@ -540,6 +613,13 @@ coro_get_none(PyObject *op, void *closure)
 }
 
 static PyObject *
+coro_get_origin(PyObject *op, void *closure)
+{
+    FwCoro *self = Coro_CAST(op);
+    return Py_NewRef(self->origin != NULL ? self->origin : Py_None);
+}
+
+static PyObject *
 coro_get_await(PyObject *op, void *closure)
 {
     FwCoro *self = Coro_CAST(op);
@@ -568,7 +648,7 @@ static PyGetSetDef coro_getset[] = {
      NULL},
     {"cr_code", coro_get_none, NULL, "None: native code has no code object.",
      NULL},
-    {"cr_origin", coro_get_none, NULL, NULL, NULL},
+    {"cr_origin", coro_get_origin, NULL, NULL, NULL},
     /* last: blanked out before 3.15, whose coroutines have no cr_state */
     {"cr_state", coro_get_state, NULL, "state of the coroutine", NULL},
     {NULL},
@@ -619,6 +699,7 @@ coro_dealloc(PyObject *op)
     }
     PyObject_GC_UnTrack(op);
     (void)coro_clear(op);
+    Py_CLEAR(Coro_CAST(op)->origin);
     tp->tp_free(op);
     Py_DECREF(tp);
 }

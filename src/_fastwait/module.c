@@ -662,6 +662,8 @@ module_exec(PyObject *module)
         (st->isawaitable = import_attr("inspect", "isawaitable")) == NULL ||
         (st->warn_unawaited =
              import_attr("warnings", "_warn_unawaited_coroutine")) == NULL ||
+        (st->origin_depth = import_attr(
+             "sys", "get_coroutine_origin_tracking_depth")) == NULL ||
         (st->FIRST_COMPLETED = import_attr("asyncio", "FIRST_COMPLETED")) ==
             NULL ||
         (st->FIRST_EXCEPTION = import_attr("asyncio", "FIRST_EXCEPTION")) ==
@@ -789,6 +791,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->CompletionQueueType);
     Py_VISIT(st->CompletionWaitType);
     Py_VISIT(st->warn_unawaited);
+    Py_VISIT(st->origin_depth);
     Py_VISIT(st->FIRST_COMPLETED);
     Py_VISIT(st->FIRST_EXCEPTION);
     Py_VISIT(st->ALL_COMPLETED);
@@ -860,6 +863,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->CompletionQueueType);
     Py_CLEAR(st->CompletionWaitType);
     Py_CLEAR(st->warn_unawaited);
+    Py_CLEAR(st->origin_depth);
     Py_CLEAR(st->FIRST_COMPLETED);
     Py_CLEAR(st->FIRST_EXCEPTION);
     Py_CLEAR(st->ALL_COMPLETED);

@@ -115,6 +115,7 @@ typedef struct {
     PyObject *QueueEmpty;        /* asyncio.QueueEmpty */
     PyObject *isawaitable;       /* inspect.isawaitable */
     PyObject *warn_unawaited;    /* warnings._warn_unawaited_coroutine */
+    PyObject *origin_depth;      /* sys.get_coroutine_origin_tracking_depth */
     PyObject *FIRST_COMPLETED, *FIRST_EXCEPTION, *ALL_COMPLETED;
     PyObject *base_create_task;  /* base_events.BaseEventLoop.create_task */
     PyObject *base_get_task_factory; /* BaseEventLoop.get_task_factory */
