@@ -38,7 +38,6 @@ Exit status: 0 if every interpreter was provided, built and ran, else 1.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -148,15 +147,8 @@ def bench(py: test_matrix.Python, module: str, args: list[str], results: Path,
 
 
 def main(argv: list[str]) -> int:
-    if "--" in argv:
-        i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1:]
-    else:
-        passthrough = []
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] [-- BENCHMARK_ARGS...]")
+    argv, passthrough = test_matrix.split_passthrough(argv)
+    p = test_matrix.script_parser(__doc__, "%(prog)s [options] [-- BENCHMARK_ARGS...]")
     p.add_argument("--pythons", default=",".join(DEFAULT_PYTHONS),
                    help="comma-separated pyenv versions, interpreter paths or debian:3.X "
                         "(default: %(default)s)")

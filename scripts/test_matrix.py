@@ -600,16 +600,24 @@ def describe(job: Job) -> str:
 # Main
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(our options, the arguments after ``--`` that are passed on)."""
     if "--" in argv:
         i = argv.index("--")
-        argv, passthrough = argv[:i], argv[i + 1:]
-    else:
-        passthrough = []
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] [-- PYTEST_ARGS...]")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def script_parser(doc: str, usage: str) -> argparse.ArgumentParser:
+    """An argument parser whose help is the script's docstring."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter, usage=usage)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    argv, passthrough = split_passthrough(argv)
+    p = script_parser(__doc__, "%(prog)s [options] [-- PYTEST_ARGS...]")
     p.add_argument("--pythons", default=",".join(DEFAULT_PYTHONS),
                    help="comma-separated pyenv versions or interpreter paths "
                         "(default: %(default)s)")

@@ -15,6 +15,7 @@ methods directly cancels the task anyway.
 """
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -42,6 +43,17 @@ def unhook(task):
         delattr(task, name)
 
 
+@contextlib.contextmanager
+def hooked(log, **kwargs):
+    """The current task's methods hooked (``hook``) for the block."""
+    task = asyncio.current_task()
+    hook(task, log, **kwargs)
+    try:
+        yield
+    finally:
+        unhook(task)
+
+
 def outcome(loop, main):
     try:
         return ("result", loop.run_until_complete(main()))
@@ -67,16 +79,13 @@ def test_timeout_calls_the_task_methods_through_the_instance(both):
     instance attributes replacing them are called."""
 
     async def scenario(mod):
-        task = asyncio.current_task()
         log = []
-        hook(task, log)
-        try:
-            async with mod.timeout(0):
-                await asyncio.sleep(10)
-        except TimeoutError:
-            log.append("TimeoutError")
-        finally:
-            unhook(task)
+        with hooked(log):
+            try:
+                async with mod.timeout(0):
+                    await asyncio.sleep(10)
+            except TimeoutError:
+                log.append("TimeoutError")
         return log
 
     want, got = both(scenario)
@@ -92,19 +101,16 @@ def test_timeout_cancel_absorbed_by_an_instance_override(both):
     nothing was cancelled)."""
 
     async def scenario(mod):
-        task = asyncio.current_task()
         log = []
-        hook(task, log, absorb_cancel=True)
-        try:
-            async with mod.timeout(0) as cm:
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                log.append("body finished")
-            log.append(("exited", cm.expired()))
-        except BaseException as exc:
-            log.append(type(exc).__name__)
-        finally:
-            unhook(task)
+        with hooked(log, absorb_cancel=True):
+            try:
+                async with mod.timeout(0) as cm:
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+                    log.append("body finished")
+                log.append(("exited", cm.expired()))
+            except BaseException as exc:
+                log.append(type(exc).__name__)
         return log
 
     want, got = both(scenario)
@@ -117,15 +123,12 @@ def test_wait_for_calls_the_task_methods_through_the_instance(both):
     same calls, through the same instance attributes."""
 
     async def scenario(mod):
-        task = asyncio.current_task()
         log = []
-        hook(task, log)
-        try:
-            await mod.wait_for(asyncio.sleep(10), 0.001)
-        except TimeoutError:
-            log.append("TimeoutError")
-        finally:
-            unhook(task)
+        with hooked(log):
+            try:
+                await mod.wait_for(asyncio.sleep(10), 0.001)
+            except TimeoutError:
+                log.append("TimeoutError")
         return log
 
     want, got = both(scenario)
@@ -139,21 +142,18 @@ def test_taskgroup_calls_the_parent_methods_through_the_instance(both):
     one holds)."""
 
     async def scenario(mod):
-        task = asyncio.current_task()
         log = []
-        hook(task, log)
 
         async def boom():
             raise ZeroDivisionError
 
-        try:
-            async with mod.TaskGroup() as tg:
-                tg.create_task(boom())
-                await asyncio.sleep(10)
-        except* ZeroDivisionError:
-            log.append("ZeroDivisionError")
-        finally:
-            unhook(task)
+        with hooked(log):
+            try:
+                async with mod.TaskGroup() as tg:
+                    tg.create_task(boom())
+                    await asyncio.sleep(10)
+            except* ZeroDivisionError:
+                log.append("ZeroDivisionError")
         return log
 
     want, got = both(scenario)
