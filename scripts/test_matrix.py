@@ -697,6 +697,10 @@ def plan(args: argparse.Namespace, pythons: list[Python]) -> list[Job]:
             if py is (py312 or pythons[0]):
                 cmds.insert(1, [vpy, "-m", "mypy", "--strict", "--no-incremental",
                                 "python/fastwait/__init__.pyi"])  # the stubs themselves
+                # pyright too (strict, an unneeded ignore is an error): it
+                # needs node, which the host has and the Debian root has not.
+                cmds.insert(2, [vpy, "-m", "pyright", "--pythonpath", vpy,
+                                "-p", "tests/typing/pyrightconfig.json"])
             jobs.append(CommandJob(f"mypy-{py.tag}", "mypy", (setups[py.tag],), cmds, py))
     return jobs
 

@@ -52,6 +52,7 @@ __all__ = (
     "gather",
     "install",
     "installed",
+    "race",
     "shield",
     "timeout",
     "timeout_at",
@@ -92,56 +93,70 @@ else:
 # Future[_T] | Awaitable[_T].
 def shield(arg: Future[_T] | Awaitable[_T]) -> Future[_T]: ...
 
+# fastwait's own keyword arguments (docs/extras.md): limit=, timeout= and
+# eager= on every overload; with timeout= and return_exceptions=True a child
+# cut short by the deadline is a TimeoutError, covered by BaseException.
 # return_exceptions=False (the default): the results themselves.
 @overload
 def gather(  # type: ignore[overload-overlap]
-    aw1: _Aw[_A], /, *, return_exceptions: Literal[False] = False
+    aw1: _Aw[_A], /, *, return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[tuple[_A]]: ...
 @overload
 def gather(  # type: ignore[overload-overlap]
-    aw1: _Aw[_A], aw2: _Aw[_B], /, *, return_exceptions: Literal[False] = False
+    aw1: _Aw[_A], aw2: _Aw[_B], /, *, return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[tuple[_A, _B]]: ...
 @overload
 def gather(  # type: ignore[overload-overlap]
     aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], /, *,
     return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False,
 ) -> Future[tuple[_A, _B, _C]]: ...
 @overload
 def gather(  # type: ignore[overload-overlap]
     aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], /, *,
     return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False,
 ) -> Future[tuple[_A, _B, _C, _D]]: ...
 @overload
 def gather(  # type: ignore[overload-overlap]
     aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], /, *,
     return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False,
 ) -> Future[tuple[_A, _B, _C, _D, _E]]: ...
 @overload
 def gather(  # type: ignore[overload-overlap]
     aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], aw6: _Aw[_F], /, *,
     return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False,
 ) -> Future[tuple[_A, _B, _C, _D, _E, _F]]: ...
 @overload
 def gather(  # type: ignore[overload-overlap]
-    *coros_or_futures: _Aw[_T], return_exceptions: Literal[False] = False
+    *coros_or_futures: _Aw[_T], return_exceptions: Literal[False] = False,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[list[_T]]: ...
 
 # return_exceptions=True (or a bool): each element may be an exception.
 @overload
 def gather(
-    aw1: _Aw[_A], /, *, return_exceptions: bool
+    aw1: _Aw[_A], /, *, return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[tuple[_A | BaseException]]: ...
 @overload
 def gather(
-    aw1: _Aw[_A], aw2: _Aw[_B], /, *, return_exceptions: bool
+    aw1: _Aw[_A], aw2: _Aw[_B], /, *, return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[tuple[_A | BaseException, _B | BaseException]]: ...
 @overload
 def gather(
-    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], /, *, return_exceptions: bool
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], /, *, return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[tuple[_A | BaseException, _B | BaseException, _C | BaseException]]: ...
 @overload
 def gather(
-    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], /, *, return_exceptions: bool
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], /, *, return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[
     tuple[_A | BaseException, _B | BaseException, _C | BaseException, _D | BaseException]
 ]: ...
@@ -149,6 +164,7 @@ def gather(
 def gather(
     aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], /, *,
     return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False,
 ) -> Future[
     tuple[
         _A | BaseException,
@@ -162,6 +178,7 @@ def gather(
 def gather(
     aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], aw5: _Aw[_E], aw6: _Aw[_F], /, *,
     return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False,
 ) -> Future[
     tuple[
         _A | BaseException,
@@ -174,8 +191,29 @@ def gather(
 ]: ...
 @overload
 def gather(
-    *coros_or_futures: _Aw[_T], return_exceptions: bool
+    *coros_or_futures: _Aw[_T], return_exceptions: bool,
+    limit: int | None = None, timeout: float | None = None, eager: bool = False
 ) -> Future[list[_T | BaseException]]: ...
+
+# race(): the first successful result; one overload per arity 1..4 giving
+# the union of the children's result types, then a variadic one.
+@overload
+def race(aw1: _Aw[_A], /, *, timeout: float | None = None) -> Coroutine[Any, Any, _A]: ...
+@overload
+def race(
+    aw1: _Aw[_A], aw2: _Aw[_B], /, *, timeout: float | None = None
+) -> Coroutine[Any, Any, _A | _B]: ...
+@overload
+def race(
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], /, *, timeout: float | None = None
+) -> Coroutine[Any, Any, _A | _B | _C]: ...
+@overload
+def race(
+    aw1: _Aw[_A], aw2: _Aw[_B], aw3: _Aw[_C], aw4: _Aw[_D], /, *,
+    timeout: float | None = None,
+) -> Coroutine[Any, Any, _A | _B | _C | _D]: ...
+@overload
+def race(*aws: _Aw[_T], timeout: float | None = None) -> Coroutine[Any, Any, _T]: ...
 
 # typeshed's asyncio._CoroutineLike
 if sys.version_info >= (3, 12):
@@ -193,7 +231,9 @@ class TaskGroup:
     _loop: AbstractEventLoop | None
     _tasks: set[Task[Any]]
     def _on_task_done(self, task: Task[object], /) -> None: ...
-    def __init__(self) -> None: ...
+    def __init__(self, *, limit: int | None = None) -> None: ...
+    @property
+    def limit(self) -> int | None: ...
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
         self,

@@ -97,6 +97,32 @@ async def reexports() -> None:
     assert native == bool(names) and version
 
 
+async def extras() -> None:
+    """fastwait's own arguments and race() (docs/extras.md)."""
+    # limit=, timeout=, eager= keep gather's types.
+    bounded: list[int] = await fastwait.gather(
+        *[number(i) for i in range(5)], limit=2, timeout=10
+    )
+    pair: tuple[int, str] = await fastwait.gather(number(1), text("a"), eager=True)
+    partial: list[int | BaseException] = await fastwait.gather(
+        *[number(i) for i in range(3)], timeout=10.0, return_exceptions=True
+    )
+    assert bounded == list(range(5)) and list(pair) == [1, "a"]
+    assert partial == [0, 1, 2]
+
+    # race(): the union of the children's result types, as a coroutine.
+    first: int | str = await fastwait.race(number(1), text("x"), timeout=5)
+    same: int = await fastwait.race(*[number(i) for i in range(3)])
+    assert first in (1, "x") and same in (0, 1, 2)
+
+    # TaskGroup(limit=N) and its read-only limit.
+    async with fastwait.TaskGroup(limit=2) as tg:
+        tasks: list[asyncio.Task[int]] = [tg.create_task(number(i)) for i in range(4)]
+        bound: int | None = tg.limit
+        assert bound == 2
+    assert [t.result() for t in tasks] == [0, 1, 2, 3]
+
+
 async def rejected() -> None:
     """Never called: every line here must be a type error."""
     wrong_item: tuple[str] = await fastwait.gather(number(1))  # type: ignore[assignment]
@@ -111,12 +137,20 @@ async def rejected() -> None:
     flag: int = fastwait.NATIVE_NAMES  # type: ignore[assignment]
     shield_text: asyncio.Future[str] = fastwait.shield(number(1))  # type: ignore[arg-type]
     fastwait.shield(1)  # type: ignore[arg-type]
+    fastwait.gather(number(1), limit="2")  # type: ignore[call-overload]
+    fastwait.gather(number(1), eager="yes")  # type: ignore[call-overload]
+    fastwait.race(number(1), timeout="1")  # type: ignore[call-overload]
+    fastwait.TaskGroup(limit=1.5)  # type: ignore[arg-type]
+    fastwait.TaskGroup(2)  # type: ignore[call-arg]
+    race_text: str = await fastwait.race(number(1))  # type: ignore[arg-type]
     del wrong_item, no_exceptions, too_short, not_a_list, flag, shield_text
+    del race_text
 
 
 async def main() -> None:
     await gathers()
     await reexports()
+    await extras()
 
 
 if __name__ == "__main__":
