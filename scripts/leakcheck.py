@@ -865,6 +865,135 @@ async def timeout_outer_cancel(impl):
 
 
 # --------------------------------------------------------------------------
+# Beyond asyncio (docs/extras.md): gather's limit=/timeout=/eager=, race(),
+# TaskGroup(limit=).  fastwait only: the stdlib has none of them.
+
+EXTRAS = frozenset({"gather-extras", "race", "TaskGroup-limit"})
+
+
+@scenario("gather-extras")
+async def gather_limit_success(impl):
+    """gather(*coros, limit=2): children started as slots free."""
+    res = await impl.gather(*[suspend_then_ret(i) for i in range(N)], limit=2)
+    assert res == list(range(N))
+
+
+@scenario("gather-extras")
+async def gather_limit_child_raises(impl):
+    """limit=1: the first child fails; the never-started ones are closed."""
+    with expect(Boom, ("boom",)):
+        await impl.gather(suspend_then_boom(), *[ret(i) for i in range(N)], limit=1)
+
+
+@scenario("gather-extras")
+async def gather_limit_outer_cancelled(impl):
+    """limit=2: gather's future cancelled while children wait for a slot."""
+    outer = impl.gather(*[forever() for _ in range(N)], limit=2)
+    await asyncio.sleep(0)
+    assert outer.cancel("stop")
+    with expect(asyncio.CancelledError):
+        await outer
+
+
+@scenario("gather-extras")
+async def gather_timeout_partial(impl):
+    """timeout=0 with return_exceptions=True: partial results."""
+    done = done_future(7)
+    res = await impl.gather(done, *[forever() for _ in range(N)], ret(1),
+                            return_exceptions=True, timeout=0, limit=3)
+    assert res[0] == 7 and all(isinstance(r, TimeoutError) for r in res[1:N + 1])
+
+
+@scenario("gather-extras")
+async def gather_timeout_raises(impl):
+    """timeout=0, return_exceptions=False: TimeoutError after the cancels."""
+    with expect(TimeoutError, ()):
+        await impl.gather(*[forever() for _ in range(N)], timeout=0)
+
+
+@scenario("gather-extras")
+async def gather_timeout_not_firing(impl):
+    """timeout=10 that never fires (the deadline is removed)."""
+    res = await impl.gather(*[suspend_then_ret(i) for i in range(N)], timeout=10)
+    assert res == list(range(N))
+
+
+@scenario("gather-extras")
+async def gather_eager_mixed(impl):
+    """eager=True: children that return, raise and suspend."""
+    res = await impl.gather(ret(0), boom(), suspend_then_ret(2), suspend_then_boom(),
+                            return_exceptions=True, eager=True, limit=2)
+    assert res[0] == 0 and res[2] == 2
+    assert isinstance(res[1], Boom) and isinstance(res[3], Boom)
+
+
+@scenario("gather-extras")
+async def gather_bad_limit(impl):
+    """limit=0: ValueError before any child is touched."""
+    c = ret(0)
+    with expect(ValueError, ("limit must be >= 1, got 0",)):
+        impl.gather(c, limit=0)
+    c.close()
+
+
+@scenario("race")
+async def race_first_wins(impl):
+    """race(): the first success wins, the others are cancelled and awaited."""
+    assert await impl.race(suspend_then_ret(1), *[forever() for _ in range(N)]) == 1
+
+
+@scenario("race")
+async def race_all_fail(impl):
+    """race(): every child fails: ExceptionGroup."""
+    try:
+        await impl.race(*[suspend_then_boom() for _ in range(N)])
+    except ExceptionGroup as eg:
+        assert eg.message == "all racers failed" and len(eg.exceptions) == N
+    else:
+        raise AssertionError("no ExceptionGroup")
+
+
+@scenario("race")
+async def race_timeout(impl):
+    """race(timeout=0): TimeoutError once the children are awaited."""
+    with expect(TimeoutError):
+        await impl.race(*[forever() for _ in range(N)], timeout=0)
+
+
+@scenario("race")
+async def race_caller_cancelled(impl):
+    """The task awaiting race() is cancelled."""
+    t = asyncio.get_running_loop().create_task(
+        impl.race(*[forever() for _ in range(N)]))
+    await asyncio.sleep(0)
+    t.cancel()
+    with expect(asyncio.CancelledError):
+        await t
+
+
+@scenario("TaskGroup-limit")
+async def taskgroup_limit(impl):
+    """TaskGroup(limit=2): tasks wait for a slot in creation order."""
+    async with impl.TaskGroup(limit=2) as tg:
+        ts = [tg.create_task(suspend_then_ret(i)) for i in range(N)]
+    assert [t.result() for t in ts] == list(range(N))
+
+
+@scenario("TaskGroup-limit")
+async def taskgroup_limit_abort(impl):
+    """TaskGroup(limit=1): a child fails while the others wait for a slot."""
+    try:
+        async with impl.TaskGroup(limit=1) as tg:
+            tg.create_task(suspend_then_boom())
+            for _ in range(N):
+                tg.create_task(forever())
+    except ExceptionGroup as eg:
+        assert len(eg.exceptions) == 1 and isinstance(eg.exceptions[0], Boom)
+    else:
+        raise AssertionError("no ExceptionGroup")
+
+
+# --------------------------------------------------------------------------
 # Runner
 
 
@@ -1132,6 +1261,8 @@ def main(argv: list[str]) -> int:
     for mode in args.modes:
         for sc in scenarios:
             for impl_name, impl in impls:
+                if sc.primitive in EXTRAS and impl is asyncio:
+                    continue  # nothing to compare with
                 r = run_scenario(sc, impl, impl_name, args, mode, watch)
                 results.append(r)
                 print(f"{sc.name:42} {impl_name:8} {mode:5} {r.blocks:6d} {r.refs:5d} "
