@@ -284,9 +284,9 @@ cancel_message_of(PyObject *thrown)
  * as the Task's step does) and Task.cancel(msg) would have cancelled it
  * with the message.  So a thrown CancelledError cancels that future first,
  * then the exception is thrown into the coroutine at its await (the caller
- * does that).  Anything else thrown, or anything but such a future held (None
- * from a bare yield, a foreign future, junk the Task would reject), is
- * only dropped.  An error while cancelling cannot be raised from the
+ * does that).  Anything else thrown, or anything but such a future held
+ * (None from a bare yield, a foreign future, junk the Task would reject),
+ * is only dropped.  An error while cancelling cannot be raised from the
  * Task's step without changing the child's outcome: it is reported as
  * unraisable, and the throw goes on.
  *
