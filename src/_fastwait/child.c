@@ -13,6 +13,14 @@
  * (__name__, __qualname__, cr_code, cr_frame, cr_running, cr_await, ...) is
  * forwarded so the Task's repr and stack read the same.  This is the only
  * documented difference: task.get_coro() is the wrapper.
+ *
+ * A wrapper made by fw_child_new_started() (eager.c) wraps a coroutine whose
+ * first step already ran: `first` holds what that step yielded.  The Task's
+ * first send() gets it, as if the Task's own first step had produced it;
+ * from then on the wrapper forwards as usual.  A throw() while `first` is
+ * still held (the Task was cancelled before its first step) is the Task
+ * cancelled while waiting: see child_throw_first().  The drop-in paths pay
+ * one NULL test of `first` in am_send.
  */
 #include "state.h"
 
@@ -22,7 +30,11 @@ typedef struct {
     PyObject *owner; /* strong; NULL once finished or detached */
     fw_finish_fn finish;
     Py_ssize_t index;
+    PyObject *first; /* what the eagerly run first step yielded, until the
+                        Task's first step takes it; else NULL */
     char finished;
+    char first_blocking; /* `first` had _asyncio_future_blocking True when
+                            it was yielded (reset to False since) */
 } ChildObject;
 
 #define Child_CAST(op) ((ChildObject *)(op))
@@ -39,9 +51,54 @@ fw_child_new(fw_state *st, PyObject *coro, PyObject *owner, Py_ssize_t index,
     self->owner = Py_XNewRef(owner);
     self->finish = finish;
     self->index = index;
+    self->first = NULL;
     self->finished = 0;
+    self->first_blocking = 0;
     PyObject_GC_Track(self);
     return (PyObject *)self;
+}
+
+/* Was `obj` yielded by an `await` of a future (_asyncio_future_blocking
+ * True)?  Then take the flag as a Task's step does (reset it to False):
+ * until our Task takes the future, another coroutine may await it, and
+ * asyncio's C future refuses a second `await` while the flag is set ("await
+ * wasn't used with future").  child_send_first() sets it again for our
+ * Task.  An error reading or resetting the flag is dropped: the Task's own
+ * step reads it again and meets it there. */
+static int
+take_blocking(fw_state *st, PyObject *obj)
+{
+    if (obj == Py_None || PyCoro_CheckExact(obj)) {
+        return 0;
+    }
+    PyObject *blocking;
+    int r = fw_getattr_optional(obj, st->str_asyncio_future_blocking,
+                                &blocking);
+    if (r <= 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    r = blocking == Py_True;
+    Py_DECREF(blocking);
+    if (r && PyObject_SetAttr(obj, st->str_asyncio_future_blocking,
+                              Py_False) < 0) {
+        PyErr_Clear();
+    }
+    return r;
+}
+
+PyObject *
+fw_child_new_started(fw_state *st, PyObject *coro, PyObject *owner,
+                     Py_ssize_t index, fw_finish_fn finish, PyObject *first)
+{
+    PyObject *self = fw_child_new(st, coro, owner, index, finish);
+    if (self == NULL) {
+        Py_DECREF(first);
+        return NULL;
+    }
+    Child_CAST(self)->first = first;
+    Child_CAST(self)->first_blocking = (char)take_blocking(st, first);
+    return self;
 }
 
 int
@@ -92,10 +149,46 @@ child_check(ChildObject *self)
     return 0;
 }
 
+/* The Task's first step: hand it what the coroutine's eager first step
+ * yielded.  Like a just-started coroutine, refuse a non-None value (and
+ * keep `first` for a later send(None)).
+ *
+ * A future yielded by `await` carries _asyncio_future_blocking True, and the
+ * Task that takes it resets it to False; fw_child_new_started() reset it
+ * already (see take_blocking): it is set True again, as the `await` left
+ * it, so that this Task sees what its own first step would have seen. */
+static PySendResult
+child_send_first(ChildObject *self, PyObject *arg, PyObject **presult)
+{
+    if (arg != Py_None) {
+        PyErr_SetString(PyExc_TypeError,
+                        "can't send non-None value to a just-started "
+                        "coroutine");
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    PyObject *first = self->first;
+    self->first = NULL;
+    if (self->first_blocking) {
+        fw_state *st = fw_state_from_type(Py_TYPE(self));
+        if (PyObject_SetAttr(first, st->str_asyncio_future_blocking,
+                             Py_True) < 0) {
+            /* It was True already once; a Task step cannot raise this
+             * without changing the child's outcome. */
+            PyErr_WriteUnraisable(first);
+        }
+    }
+    *presult = first; /* the reference moves to the caller */
+    return PYGEN_NEXT;
+}
+
 static PySendResult
 child_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
     ChildObject *self = Child_CAST(op);
+    if (self->first != NULL) {
+        return child_send_first(self, arg, presult);
+    }
     if (child_check(self) < 0) {
         *presult = NULL;
         return PYGEN_ERROR;
@@ -159,6 +252,85 @@ child_report_from_error(ChildObject *self)
     fw_err_restore(exc);
 }
 
+/* The message of a thrown CancelledError for fut.cancel(msg=...):
+ * exc.args[0] when args has exactly one item (what Task's
+ * _make_cancelled_error builds from its cancel message), else None.
+ * `thrown` may be the class (throw(CancelledError)): None. */
+static PyObject *
+cancel_message_of(PyObject *thrown)
+{
+    if (!PyExceptionInstance_Check(thrown)) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *args = PyObject_GetAttrString(thrown, "args");
+    if (args == NULL) {
+        return NULL;
+    }
+    PyObject *msg = PyTuple_Check(args) && PyTuple_GET_SIZE(args) == 1
+                        ? PyTuple_GET_ITEM(args, 0)
+                        : Py_None;
+    Py_INCREF(msg);
+    Py_DECREF(args);
+    return msg;
+}
+
+/* throw() while the eager first step's yield is still held: the Task threw
+ * before its first step, which for asyncio's Tasks means it was cancelled
+ * before that step ran (a lazy task factory schedules the step with
+ * call_soon).  The coroutine is already suspended at its await, so we
+ * treat it as a Task cancelled while waiting.  The Task would have taken
+ * the yielded future as its _fut_waiter (a future of the running loop,
+ * yielded with _asyncio_future_blocking True, which take_blocking() reset
+ * as the Task's step does) and Task.cancel(msg) would have cancelled it
+ * with the message.  So a thrown CancelledError cancels that future first,
+ * then the exception is thrown into the coroutine at its await (the caller
+ * does that).  Anything else thrown, or anything but such a future held
+ * (None from a bare yield, a foreign future, junk the Task would reject),
+ * is only dropped.  An error while cancelling cannot be raised from the
+ * Task's step without changing the child's outcome: it is reported as
+ * unraisable, and the throw goes on.
+ *
+ * Observable against an eager Task cancelled while waiting: the future is
+ * cancelled in the Task's first step (the iteration after task.cancel())
+ * rather than inside task.cancel(), and the coroutine gets the Task's own
+ * CancelledError (same type and args as the future's) in that same step,
+ * before the future's other done callbacks run. */
+static void
+child_throw_first(fw_state *st, ChildObject *self, PyObject *thrown)
+{
+    PyObject *first = self->first;
+    self->first = NULL;
+    PyObject *fut_loop = NULL, *loop = NULL, *msg = NULL;
+    if (!self->first_blocking ||
+        !PyErr_GivenExceptionMatches(thrown, st->CancelledError)) {
+        goto done;
+    }
+    fut_loop = fw_get_loop(st, first);
+    if (fut_loop == NULL) {
+        goto done;
+    }
+    loop = PyObject_CallNoArgs(st->get_running_loop_or_none);
+    if (loop == NULL || loop != fut_loop) {
+        goto done;
+    }
+    msg = cancel_message_of(thrown);
+    if (msg == NULL) {
+        goto done;
+    }
+    PyObject *stack[2] = {first, msg};
+    PyObject *res = PyObject_VectorcallMethod(
+        st->str_cancel, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->kw_msg);
+    Py_XDECREF(res);
+done:
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(first);
+    }
+    Py_XDECREF(msg);
+    Py_XDECREF(loop);
+    Py_XDECREF(fut_loop);
+    Py_DECREF(first);
+}
+
 static PyObject *
 child_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -175,6 +347,9 @@ child_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     fw_state *st = fw_state_from_type(Py_TYPE(op));
+    if (self->first != NULL) {
+        child_throw_first(st, self, args[0]);
+    }
     PyObject *stack[4];
     stack[0] = self->coro;
     for (Py_ssize_t i = 0; i < nargs; i++) {
@@ -194,6 +369,7 @@ child_close(PyObject *op, PyObject *Py_UNUSED(ignored))
     ChildObject *self = Child_CAST(op);
     /* A closed child never completes: its owner is not told. */
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->first); /* a held yield is dropped, nothing cancelled */
     self->finished = 1;
     if (child_check(self) < 0) {
         return NULL;
@@ -270,6 +446,7 @@ child_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->coro);
     Py_VISIT(self->owner);
+    Py_VISIT(self->first);
     return 0;
 }
 
@@ -279,6 +456,7 @@ child_clear(PyObject *op)
     ChildObject *self = Child_CAST(op);
     Py_CLEAR(self->coro);
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->first);
     return 0;
 }
 

@@ -748,7 +748,8 @@ module_exec(PyObject *module)
         fw_completion_init(module, st) < 0 ||
         fw_as_completed_init(module, st) < 0 ||
         fw_timeout_init(module, st) < 0 || fw_wait_for_init(module, st) < 0 ||
-        fw_shield_init(module, st) < 0 || fw_taskgroup_init(module, st) < 0) {
+        fw_shield_init(module, st) < 0 || fw_taskgroup_init(module, st) < 0 ||
+        fw_eager_init(module, st) < 0) {
         return -1;
     }
     return 0;

@@ -317,6 +317,41 @@ PyObject *fw_child_new(fw_state *st, PyObject *coro, PyObject *owner,
 int fw_child_finished(PyObject *child);
 /* Detach the owner: `finish` will not be called any more. */
 void fw_child_detach(PyObject *child);
+/* A wrapper for a coroutine whose first step already ran and yielded
+ * `first` (a reference this call takes over, also on failure): the
+ * wrapper's first send(None) returns it; a throw() before that is the Task
+ * cancelled while waiting on it (child.c, child_throw_first). */
+PyObject *fw_child_new_started(fw_state *st, PyObject *coro, PyObject *owner,
+                               Py_ssize_t index, fw_finish_fn finish,
+                               PyObject *first);
+
+/* ---- eager.c: starting a coroutine inside a call (gather(eager=True)). */
+#define FW_HAVE_EAGER_START 1
+
+/* Run coro's first step now, in a copy of base_ctx (a contextvars.Context;
+ * NULL: a copy of the current context), with that copy entered, through
+ * the send protocol (PyIter_Send: any coroutine asyncio.iscoroutine()
+ * accepts).  current_task() during the step is the caller's task.
+ *   0: finished in its first step: *value (new ref) when it returned, else
+ *      *exc (new ref) the exception it raised (CancelledError included).
+ *   1: suspended: *task (new ref) is the Task created by
+ *      loop.create_task(wrapper, context=<the copy>) -- through the loop's
+ *      create_task so task factories (eager_task_factory included) see it
+ *      -- the wrapper being a child wrapper (owner, index, finish exactly as
+ *      with fw_child_new; finish is called when the coroutine returns or
+ *      raises; owner may be NULL for none) that first hands the Task what
+ *      the step yielded, then forwards send/throw/close to the coroutine.
+ *  -1: error to propagate: KeyboardInterrupt/SystemExit raised by the step
+ *      (the coroutine is then finished), or creating the Task failed (then
+ *      the coroutine is closed as fw_close_unscheduled does: on a
+ *      RuntimeError), or the context could not be copied or entered (the
+ *      coroutine, never started, is then closed).
+ * The outputs not named are set to NULL.  `loop` must not be NULL. */
+int fw_eager_start(fw_state *st, PyObject *loop, PyObject *coro,
+                   PyObject *base_ctx, PyObject *owner, Py_ssize_t index,
+                   fw_finish_fn finish, PyObject **value, PyObject **exc,
+                   PyObject **task);
+int fw_eager_init(PyObject *module, fw_state *st);
 
 /* ---- small shared helpers */
 
