@@ -337,10 +337,20 @@ def test_child_error_aborts_waiting_tasks(vloop):
     assert [rec.state(i) for i in range(2, 6)] == [inspect.CORO_CLOSED] * 4
 
 
+def custom_factory(loop, coro, **kwargs):
+    """A task factory fastwait does not know: callback children."""
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+@pytest.mark.parametrize("factory", [None, custom_factory],
+                         ids=["axis", "custom-factory"])
 @pytest.mark.parametrize("steps", [0, 1])
-def test_child_error_limit_one(vloop, steps):
+def test_child_error_limit_one(loop_factory, steps, factory):
     """The failing child's slot is not handed to a waiting task before the
     group has aborted: the waiting ones never run."""
+    vloop = loop_factory(clock=VirtualClock())
+    if factory is not None:
+        vloop.set_task_factory(factory)
     started = []
 
     async def fail():

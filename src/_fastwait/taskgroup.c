@@ -1047,7 +1047,12 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
  * its slot back there and then, inside that step (tg_limit_release): the
  * first wrapper of the queue still waiting takes it, and its future's
  * result is set (a wrapper whose future is already done -- its task was
- * cancelled -- or that is no longer waiting is skipped).  An exception
+ * cancelled -- or that is no longer waiting is skipped).  Only the slot
+ * of a coroutine that raised (not CancelledError) goes on from a loop
+ * callback, after the group has seen the failure, so that the abort it
+ * starts comes before any waiting task starts (tg_limit_release_later;
+ * the spec is silent there: the simplest order that keeps "an error
+ * aborts the group before a waiting task runs").  An exception
  * thrown into a waiting wrapper (its task cancelled by the user or by the
  * group's abort) closes the coroutine unstarted and is raised again: the
  * task ends cancelled.  A holding wrapper forwards everything to the
@@ -1504,6 +1509,7 @@ static int
 sw_clear(PyObject *op)
 {
     SlotWrapper *self = SW_CAST(op);
+    self->state = TG_SW_DONE; /* never handed a slot any more */
     Py_CLEAR(self->coro);
     Py_CLEAR(self->group);
     Py_CLEAR(self->fut);
