@@ -811,6 +811,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->timer_loop_types);
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
+    Py_VISIT(st->TaskGroupSlotWrapperType);
     Py_VISIT(st->set_task_name);
     Py_VISIT(st->awaited_by_add);
     Py_VISIT(st->awaited_by_discard);
@@ -884,6 +885,7 @@ module_clear(PyObject *module)
     st->last_scheduler = NULL;
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);
+    Py_CLEAR(st->TaskGroupSlotWrapperType);
     Py_CLEAR(st->set_task_name);
     Py_CLEAR(st->awaited_by_add);
     Py_CLEAR(st->awaited_by_discard);

@@ -96,6 +96,7 @@ typedef struct {
     PyTypeObject *ShieldCallbackType;  /* shield.c */
     PyTypeObject *TaskGroupType;         /* taskgroup.c */
     PyTypeObject *TaskGroupCallbackType; /* taskgroup.c */
+    PyTypeObject *TaskGroupSlotWrapperType; /* taskgroup.c: limit=N */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */

@@ -110,6 +110,15 @@ typedef struct {
     Py_ssize_t sched_head; /* sched[:sched_head] are all processed */
     int nmoved;            /* stdlib mode: of the nscheduled, those put in
                               the set by the switch */
+    /* TaskGroup(limit=N), see "Limited groups" below.  `limit` is the one
+     * field the unlimited group's create_task tests. */
+    Py_ssize_t limit;      /* N (clamped to PY_SSIZE_T_MAX), 0 unlimited */
+    PyObject *limit_obj;   /* the int N as given, NULL unlimited */
+    Py_ssize_t nholding;   /* children holding a slot */
+    PyObject *slot_queue;  /* list: the slot wrappers waiting for a slot,
+                              first in, first out from slot_head; NULL when
+                              never used */
+    Py_ssize_t slot_head;
 } TaskGroupObject;
 
 #define TG_F_EXIT_CONSUMING 0x01 /* 3.11/3.12, cancel(): __aexit__ takes the
@@ -739,15 +748,16 @@ done:
 /* ------------------------------------------------------------------ */
 /* The callback object: task.add_done_callback(cb) calls cb(task); a
  * wrapped child's scheduled processing is cb(task, True) (cb(task,
- * False) when it failed). */
+ * False) when it failed); cb() gives a limited group's slot back. */
+
+static int tg_limit_release(TaskGroupObject *self);
 
 static PyObject *
 tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                 PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs < 1 ||
-        nargs > 2) {
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || nargs > 2) {
         PyErr_SetString(PyExc_TypeError,
                         "TaskGroup callback takes 1 or 2 arguments");
         return NULL;
@@ -758,7 +768,11 @@ tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     }
     Py_INCREF(group);
     int r;
-    if (nargs == 1) {
+    if (nargs == 0) {
+        /* A limited group's slot given back (tg_limit_release_later). */
+        r = tg_limit_release(TG_CAST(group));
+    }
+    else if (nargs == 1) {
         r = tg_on_task_done(TG_CAST(group), args[0], TG_IN_SET);
     }
     else {
@@ -1011,6 +1025,555 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
     }
     Py_DECREF(task);
     return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Limited groups
+ *
+ * TaskGroup(limit=N) (docs/extras.md): of the group's children, at most N
+ * have started their coroutine and not finished it.  Every coroutine child
+ * of a limited group runs a slot wrapper (SlotWrapper, below) in place of
+ * the bare coroutine, however the group otherwise watches the child: a
+ * wrapped child's slot wrapper also tells the group of its completion, as
+ * child.c's CoroutineWrapper does (tg_child_finished; `index` is its slot
+ * in `slots`), a callback child's does not (`index` -1).
+ *
+ * A wrapper made while fewer than N children hold a slot takes one then
+ * (TG_SW_HOLDING), so that its first step is the coroutine's (an eager
+ * task factory runs it inside create_task).  Otherwise it joins the
+ * group's queue (TG_SW_WAITING), and its first step yields a slot future,
+ * loop.create_future() -- unless a slot was handed to it before that step.
+ * When a holding wrapper's coroutine returns or raises, the wrapper gives
+ * its slot back there and then, inside that step (tg_limit_release): the
+ * first wrapper of the queue still waiting takes it, and its future's
+ * result is set (a wrapper whose future is already done -- its task was
+ * cancelled -- or that is no longer waiting is skipped).  Only the slot
+ * of a coroutine that raised (not CancelledError) goes on from a loop
+ * callback, after the group has seen the failure, so that the abort it
+ * starts comes before any waiting task starts (tg_limit_release_later;
+ * the spec is silent there: the simplest order that keeps "an error
+ * aborts the group before a waiting task runs").  An exception
+ * thrown into a waiting wrapper (its task cancelled by the user or by the
+ * group's abort) closes the coroutine unstarted and is raised again: the
+ * task ends cancelled.  A holding wrapper forwards everything to the
+ * coroutine: a task cancelled before its first step throws into the
+ * unstarted coroutine, which closes it, and the slot goes back.
+ */
+
+enum { TG_SW_DONE, TG_SW_WAITING, TG_SW_HOLDING };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *coro;
+    TaskGroupObject *group; /* strong; NULL once done */
+    PyObject *fut;          /* the slot future, once yielded */
+    Py_ssize_t index;       /* the wrapped child's slot, -1: none */
+    char state;             /* TG_SW_* */
+} SlotWrapper;
+
+#define SW_CAST(op) ((SlotWrapper *)(op))
+
+/* Hand a free slot to `sw` if it still waits: 1 granted, 0 skipped, -1
+ * error. */
+static int
+tg_slot_grant(TaskGroupObject *self, SlotWrapper *sw)
+{
+    if (sw->state != TG_SW_WAITING) {
+        return 0;
+    }
+    if (sw->fut == NULL) {
+        /* Before its first step, which then starts the coroutine. */
+        sw->state = TG_SW_HOLDING;
+        self->nholding++;
+        return 1;
+    }
+    fw_state *st = self->st;
+    int done = fw_fut_bool(st, sw->fut, FW_DONE);
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
+    }
+    sw->state = TG_SW_HOLDING;
+    self->nholding++;
+    PyObject *stack[2] = {sw->fut, Py_None};
+    PyObject *r = PyObject_VectorcallMethod(st->str_set_result, stack, 2,
+                                            NULL);
+    if (r == NULL) {
+        sw->state = TG_SW_WAITING;
+        self->nholding--;
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
+/* A holding child's coroutine finished: its slot goes to the first
+ * waiting wrapper of the queue.  -1 error. */
+static int
+tg_limit_release(TaskGroupObject *self)
+{
+    self->nholding--;
+    while (self->nholding < self->limit && self->slot_queue != NULL) {
+        PyObject *q = self->slot_queue;
+        Py_ssize_t n = PyList_GET_SIZE(q);
+        if (self->slot_head >= n) {
+            break;
+        }
+        /* Take the queue's reference. */
+        PyObject *sw = PyList_GET_ITEM(q, self->slot_head);
+        PyList_SET_ITEM(q, self->slot_head, Py_NewRef(Py_None));
+        self->slot_head++;
+        if (self->slot_head == n ||
+            (self->slot_head >= 64 && self->slot_head * 2 >= n)) {
+            Py_ssize_t head = self->slot_head;
+            self->slot_head = 0;
+            if (PyList_SetSlice(q, 0, head, NULL) < 0) {
+                Py_DECREF(sw);
+                return -1;
+            }
+        }
+        int r = tg_slot_grant(self, SW_CAST(sw));
+        Py_DECREF(sw);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The slot of a child whose coroutine failed is given back from a loop
+ * callback scheduled now: after the group has seen the failure (a
+ * wrapped child's processing is scheduled before; a callback child's
+ * done-callback runs in the same iteration as this one, before the
+ * granted task's next step), so that the abort it starts cancels the
+ * waiting tasks before any of them starts its coroutine.  The slot counts
+ * as held until then (no new child takes it out of turn).  -1 error. */
+static int
+tg_limit_release_later(TaskGroupObject *self)
+{
+    fw_state *st = self->st;
+    PyObject *cb = tg_callback(self);
+    PyObject *h = NULL;
+    if (cb != NULL) {
+        PyObject *stack[3] = {self->loop, cb, st->empty_context};
+        h = PyObject_VectorcallMethod(st->str_call_soon, stack, 2,
+                                      st->kw_context);
+    }
+    if (h == NULL) {
+        /* A closed loop: at once, then. */
+        PyErr_Clear();
+        return tg_limit_release(self);
+    }
+    Py_DECREF(h);
+    return 0;
+}
+
+/* A new wrapper takes a free slot or joins the queue.  -1 error. */
+static int
+tg_slot_join(TaskGroupObject *self, SlotWrapper *sw)
+{
+    if (self->nholding < self->limit) {
+        self->nholding++;
+        sw->state = TG_SW_HOLDING;
+        return 0;
+    }
+    if (self->slot_queue == NULL &&
+        (self->slot_queue = PyList_New(0)) == NULL) {
+        return -1;
+    }
+    if (PyList_Append(self->slot_queue, (PyObject *)sw) < 0) {
+        return -1;
+    }
+    sw->state = TG_SW_WAITING;
+    return 0;
+}
+
+static PyObject *
+tg_slot_wrapper_new(TaskGroupObject *self, PyObject *coro, Py_ssize_t index)
+{
+    SlotWrapper *sw = PyObject_GC_New(SlotWrapper,
+                                      self->st->TaskGroupSlotWrapperType);
+    if (sw == NULL) {
+        return NULL;
+    }
+    sw->coro = Py_NewRef(coro);
+    sw->group = (TaskGroupObject *)Py_NewRef(self);
+    sw->fut = NULL;
+    sw->index = index;
+    sw->state = TG_SW_DONE;
+    PyObject_GC_Track(sw);
+    if (tg_slot_join(self, sw) < 0) {
+        Py_DECREF(sw);
+        return NULL;
+    }
+    return (PyObject *)sw;
+}
+
+/* The wrapper is done: the coroutine returned (value), raised (value NULL,
+ * the error set), or was closed.  Give the slot back if it held one, then
+ * tell the group (a wrapped child), keeping the outcome intact. */
+static void
+sw_finish(SlotWrapper *self, PyObject *value)
+{
+    TaskGroupObject *group = self->group;
+    int holding = self->state == TG_SW_HOLDING;
+    self->state = TG_SW_DONE;
+    if (group == NULL) {
+        return;
+    }
+    self->group = NULL; /* the reference moves to this frame */
+    Py_CLEAR(self->fut);
+    PyObject *exc = value == NULL ? fw_err_fetch() : NULL;
+    int failed = exc != NULL &&
+                 !PyErr_GivenExceptionMatches(exc, group->st->CancelledError);
+    if (holding && !failed && tg_limit_release(group) < 0) {
+        PyErr_WriteUnraisable((PyObject *)group);
+    }
+    Py_ssize_t i = self->index;
+    self->index = -1;
+    if (i >= 0 && tg_child_finished((PyObject *)group, i, value, exc) < 0) {
+        PyErr_WriteUnraisable((PyObject *)group);
+    }
+    if (holding && failed && tg_limit_release_later(group) < 0) {
+        PyErr_WriteUnraisable((PyObject *)group);
+    }
+    if (exc != NULL) {
+        fw_err_restore(exc);
+    }
+    Py_DECREF(group);
+}
+
+/* The task could not be made: the slot (or the place in the queue) goes,
+ * the group is not told and the coroutine is left alone.  The error stays
+ * set. */
+static void
+sw_abandon(PyObject *op)
+{
+    PyObject *exc = fw_err_fetch();
+    SW_CAST(op)->index = -1;
+    sw_finish(SW_CAST(op), Py_None);
+    if (exc != NULL) {
+        fw_err_restore(exc);
+    }
+}
+
+/* A waiting wrapper's coroutine is closed unstarted (no "never awaited"
+ * warning) and `exc` (a new reference, stolen) is raised. */
+static void
+sw_close_waiting(SlotWrapper *self, PyObject *exc)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(self->coro,
+                                            self->group->st->str_close);
+    if (r == NULL) {
+        /* An unstarted coroutine closes without running any code. */
+        PyErr_WriteUnraisable(self->coro);
+    }
+    Py_XDECREF(r);
+    fw_err_restore(exc);
+    sw_finish(self, NULL);
+}
+
+static int
+sw_check(SlotWrapper *self)
+{
+    if (self->coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "coroutine wrapper was cleared");
+        return -1;
+    }
+    return 0;
+}
+
+/* A waiting wrapper's step: the slot future to wait on (new reference),
+ * or NULL with an error (the coroutine is then closed). */
+static PyObject *
+sw_wait(SlotWrapper *self)
+{
+    fw_state *st = self->group->st;
+    if (self->fut == NULL) {
+        self->fut = PyObject_CallMethodNoArgs(self->group->loop,
+                                              st->str_create_future);
+    }
+    else {
+        /* Resumed without a slot: the future was completed from outside. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "TaskGroup slot future completed without a slot");
+    }
+    if (self->fut != NULL && !PyErr_Occurred() &&
+        PyObject_SetAttr(self->fut, st->str_asyncio_future_blocking,
+                         Py_True) == 0) {
+        return Py_NewRef(self->fut);
+    }
+    sw_close_waiting(self, fw_err_fetch());
+    return NULL;
+}
+
+static PySendResult
+sw_am_send(PyObject *op, PyObject *arg, PyObject **presult)
+{
+    SlotWrapper *self = SW_CAST(op);
+    if (sw_check(self) < 0) {
+        *presult = NULL;
+        return PYGEN_ERROR;
+    }
+    if (self->state == TG_SW_WAITING) {
+        *presult = sw_wait(self);
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
+    }
+    if (self->fut != NULL) {
+        Py_CLEAR(self->fut); /* resumed: the slot is ours */
+    }
+    PySendResult r = PyIter_Send(self->coro, arg, presult);
+    if (r == PYGEN_RETURN) {
+        sw_finish(self, *presult);
+    }
+    else if (r == PYGEN_ERROR) {
+        sw_finish(self, NULL);
+    }
+    return r;
+}
+
+static PyObject *
+sw_send(PyObject *op, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult r = sw_am_send(op, arg, &result);
+    if (r == PYGEN_RETURN) {
+        fw_set_stop_iteration(result);
+        Py_DECREF(result);
+        return NULL;
+    }
+    return r == PYGEN_NEXT ? result : NULL;
+}
+
+static PyObject *
+sw_iternext(PyObject *op)
+{
+    PyObject *result;
+    PySendResult r = sw_am_send(op, Py_None, &result);
+    if (r == PYGEN_RETURN) {
+        if (result != Py_None) {
+            fw_set_stop_iteration(result);
+        }
+        Py_DECREF(result);
+        return NULL;
+    }
+    return r == PYGEN_NEXT ? result : NULL;
+}
+
+/* After coro.throw()/close() raised: a StopIteration means the coroutine
+ * returned, anything else that it raised.  The error stays set. */
+static void
+sw_finish_from_error(SlotWrapper *self)
+{
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        sw_finish(self, NULL);
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
+    PyObject *value = PyObject_GetAttrString(exc, "value");
+    if (value == NULL) {
+        PyErr_Clear();
+        value = Py_NewRef(Py_None);
+    }
+    sw_finish(self, value);
+    Py_DECREF(value);
+    fw_err_restore(exc);
+}
+
+static PyObject *
+sw_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    SlotWrapper *self = SW_CAST(op);
+    if (nargs < 1 || nargs > 3) {
+        /* The coroutine's own wording. */
+        PyErr_Format(PyExc_TypeError,
+                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
+                               : "throw expected at most 3 arguments, got %zd",
+                     nargs);
+        return NULL;
+    }
+    if (sw_check(self) < 0) {
+        return NULL;
+    }
+    if (self->state == TG_SW_WAITING) {
+        PyObject *exc = fw_make_thrown(args, nargs);
+        if (exc != NULL) {
+            sw_close_waiting(self, exc);
+        }
+        return NULL;
+    }
+    Py_CLEAR(self->fut);
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    PyObject *stack[4];
+    stack[0] = self->coro;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        stack[1 + i] = args[i];
+    }
+    PyObject *res = PyObject_VectorcallMethod(st->str_throw, stack,
+                                              (size_t)(1 + nargs), NULL);
+    if (res == NULL) {
+        sw_finish_from_error(self);
+    }
+    return res;
+}
+
+static PyObject *
+sw_close(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    SlotWrapper *self = SW_CAST(op);
+    if (sw_check(self) < 0) {
+        return NULL;
+    }
+    /* A closed child never completes: the group is not told (as with
+     * child.c's wrapper), but its slot goes back. */
+    self->index = -1;
+    fw_state *st = fw_state_from_type(Py_TYPE(op));
+    PyObject *r = PyObject_CallMethodNoArgs(self->coro, st->str_close);
+    sw_finish(self, r);
+    return r;
+}
+
+static PyObject *
+sw_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+sw_repr(PyObject *op)
+{
+    if (SW_CAST(op)->coro == NULL) {
+        return PyUnicode_FromString("<cleared fastwait coroutine wrapper>");
+    }
+    return PyObject_Repr(SW_CAST(op)->coro);
+}
+
+/* Forwarded attributes: the closure is the attribute name (a C string). */
+static PyObject *
+sw_forward(PyObject *op, void *closure)
+{
+    if (sw_check(SW_CAST(op)) < 0) {
+        return NULL;
+    }
+    return PyObject_GetAttrString(SW_CAST(op)->coro, (const char *)closure);
+}
+
+static PyObject *
+sw_get_coro(PyObject *op, void *Py_UNUSED(closure))
+{
+    if (sw_check(SW_CAST(op)) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(SW_CAST(op)->coro);
+}
+
+static PyGetSetDef sw_getset[] = {
+    {"__name__", sw_forward, NULL, NULL, "__name__"},
+    {"__qualname__", sw_forward, NULL, NULL, "__qualname__"},
+    {"cr_await", sw_forward, NULL, NULL, "cr_await"},
+    {"cr_code", sw_forward, NULL, NULL, "cr_code"},
+    {"cr_frame", sw_forward, NULL, NULL, "cr_frame"},
+    {"cr_origin", sw_forward, NULL, NULL, "cr_origin"},
+    {"cr_running", sw_forward, NULL, NULL, "cr_running"},
+    {"cr_suspended", sw_forward, NULL, NULL, "cr_suspended"},
+    {"__wrapped__", sw_get_coro, NULL, "The coroutine this wrapper runs.",
+     NULL},
+    /* last: blanked out before 3.15, whose coroutines have no cr_state */
+    {"cr_state", sw_forward, NULL, NULL, "cr_state"},
+    {NULL},
+};
+
+static PyMethodDef sw_methods[] = {
+    {"send", (PyCFunction)sw_send, METH_O,
+     "send(arg)\n--\n\nSend arg into the wrapped coroutine."},
+    {"throw", (PyCFunction)(void (*)(void))sw_throw, METH_FASTCALL,
+     "throw(typ[, val[, tb]])\n--\n\n"
+     "Raise an exception in the wrapped coroutine (closed unstarted while\n"
+     "it waits for a slot)."},
+    {"close", sw_close, METH_NOARGS,
+     "close()\n--\n\nClose the wrapped coroutine."},
+    {NULL},
+};
+
+static int
+sw_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    SlotWrapper *self = SW_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->coro);
+    Py_VISIT(self->group);
+    Py_VISIT(self->fut);
+    return 0;
+}
+
+static int
+sw_clear(PyObject *op)
+{
+    SlotWrapper *self = SW_CAST(op);
+    self->state = TG_SW_DONE; /* never handed a slot any more */
+    Py_CLEAR(self->coro);
+    Py_CLEAR(self->group);
+    Py_CLEAR(self->fut);
+    return 0;
+}
+
+PyDoc_STRVAR(sw_doc,
+             "Runs a coroutine of a TaskGroup(limit=N) inside its task: waits\n"
+             "for one of the group's N slots before the coroutine's first\n"
+             "step, gives the slot back when it finishes.  Forwards the\n"
+             "coroutine's introspection attributes; __wrapped__ is the\n"
+             "coroutine.");
+
+static PyType_Slot sw_slots[] = {
+    {Py_tp_doc, (void *)sw_doc},
+    {Py_tp_repr, sw_repr},
+    {Py_tp_traverse, sw_traverse},
+    {Py_tp_clear, sw_clear},
+    {Py_tp_dealloc, fw_gc_dealloc},
+    {Py_tp_iter, sw_await},
+    {Py_tp_iternext, sw_iternext},
+    {Py_tp_methods, sw_methods},
+    {Py_tp_getset, sw_getset},
+    {Py_am_await, sw_await},
+    {Py_am_send, sw_am_send},
+    {0, NULL},
+};
+
+static PyType_Spec sw_spec = {
+    .name = "fastwait._fastwait.TaskGroupSlotWrapper",
+    .basicsize = sizeof(SlotWrapper),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = sw_slots,
+};
+
+/* The wrapper of a wrapped child: child.c's, or a slot wrapper. */
+static void
+tg_child_detach(fw_state *st, PyObject *child)
+{
+    if (Py_IS_TYPE(child, st->ChildType)) {
+        fw_child_detach(child);
+    }
+    else {
+        SW_CAST(child)->index = -1;
+    }
+}
+
+/* A limited group's wrapper for a coroutine child that is not wrapped
+ * (a callback child): a new reference, or NULL without an error when
+ * `coro` is not a coroutine (loop.create_task then refuses it as usual),
+ * or NULL with an error. */
+static PyObject *
+tg_limit_wrap(TaskGroupObject *self, PyObject *coro)
+{
+    if (!PyCoro_CheckExact(coro)) {
+        PyObject *r = PyObject_CallOneArg(self->st->iscoroutine, coro);
+        int c = r == NULL ? -1 : PyObject_IsTrue(r);
+        Py_XDECREF(r);
+        if (c <= 0) {
+            return NULL;
+        }
+    }
+    return tg_slot_wrapper_new(self, coro, -1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1402,8 +1965,10 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         if (i < 0) {
             return NULL;
         }
-        PyObject *child = fw_child_new(st, coro, (PyObject *)self, i,
-                                       tg_child_finished);
+        PyObject *child = self->limit == 0
+                              ? fw_child_new(st, coro, (PyObject *)self, i,
+                                             tg_child_finished)
+                              : tg_slot_wrapper_new(self, coro, i);
         if (child == NULL) {
             Py_DECREF(tg_slot_release(self, i));
             return NULL;
@@ -1411,7 +1976,12 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         task = tg_loop_create_task(self, child, kw, wrapped == 2);
         if (task == NULL) {
             /* Like the stdlib: the (wrapped) coroutine is left alone. */
-            fw_child_detach(child);
+            if (Py_IS_TYPE(child, st->ChildType)) {
+                fw_child_detach(child);
+            }
+            else {
+                sw_abandon(child);
+            }
             Py_DECREF(child);
             Py_DECREF(tg_slot_release(self, i));
             return NULL;
@@ -1419,7 +1989,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         if (self->stdlib_mode) {
             /* Its first (eager) step switched the group to stdlib mode:
              * it becomes a callback child. */
-            fw_child_detach(child);
+            tg_child_detach(st, child);
             Py_DECREF(child);
             Py_DECREF(tg_slot_release(self, i));
             goto callback_child;
@@ -1427,7 +1997,7 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         if (st->tg_v314 &&
             tg_graph_edge(self, 0, task) < 0) {
             /* As in the stdlib, the task is not kept by the group. */
-            fw_child_detach(child);
+            tg_child_detach(st, child);
             Py_DECREF(child);
             Py_DECREF(tg_slot_release(self, i));
             goto fail;
@@ -1459,7 +2029,20 @@ tg_create_task_impl(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
         }
         return task;
     }
-    task = tg_loop_create_task(self, coro, kw, 0);
+    PyObject *sw = NULL;
+    if (self->limit != 0) {
+        sw = tg_limit_wrap(self, coro);
+        if (sw == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    task = tg_loop_create_task(self, sw != NULL ? sw : coro, kw, 0);
+    if (sw != NULL) {
+        if (task == NULL) {
+            sw_abandon(sw);
+        }
+        Py_DECREF(sw);
+    }
     if (task == NULL) {
         return NULL;
     }
@@ -2216,6 +2799,8 @@ tg_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->callback);
     Py_VISIT(self->exit_propagate);
     Py_VISIT(self->exit_pending);
+    Py_VISIT(self->limit_obj);
+    Py_VISIT(self->slot_queue);
     return 0;
 }
 
@@ -2257,6 +2842,9 @@ tg_clear(PyObject *op)
     }
     self->nslots = self->nfree = self->nlive = 0;
     self->nscheduled = self->nfailing = 0;
+    Py_CLEAR(self->limit_obj);
+    Py_CLEAR(self->slot_queue);
+    self->limit = self->nholding = self->slot_head = 0;
     if (self->callback != NULL) {
         Py_CLEAR(((TGCallback *)self->callback)->group);
         Py_CLEAR(self->callback);
@@ -2296,37 +2884,76 @@ tg_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
+/* TaskGroup(*, limit=None): the limit as an exact int (new reference),
+ * NULL for None, or NULL with the error docs/extras.md gives. */
+static PyObject *
+tg_check_limit(PyObject *limit, Py_ssize_t *value)
+{
+    *value = 0;
+    if (limit == Py_None) {
+        return NULL;
+    }
+    if (!PyLong_Check(limit) || PyBool_Check(limit)) {
+        fw_type_error_naming_type("limit must be an int or None, not %U",
+                                  limit);
+        return NULL;
+    }
+    PyObject *n = PyNumber_Index(limit);
+    if (n == NULL) {
+        return NULL;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(n, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(n);
+        return NULL;
+    }
+    if (overflow < 0 || (overflow == 0 && v < 1)) {
+        PyErr_Format(PyExc_ValueError, "limit must be >= 1, got %R", n);
+        Py_DECREF(n);
+        return NULL;
+    }
+    *value = overflow > 0 || v > (long long)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
+                                                          : (Py_ssize_t)v;
+    return n;
+}
+
 static int
 tg_init(PyObject *op, PyObject *args, PyObject *kwds)
 {
     TaskGroupObject *self = TG_CAST(op);
+    PyObject *limit = Py_None, *bound = NULL;
     if (PyTuple_GET_SIZE(args) != 0 ||
         (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
-        /* The interpreter's own wording, through a Python __init__(self). */
-        PyObject *func = PyDict_GetItemString(self->st->signatures,
-                                              "tg_init");
-        PyObject *full = func == NULL ? NULL
-                                      : PyTuple_New(PyTuple_GET_SIZE(args) +
-                                                    1);
-        if (full == NULL) {
+        /* Bound by a Python __init__(self, *, limit=None): the
+         * interpreter's own wording for arguments that do not bind. */
+        bound = fw_bind_call(self->st, "tg_init", op, args, kwds);
+        if (bound == NULL) {
             return -1;
         }
-        PyTuple_SET_ITEM(full, 0, Py_NewRef(op));
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
-            PyTuple_SET_ITEM(full, i + 1,
-                             Py_NewRef(PyTuple_GET_ITEM(args, i)));
-        }
-        PyObject *r = PyObject_Call(func, full, kwds);
-        Py_DECREF(full);
-        if (r != NULL) {
-            Py_DECREF(r);
-            PyErr_SetString(PyExc_TypeError,
-                            "TaskGroup.__init__(): bad arguments");
-        }
+        limit = PyTuple_GET_ITEM(bound, 0);
+    }
+    Py_ssize_t value;
+    PyObject *obj = tg_check_limit(limit, &value);
+    Py_XDECREF(bound);
+    if (obj == NULL && PyErr_Occurred()) {
         return -1;
     }
     tg_reset(self);
+    Py_XSETREF(self->limit_obj, obj);
+    self->limit = value;
     return 0;
+}
+
+PyDoc_STRVAR(tg_limit_doc,
+             "The most tasks of the group that run their coroutine at once\n"
+             "(TaskGroup(limit=N)); None when unlimited.  Read-only.");
+
+static PyObject *
+tg_get_limit(PyObject *op, void *Py_UNUSED(closure))
+{
+    PyObject *limit = TG_CAST(op)->limit_obj;
+    return Py_NewRef(limit != NULL ? limit : Py_None);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2506,6 +3133,7 @@ tg_set_loop(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
 #define TG_OFF(f) ((void *)offsetof(TaskGroupObject, f))
 
 static PyGetSetDef tg_getset[] = {
+    {"limit", tg_get_limit, NULL, tg_limit_doc, NULL},
     {"_tasks", tg_get_tasks, tg_set_tasks,
      "The unfinished children (asyncio.TaskGroup's private set).", NULL},
     {"_errors", tg_get_errors, tg_set_errors, NULL, NULL},
@@ -2569,7 +3197,7 @@ static PyMemberDef tg_members[] = {
 
 PyDoc_STRVAR(
     tg_doc,
-    "TaskGroup()\n--\n\n"
+    "TaskGroup(*, limit=None)\n--\n\n"
     "Asynchronous context manager for managing groups of tasks.\n\n"
     "Example use:\n\n"
     "    async with fastwait.TaskGroup() as group:\n"
@@ -2581,7 +3209,13 @@ PyDoc_STRVAR(
     "a task will cancel all remaining tasks and wait for them to exit.\n"
     "The exceptions are then combined and raised as an `ExceptionGroup`.\n\n"
     "A drop-in replacement for asyncio.TaskGroup with the semantics of the\n"
-    "running Python version.");
+    "running Python version.\n\n"
+    "limit: None (the default, asyncio's TaskGroup) or an int >= 1, the\n"
+    "most tasks of the group that run their coroutine at once.  Beyond\n"
+    "it, create_task() still returns a Task at once, but its coroutine\n"
+    "starts only when a slot frees (in creation order); cancelling such\n"
+    "a waiting task closes its coroutine unstarted.  Its tasks run a\n"
+    "fastwait wrapper around the coroutine (task.get_coro()).");
 
 static PyType_Slot tg_slots[] = {
     {Py_tp_doc, (void *)tg_doc},
@@ -2608,10 +3242,12 @@ static PyType_Spec tg_spec = {
 /* Signatures for the interpreter's own argument errors (fw_bind). */
 static const char tg_signatures_src[] =
     "class TaskGroup:\n"
+    "    def __init__(self, *, limit=None): return (limit,)\n"
     "    def create_task(self, coro, **kwargs): return (coro, kwargs)\n"
     "    def cancel(self): pass\n"
     "tg_create_task_kw = TaskGroup.create_task\n"
     "tg_cancel = TaskGroup.cancel\n"
+    "tg_init = TaskGroup.__init__\n"
     "del TaskGroup\n";
 
 /* TaskGroup's version switches, in one place.  The patch releases are
@@ -2653,6 +3289,16 @@ fw_taskgroup_init(PyObject *module, fw_state *st)
     st->TaskGroupCallbackType = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &tgcb_spec, NULL);
     if (st->TaskGroupCallbackType == NULL) {
+        return -1;
+    }
+    if (Py_Version < 0x030F0000) {
+        size_t n = sizeof(sw_getset) / sizeof(sw_getset[0]);
+        sw_getset[n - 2] = sw_getset[n - 1]; /* no cr_state */
+    }
+    st->TaskGroupSlotWrapperType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &sw_spec, NULL);
+    if (st->TaskGroupSlotWrapperType == NULL ||
+        fw_register_coroutine_type(st->TaskGroupSlotWrapperType) < 0) {
         return -1;
     }
     st->kw_loop_name_context = Py_BuildValue("(sss)", "loop", "name",
