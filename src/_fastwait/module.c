@@ -751,6 +751,9 @@ module_exec(PyObject *module)
         fw_shield_init(module, st) < 0 || fw_taskgroup_init(module, st) < 0) {
         return -1;
     }
+    if (fw_race_init(module, st) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -810,6 +813,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->timer_loop_types);
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
+    Py_VISIT(st->RaceStateType);
     Py_VISIT(st->set_task_name);
     Py_VISIT(st->awaited_by_add);
     Py_VISIT(st->awaited_by_discard);
@@ -883,6 +887,7 @@ module_clear(PyObject *module)
     st->last_scheduler = NULL;
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);
+    Py_CLEAR(st->RaceStateType);
     Py_CLEAR(st->set_task_name);
     Py_CLEAR(st->awaited_by_add);
     Py_CLEAR(st->awaited_by_discard);
