@@ -61,6 +61,7 @@ typedef struct {
     Py_ssize_t nchildren;
     Py_ssize_t remaining;   /* children not done */
     char constructing;      /* the children are being created */
+    Py_ssize_t next_arg;    /* aws[next_arg:] are not processed yet */
     PyObject *value;        /* the winner's result */
     PyObject *thrown;       /* thrown into race, or the creation error */
     PyObject *base_exc;     /* a child's KeyboardInterrupt/SystemExit */
@@ -148,6 +149,52 @@ release(RaceState *self)
                                           : 0;
 }
 
+static int
+cancel_timer(RaceState *self)
+{
+    if (self->timer == NULL) {
+        return 0;
+    }
+    int r = fw_release_timer_cancel(self->st, self->timer);
+    Py_CLEAR(self->timer);
+    return r;
+}
+
+/* Cancel every unfinished child. */
+static int
+cancel_children(RaceState *self)
+{
+    fw_state *st = self->st;
+    for (Py_ssize_t i = 0; i < self->nchildren; i++) {
+        if (self->flags[i] & RF_DONE) {
+            continue;
+        }
+        PyObject *child = self->children[i];
+        PyObject *r = Py_IS_TYPE(child, st->TaskType)
+                          ? PyObject_CallOneArg(st->task_cancel, child)
+                          : PyObject_CallMethodNoArgs(child, st->str_cancel);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+/* Racing is decided (`d`): cancel the deadline and every unfinished
+ * child at once; race's waiter is released when the last child is done.
+ * -1 error (the children not cancelled yet are left running). */
+static int
+decide(RaceState *self, int d)
+{
+    self->decision = (char)d;
+    self->phase = PH_DRAINING;
+    if (cancel_timer(self) < 0 || cancel_children(self) < 0) {
+        return -1;
+    }
+    return self->remaining == 0 && !self->constructing ? release(self) : 0;
+}
+
 /* Child `i` finished: `flag` is RF_OK (value: its result), RF_CANCELLED or
  * RF_FAILED (exc: its exception, borrowed, or NULL when not known). */
 static int
@@ -165,28 +212,22 @@ child_done(RaceState *self, Py_ssize_t i, int flag, PyObject *value,
     if (flag == RF_FAILED && exc != NULL && is_base_error(exc) &&
         self->base_exc == NULL) {
         self->base_exc = Py_NewRef(exc);
-        if (self->phase == PH_RACING && self->decision == D_NONE) {
-            self->decision = D_BASE;
-            return release(self);
+        if (self->phase == PH_RACING) {
+            return decide(self, D_BASE);
         }
     }
     if (self->phase == PH_RACING) {
-        if (self->decision != D_NONE) {
-            return 0;
-        }
         if (flag == RF_OK) {
-            self->decision = D_WIN;
             self->value = Py_NewRef(value);
-            return release(self);
+            return decide(self, D_WIN);
         }
         if (self->remaining == 0 && !self->constructing) {
-            self->decision = D_ALLFAIL;
-            return release(self);
+            return decide(self, D_ALLFAIL);
         }
         return 0;
     }
     /* PH_DRAINING */
-    return self->remaining == 0 ? release(self) : 0;
+    return self->remaining == 0 && !self->constructing ? release(self) : 0;
 }
 
 /* A wrapped child's coroutine returned (value) or raised (exc). */
@@ -394,17 +435,27 @@ make_child(RaceState *self, PyObject *arg, int wrapped)
     return 0;
 }
 
-/* Close the native coroutines among aws[from:] that are no child (they
- * would never run). */
+/* Close the native coroutines among aws[next_arg:] that are no child
+ * (they would never run).  The error set, if any, is kept. */
 static void
-close_unstarted(RaceState *self, Py_ssize_t from, PtrSet *seen)
+close_unstarted(RaceState *self)
 {
     fw_state *st = self->st;
+    if (self->aws == NULL) {
+        return;
+    }
+    PyObject *exc = fw_err_fetch();
     Py_ssize_t n = PyTuple_GET_SIZE(self->aws);
-    for (Py_ssize_t j = from; j < n; j++) {
+    for (Py_ssize_t j = self->next_arg; j < n; j++) {
         PyObject *arg = PyTuple_GET_ITEM(self->aws, j);
-        if (!PyCoro_CheckExact(arg) ||
-            (seen != NULL && ptr_set_seen(seen, arg, 1))) {
+        if (!PyCoro_CheckExact(arg)) {
+            continue;
+        }
+        int child = 0;
+        for (Py_ssize_t k = 0; k < self->next_arg && !child; k++) {
+            child = PyTuple_GET_ITEM(self->aws, k) == arg;
+        }
+        if (child) {
             continue;
         }
         PyObject *r = PyObject_CallMethodNoArgs(arg, st->str_close);
@@ -412,6 +463,9 @@ close_unstarted(RaceState *self, Py_ssize_t from, PtrSet *seen)
             PyErr_WriteUnraisable(arg);
         }
         Py_XDECREF(r);
+    }
+    if (exc != NULL) {
+        fw_err_restore(exc);
     }
 }
 
@@ -424,19 +478,19 @@ race_start(RaceState *self)
     Py_ssize_t nargs = PyTuple_GET_SIZE(self->aws);
     self->loop = PyObject_CallNoArgs(st->get_running_loop);
     if (self->loop == NULL) {
-        close_unstarted(self, 0, NULL);
+        close_unstarted(self);
         return -1;
     }
     int wrapped = fw_loop_runs_wrappers(st, self->loop);
     if (wrapped < 0) {
-        close_unstarted(self, 0, NULL);
+        close_unstarted(self);
         return -1;
     }
     self->waiter = PyObject_CallMethodNoArgs(self->loop,
                                              st->str_create_future);
     if (self->waiter == NULL ||
         fw_graph_waiter(st, self->loop, &self->graph_waiter) < 0) {
-        close_unstarted(self, 0, NULL);
+        close_unstarted(self);
         return -1;
     }
     self->children = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
@@ -449,17 +503,22 @@ race_start(RaceState *self)
     if (self->children == NULL || self->flags == NULL || seen.keys == NULL) {
         PyMem_Free(seen.keys);
         PyErr_NoMemory();
-        close_unstarted(self, 0, NULL);
+        close_unstarted(self);
         return -1;
     }
     self->phase = PH_RACING;
     self->constructing = 1;
     for (Py_ssize_t j = 0; j < nargs; j++) {
         PyObject *arg = PyTuple_GET_ITEM(self->aws, j);
+        self->next_arg = j;
         if (ptr_set_seen(&seen, arg, 1)) {
             continue; /* a duplicate: the same child */
         }
+        Py_ssize_t before = self->nchildren;
         if (make_child(self, arg, wrapped) < 0) {
+            if (self->nchildren > before) {
+                self->next_arg = j + 1; /* it is a child */
+            }
             self->constructing = 0;
             if (self->pend && self->pend_exc != NULL &&
                 is_base_error(self->pend_exc) && self->base_exc == NULL) {
@@ -469,7 +528,7 @@ race_start(RaceState *self)
             self->pend = 0;
             Py_CLEAR(self->pend_value);
             Py_CLEAR(self->pend_exc);
-            close_unstarted(self, j + 1, &seen);
+            close_unstarted(self);
             PyMem_Free(seen.keys);
             return -1;
         }
@@ -477,10 +536,16 @@ race_start(RaceState *self)
     self->constructing = 0;
     PyMem_Free(seen.keys);
     Py_CLEAR(self->aws);
-    if (self->decision == D_NONE && self->remaining == 0) {
+    if (self->phase == PH_DRAINING) {
+        /* Decided inside create_task (eager): the children created after
+         * the decision are cancelled too. */
+        if (decide(self, self->decision) < 0) {
+            return -1;
+        }
+    }
+    else if (self->remaining == 0) {
         /* Every child was done at creation, none with a result. */
-        self->decision = D_ALLFAIL;
-        if (release(self) < 0) {
+        if (decide(self, D_ALLFAIL) < 0) {
             return -1;
         }
     }
@@ -499,38 +564,6 @@ race_start(RaceState *self)
 }
 
 /* ---- the end */
-
-static int
-cancel_timer(RaceState *self)
-{
-    if (self->timer == NULL) {
-        return 0;
-    }
-    int r = fw_release_timer_cancel(self->st, self->timer);
-    Py_CLEAR(self->timer);
-    return r;
-}
-
-/* Cancel every unfinished child. */
-static int
-cancel_children(RaceState *self)
-{
-    fw_state *st = self->st;
-    for (Py_ssize_t i = 0; i < self->nchildren; i++) {
-        if (self->flags[i] & RF_DONE) {
-            continue;
-        }
-        PyObject *child = self->children[i];
-        PyObject *r = Py_IS_TYPE(child, st->TaskType)
-                          ? PyObject_CallOneArg(st->task_cancel, child)
-                          : PyObject_CallMethodNoArgs(child, st->str_cancel);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-    }
-    return 0;
-}
 
 /* The error of a failed or cancelled child, marking it retrieved: a new
  * reference, or NULL with an error. */
@@ -621,14 +654,32 @@ fail:
     return NULL;
 }
 
-/* Racing is over: cancel the rest and wait for every child. */
+/* Wait for the last child (a fresh waiter when the caller's cancellation
+ * cancelled ours), or finish. */
 static PyObject *
-race_drain(RaceState *self, PyObject **result)
+race_wait(RaceState *self, PyObject **result)
 {
-    self->phase = PH_DRAINING;
-    if (cancel_timer(self) < 0 || cancel_children(self) < 0) {
-        /* Do not leave the children: an error here is rare enough to
-         * raise it once they are done. */
+    if (self->remaining == 0) {
+        return race_finish(self, result);
+    }
+    int done = fw_fut_bool(self->st, self->waiter, FW_DONE);
+    if (done < 0) {
+        return NULL;
+    }
+    if (done) {
+        Py_SETREF(self->waiter,
+                  PyObject_CallMethodNoArgs(self->loop,
+                                            self->st->str_create_future));
+    }
+    return Py_XNewRef(self->waiter);
+}
+
+/* Racing is over: decide `d` (an error in cancelling is raised once the
+ * children are done), then wait for the last child. */
+static PyObject *
+race_drain(RaceState *self, int d, PyObject **result)
+{
+    if (decide(self, d) < 0) {
         if (self->thrown == NULL) {
             self->thrown = fw_err_fetch();
         }
@@ -636,13 +687,7 @@ race_drain(RaceState *self, PyObject **result)
             PyErr_Clear();
         }
     }
-    if (self->remaining == 0) {
-        return race_finish(self, result);
-    }
-    Py_CLEAR(self->waiter);
-    self->waiter = PyObject_CallMethodNoArgs(self->loop,
-                                             self->st->str_create_future);
-    return Py_XNewRef(self->waiter);
+    return race_wait(self, result);
 }
 
 /* close() / a thrown GeneratorExit: nothing can be awaited any more. */
@@ -669,20 +714,17 @@ race_step(PyObject *op, PyObject *exc, PyObject **result)
     case PH_NEW:
         if (race_start(self) < 0) {
             self->thrown = fw_err_fetch();
-            self->decision = D_THROWN;
             Py_CLEAR(self->aws);
-            return race_drain(self, result);
+            return race_drain(self, D_THROWN, result);
         }
         return Py_NewRef(self->waiter);
     case PH_RACING:
         if (exc != NULL) {
             self->thrown = exc;
-            self->decision = D_THROWN;
+            return race_drain(self, D_THROWN, result);
         }
-        else if (self->decision == D_NONE) {
-            self->decision = D_TIMEOUT;
-        }
-        return race_drain(self, result);
+        /* Woken while no child decided: the deadline. */
+        return race_drain(self, D_TIMEOUT, result);
     case PH_DRAINING:
         if (exc != NULL) {
             /* A cancellation while the children finish: remembered, the
@@ -694,20 +736,7 @@ race_step(PyObject *op, PyObject *exc, PyObject **result)
                 Py_DECREF(exc);
             }
         }
-        if (self->remaining == 0) {
-            return race_finish(self, result);
-        }
-        int done = fw_fut_bool(self->st, self->waiter, FW_DONE);
-        if (done < 0) {
-            return NULL;
-        }
-        if (done) {
-            /* It was cancelled with the caller: a fresh one. */
-            Py_SETREF(self->waiter,
-                      PyObject_CallMethodNoArgs(self->loop,
-                                                self->st->str_create_future));
-        }
-        return Py_XNewRef(self->waiter);
+        return race_wait(self, result);
     default:
         Py_XDECREF(exc);
         PyErr_SetString(PyExc_RuntimeError, "race: finished");
@@ -857,6 +886,7 @@ race(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     self->flags = NULL;
     self->nchildren = self->remaining = 0;
     self->constructing = 0;
+    self->next_arg = 0;
     self->value = self->thrown = self->base_exc = NULL;
     self->pend_value = self->pend_exc = NULL;
     self->pend = 0;
