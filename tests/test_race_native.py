@@ -710,7 +710,8 @@ def test_many_children(vloop):
 
 def test_run_briefly_iterations(vloop):
     """Two children that return after one sleep(0): the winner's step
-    cancels the other; race returns in the next iteration."""
+    cancels the other; race returns in the next iteration (lazy tasks)."""
+    vloop.set_task_factory(None)
     done = []
 
     async def child(v):
@@ -725,3 +726,18 @@ def test_run_briefly_iterations(vloop):
     assert done == []
     run_briefly(vloop, 1)
     assert done == [1]
+
+
+def test_callback_repr_on_a_future_passed_in(vloop):
+    async def main():
+        loop = asyncio.get_running_loop()
+        f = loop.create_future()
+        t = loop.create_task(race(f))
+        await asyncio.sleep(0)
+        assert "race.<locals>._on_completion" in repr(f)
+        state = f._callbacks[0][0]
+        assert repr(state) == "<race racing children=1 pending=1>"
+        f.set_result(1)
+        return await t
+
+    assert run(vloop, main()) == 1
