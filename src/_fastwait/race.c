@@ -89,6 +89,7 @@ race_release_children(RaceState *self)
     PyMem_Free(self->flags);
     self->flags = NULL;
     self->nchildren = 0;
+    self->remaining = 0;
 }
 
 static int
@@ -129,6 +130,8 @@ race_clear(PyObject *op)
     Py_CLEAR(self->base_exc);
     Py_CLEAR(self->pend_value);
     Py_CLEAR(self->pend_exc);
+    /* Nothing can go on without them (a step after a clear raises). */
+    self->phase = PH_OVER;
     return 0;
 }
 
