@@ -741,3 +741,14 @@ def test_callback_repr_on_a_future_passed_in(vloop):
         return await t
 
     assert run(vloop, main()) == 1
+
+
+def test_deadline_taken_at_the_first_step(vloop):
+    async def main():
+        coro = race(asyncio.sleep(10), timeout=2)
+        await asyncio.sleep(5)
+        with pytest.raises(TimeoutError):
+            await coro
+        return asyncio.get_running_loop().time()
+
+    assert run(vloop, main()) == 1007.0

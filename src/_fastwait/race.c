@@ -496,6 +496,18 @@ race_start(RaceState *self)
         close_unstarted(self);
         return -1;
     }
+    if (self->has_timeout) {
+        /* The deadline: loop.time() + timeout, before any child runs. */
+        PyObject *delay = PyFloat_FromDouble(self->timeout);
+        self->timer = delay == NULL ? NULL
+                                    : fw_release_timer(st, self->loop, delay,
+                                                       self->waiter);
+        Py_XDECREF(delay);
+        if (self->timer == NULL) {
+            close_unstarted(self);
+            return -1;
+        }
+    }
     self->children = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
     self->flags = PyMem_Calloc((size_t)nargs, 1);
     size_t cap = 8;
@@ -549,17 +561,6 @@ race_start(RaceState *self)
     else if (self->remaining == 0) {
         /* Every child was done at creation, none with a result. */
         if (decide(self, D_ALLFAIL) < 0) {
-            return -1;
-        }
-    }
-    if (self->has_timeout && self->decision == D_NONE) {
-        PyObject *delay = PyFloat_FromDouble(self->timeout);
-        if (delay == NULL) {
-            return -1;
-        }
-        self->timer = fw_release_timer(st, self->loop, delay, self->waiter);
-        Py_DECREF(delay);
-        if (self->timer == NULL) {
             return -1;
         }
     }
