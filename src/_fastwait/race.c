@@ -2,13 +2,15 @@
  *
  * docs/extras.md, "race(*aws, timeout=None)".  race() checks its arguments
  * and returns a native coroutine (coro.c) whose first step, on the running
- * loop, wraps the children (ensure_future, duplicates by identity are one
- * child) and awaits a waiter future.  The first child to succeed, all of
- * them failing, a KeyboardInterrupt/SystemExit from a child or the deadline
- * (fw_release_timer, the shared loop timer) releases the waiter; a throw()
- * into the coroutine (the caller cancelled) wakes it too.  Then every
- * unfinished child is cancelled and race awaits a second waiter, released
- * when the last child is done, before it returns or raises.
+ * loop, arms the deadline (fw_release_timer: the shared loop timer), wraps
+ * the children (ensure_future, duplicates by identity are one child) and
+ * awaits a waiter future.  Racing is decided the moment a child succeeds,
+ * every child has failed or a child raised KeyboardInterrupt/SystemExit
+ * (inside that child's step or done-callback), or when race is woken by
+ * the deadline or a throw() (the caller cancelled): then the deadline is
+ * cancelled and every unfinished child is cancelled at once, and the
+ * waiter is released when the last child is done (a fresh waiter replaces
+ * one the caller's cancellation cancelled).  race then returns or raises.
  *
  * Coroutines that fastwait turns into Tasks itself run in the child wrapper
  * (child.c) where the loop runs it as is: their completion is seen inside
@@ -28,6 +30,9 @@
  *     "all racers failed";
  *   - a success seen before race's own step runs wins over a deadline that
  *     passed in the same loop iteration (the deadline only wakes race);
+ *     a child finishing in its first step wins over timeout <= 0;
+ *   - losers are cancelled from the deciding child's step: a loser whose
+ *     step was due later in the same iteration gets the CancelledError;
  *   - an error while creating the children (a future of another loop, a
  *     non-awaitable) cancels and awaits the children created so far,
  *     closes the native coroutines not yet wrapped, then raises;
