@@ -752,3 +752,42 @@ def test_deadline_taken_at_the_first_step(vloop):
         return asyncio.get_running_loop().time()
 
     assert run(vloop, main()) == 1007.0
+
+
+def test_caller_cancel_message_kept(vloop):
+    seen = []
+
+    async def main():
+        try:
+            await race(asyncio.sleep(5), asyncio.sleep(6))
+        except asyncio.CancelledError as e:
+            seen.append(e.args)
+            raise
+
+    task = vloop.create_task(main())
+    vloop.call_later(1, task.cancel, "bye")
+    with pytest.raises(asyncio.CancelledError):
+        vloop.run_until_complete(task)
+    assert seen == [("bye",)]
+
+
+def test_close_while_awaiting_the_children(vloop):
+    log = Log(vloop)
+
+    async def slow_cleanup():
+        await asyncio.sleep(1)
+        log("a", "cleaned up")
+
+    async def main():
+        coro = race(log.child("a", 5, on_cancel=slow_cleanup),
+                    log.child("b", 1))
+        it = coro.__await__()
+        fut = next(it)
+        await asyncio.sleep(1.5)  # b won at 1; a cleans up until 2
+        assert not fut.done()  # released once a is done
+        coro.close()  # a is cancelled again, not awaited
+        await asyncio.sleep(0)
+        assert no_other_tasks(vloop)
+
+    run(vloop, main())
+    assert log.events == [(1.0, "b", "finished"), (1.0, "a", "cancelled")]
