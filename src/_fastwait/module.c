@@ -749,7 +749,7 @@ module_exec(PyObject *module)
         fw_as_completed_init(module, st) < 0 ||
         fw_timeout_init(module, st) < 0 || fw_wait_for_init(module, st) < 0 ||
         fw_shield_init(module, st) < 0 || fw_taskgroup_init(module, st) < 0 ||
-        fw_eager_init(module, st) < 0) {
+        fw_eager_init(module, st) < 0 || fw_race_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -812,6 +812,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
     Py_VISIT(st->TaskGroupSlotWrapperType);
+    Py_VISIT(st->RaceStateType);
     Py_VISIT(st->set_task_name);
     Py_VISIT(st->awaited_by_add);
     Py_VISIT(st->awaited_by_discard);
@@ -886,6 +887,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);
     Py_CLEAR(st->TaskGroupSlotWrapperType);
+    Py_CLEAR(st->RaceStateType);
     Py_CLEAR(st->set_task_name);
     Py_CLEAR(st->awaited_by_add);
     Py_CLEAR(st->awaited_by_discard);

@@ -97,6 +97,7 @@ typedef struct {
     PyTypeObject *TaskGroupType;         /* taskgroup.c */
     PyTypeObject *TaskGroupCallbackType; /* taskgroup.c */
     PyTypeObject *TaskGroupSlotWrapperType; /* taskgroup.c: limit=N */
+    PyTypeObject *RaceStateType;         /* race.c */
 
     /* asyncio objects, looked up once at import. */
     PyTypeObject *FutureType;  /* asyncio.Future (the C one) */
@@ -258,6 +259,7 @@ int fw_release_waiter(fw_state *st, PyObject *waiter);
 /* functools.partial(_release_waiter, waiter) as a C callable. */
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 int fw_taskgroup_init(PyObject *module, fw_state *st);
+int fw_race_init(PyObject *module, fw_state *st);
 
 /* ---- coro.c: native coroutine objects.
  *
