@@ -298,6 +298,47 @@ def test_eager_task_cancelled_before_its_first_step(vloop):
     run(vloop, main)
 
 
+def test_eager_with_limit_frees_slots_inside_the_call(vloop):
+    started = []
+
+    async def quick(i):
+        started.append(i)
+        return i
+
+    async def slow(i):
+        started.append(i)
+        await asyncio.sleep(1)
+        return i
+
+    async def main():
+        outer = px.gather(quick(0), slow(1), quick(2), slow(3), limit=1,
+                          eager=True)
+        assert started == [0, 1]
+        return await outer
+
+    assert run(vloop, main) == [0, 1, 2, 3]
+
+
+def test_outer_cancelled_after_the_deadline_ends_cancelled(vloop):
+    async def stubborn():
+        for _ in range(2):
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                pass
+        return "x"
+
+    async def main():
+        outer = px.gather(stubborn(), timeout=1, return_exceptions=True)
+        await asyncio.sleep(2)
+        assert not outer.done()
+        assert outer.cancel() is True
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+
+    run(vloop, main)
+
+
 # ---------------------------------------------------------------------------
 # race()
 # ---------------------------------------------------------------------------

@@ -397,11 +397,15 @@ class _GatheringFuture(futures.Future):
         self._drop_queue()
 
     def _complete(self):
+        """Every child has finished: the outer's outcome."""
         self._cancel_timer()
+        # (the results are read in every case, as gather does: that marks
+        # the children's exceptions retrieved)
         results = []
         for child in self._positions:
             if child.cut or (child.deadline_cancelled
                              and child.is_cancelled()):
+                # cut short by the deadline
                 res = TimeoutError()
             elif child.is_cancelled():
                 msg = child.cancel_message()
@@ -412,6 +416,8 @@ class _GatheringFuture(futures.Future):
                     res = child.get_result()
             results.append(res)
         if self._cancel_requested:
+            # As gather: the cancellation propagates whatever
+            # return_exceptions says (the last child's cancelled error).
             self.set_exception(self._positions[-1].make_cancelled_error())
         elif self._timed_out and not self._return_exceptions:
             self.set_exception(TimeoutError())
