@@ -24,6 +24,7 @@ import contextvars
 import inspect
 import math
 import sys
+import types
 from asyncio import events, exceptions, futures, tasks
 from asyncio import gather as _stdlib_gather
 from asyncio import TaskGroup as _StdlibTaskGroup
@@ -691,6 +692,28 @@ def gather(*aws, return_exceptions=False, limit=None, timeout=None,
     return outer
 
 
+def _frame_skipped_by_asyncio_warnings(func):
+    """``func`` with globals whose ``__name__`` is in the asyncio package.
+
+    asyncio attributes its "There is no current event loop" warning (3.12,
+    3.13) to the first frame outside the asyncio package; gather() runs
+    ``asyncio.gather`` or ``get_event_loop()`` from its own frame, where the
+    native gather (a builtin) has none: so that the warning points at the
+    caller's line in both, gather's frame reads as asyncio's.  The globals
+    are a copy of this module's, taken once it is complete (it rebinds
+    none of them at run time).
+    """
+    namespace = dict(globals())
+    namespace["__name__"] = "asyncio.<fastwait._pyextras>"
+    new = types.FunctionType(func.__code__, namespace, func.__name__,
+                             func.__defaults__, func.__closure__)
+    new.__kwdefaults__ = func.__kwdefaults__
+    new.__doc__ = func.__doc__
+    new.__qualname__ = func.__qualname__
+    new.__module__ = func.__module__
+    return new
+
+
 # ---------------------------------------------------------------------------
 # race()
 # ---------------------------------------------------------------------------
@@ -1054,3 +1077,6 @@ class TaskGroup(_StdlibTaskGroup):
             except BaseException:
                 wrapper._abandon()
                 raise
+
+
+gather = _frame_skipped_by_asyncio_warnings(gather)
