@@ -13,7 +13,9 @@ a done-callback, so the next child waiting for a slot is started in the loop
 iteration after the child's Task finished (one iteration after its last
 step), where the native gather starts it from the child's last step; the
 deadlines of ``timeout=`` are plain loop timers (``loop.call_at``), not
-fastwait's deadline heap.
+fastwait's deadline heap.  As the native gather, it reads
+``return_exceptions``'s truth value once, at the call (when a new argument
+is given; without, it is the stdlib's gather).
 """
 
 from __future__ import annotations
@@ -650,7 +652,7 @@ def gather(*aws, return_exceptions=False, limit=None, timeout=None,
     when = None if timeout is None else loop.time() + timeout
     outer = _GatheringFuture(
         loop=loop, positions=positions, children=children,
-        return_exceptions=return_exceptions,
+        return_exceptions=bool(return_exceptions),  # read once
         limit=math.inf if limit is None else limit)
     outer._eager = eager
     queue = outer._queue
