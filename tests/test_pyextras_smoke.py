@@ -1,9 +1,9 @@
 """Quick checks of fastwait._pyextras (the pure-Python gather(limit=,
 timeout=, eager=), race() and TaskGroup(limit=) of docs/extras.md).
 
-The full suite, run on both implementations, is tests/test_extras*.py;
-these run the Python implementation directly, whatever fastwait.NATIVE
-says, on the virtual-clock loop (``vloop``).
+The full suite of these features runs on both implementations; these
+quick checks run the Python implementation directly, whatever
+fastwait.NATIVE says, on the virtual-clock loop (``vloop``).
 """
 
 import asyncio
