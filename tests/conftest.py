@@ -164,24 +164,35 @@ FIRST_AXIS = LOOP_KIND == "asyncio" and TASKS_KIND == "lazy"
 _DESELECTED_ELSEWHERE = []
 
 
+#: Tests marked ``needs_eager_factory`` exercise asyncio.eager_task_factory,
+#: which 3.12 added: on 3.11 they are deselected, and the summary says how
+#: many (never a silent skip).
+_DESELECTED_NO_EAGER = []
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "axis_independent: runs on the asyncio/lazy axis only (deselected, "
         "and counted in the summary, on the others)")
+    config.addinivalue_line(
+        "markers",
+        "needs_eager_factory: uses asyncio.eager_task_factory (3.12+); "
+        "deselected, and counted in the summary, on 3.11")
 
 
 def pytest_collection_modifyitems(session, config, items):
-    if FIRST_AXIS:
-        return
     keep = []
     for item in items:
-        if item.get_closest_marker("axis_independent"):
+        if not FIRST_AXIS and item.get_closest_marker("axis_independent"):
             _DESELECTED_ELSEWHERE.append(item)
+        elif not HAS_EAGER and item.get_closest_marker("needs_eager_factory"):
+            _DESELECTED_NO_EAGER.append(item)
         else:
             keep.append(item)
-    if _DESELECTED_ELSEWHERE:
-        config.hook.pytest_deselected(items=_DESELECTED_ELSEWHERE)
+    dropped = _DESELECTED_ELSEWHERE + _DESELECTED_NO_EAGER
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
 
@@ -228,6 +239,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if _DESELECTED_ELSEWHERE:
         tr.line(f"fastwait: {len(_DESELECTED_ELSEWHERE)} axis-independent tests "
                 "deselected on this axis; they run on the asyncio/lazy axis")
+    if _DESELECTED_NO_EAGER:
+        tr.line(f"fastwait: {len(_DESELECTED_NO_EAGER)} tests of "
+                "asyncio.eager_task_factory deselected: Python 3.11 has none")
     if not _SKIPPED:
         return
     tr.section("fastwait: skipped tests", sep="=", red=CI, yellow=not CI)

@@ -44,8 +44,7 @@ if fastwait.NATIVE:
     from fastwait._fastwait import _eager_start
     from fastwait._fastwait import CoroutineWrapper
 
-needs_eager = pytest.mark.skipif(not HAS_EAGER,
-                                 reason="asyncio.eager_task_factory: 3.12+")
+needs_eager = pytest.mark.needs_eager_factory
 
 var = contextvars.ContextVar("var", default="unset")
 
@@ -874,8 +873,6 @@ def test_python_coroutine_class(loop):
     on_loop(loop, main)
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 12),
-                    reason="asyncio.iscoroutine accepts generators on 3.11")
 def test_generator_based_coroutine(loop):
     @types.coroutine
     def gen(fut):
