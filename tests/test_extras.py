@@ -1465,8 +1465,9 @@ def test_taskgroup_limit_failing_and_base_exceptions(ximpl, vloop):
 
     async def main():
         async with ximpl.TaskGroup(limit=2) as tg:
-            tg.create_task(rec.child("a", 1, exc=b1))
-            tg.create_task(rec.child("b", 1, exc=b2))
+            # b fails first; a, cancelled by the abort, raises b1
+            tg.create_task(rec.child("a", 1, on_cancel=b1))
+            tg.create_task(rec.child("b", 0.5, exc=b2))
             tg.create_task(rec.child("c", 1))
 
     kind, eg = run(vloop, outcome(main()))
