@@ -42,6 +42,9 @@ REFERENCE_CANNOT = {
         "its wait() loop sees the deadline one iteration late",
     "test_eager_limit_children_started_later_are_eager":
         "children started later run in their guard Task",
+    # Its deadlines are asyncio.wait()'s timeouts.
+    "test_timeout_deadlines_share_one_loop_timer":
+        "a TimerHandle per call",
 }
 
 
@@ -261,6 +264,10 @@ def test_arguments_are_keyword_only(ximpl, vloop):
         assert await ximpl.gather(fut, timeout=5) == [1]
         assert await ximpl.gather(fut, timeout=None, limit=None,
                                   eager=False) == [1]
+        # No children at all.
+        assert await ximpl.gather(limit=2) == []
+        assert await ximpl.gather(timeout=1) == []
+        assert await ximpl.gather(eager=True) == []
 
     run(vloop, main())
 
@@ -823,6 +830,27 @@ def test_limit_keyboardinterrupt(ximpl, vloop, exc_type):
     # b may have been started by a's completion (docs/extras.md leaves
     # that open); then it goes on (cancelled by the teardown).
     assert "b" in rec.ran or rec.never_ran("b")
+
+
+def test_timeout_deadlines_share_one_loop_timer(ximpl, vloop):
+    """"It lives on fastwait's deadline heap (one loop timer per loop),
+    never a TimerHandle per call" (race's timeout too)."""
+    async def main():
+        futs = [vloop.create_future() for _ in range(5)]
+        gs = [ximpl.gather(f, timeout=10 + i) for i, f in enumerate(futs)]
+        races = [asyncio.ensure_future(ximpl.race(f, timeout=20 + i))
+                 for i, f in enumerate(futs)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        armed = [h for h in vloop._scheduled if not h.cancelled()]
+        for f in futs:
+            f.set_result(1)
+        res = [await g for g in gs] + [await r for r in races]
+        return len(armed), res
+
+    armed, res = run(vloop, main())
+    assert res == [[1]] * 5 + [1] * 5
+    assert armed <= 1
 
 
 # ---------------------------------------------------------------------------
@@ -1480,6 +1508,28 @@ def test_taskgroup_limit_failing_and_base_exceptions(ximpl, vloop):
     assert "c" not in rec.ran or rec.cancelled("c")
     assert "c" in rec.ran or inspect.getcoroutinestate(
         rec.coros["c"]) == inspect.CORO_CLOSED
+
+
+def test_taskgroup_limit_create_task_arguments(ximpl, vloop):
+    """A waiting task keeps create_task()'s name and context."""
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    async def child():
+        seen.append(var.get())
+
+    async def main():
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "ctx")
+        async with ximpl.TaskGroup(limit=1) as tg:
+            a = tg.create_task(asyncio.sleep(1), name="first")
+            b = tg.create_task(child(), name="second", context=ctx)
+            assert (a.get_name(), b.get_name()) == ("first", "second")
+            assert not b.done()
+        return b.done()
+
+    assert run(vloop, main()) is True
+    assert seen == ["ctx"]
 
 
 def test_taskgroup_without_limit_is_plain(ximpl, vloop):

@@ -72,7 +72,8 @@ def bit(i):
 
 @dataclass(frozen=True)
 class Kid:
-    """``kind``: coro | awaitable | future.  A coroutine-like child sleeps
+    """``kind``: coro | awaitable | task | future.  A coroutine-like child
+    (a task: a Task made before the call, which takes no slot) sleeps
     ``delays`` (each off-grid; none: it finishes in its first step) then
     ``outcome``s: return | raise | raise_base | self_cancel.  On a
     cancellation it re-raises (``on_cancel="raise"``), ignores it and
@@ -166,6 +167,12 @@ class Run:
         coro = coro_fn()
         rec["coro"] = coro
         return coro
+
+    def make_task(self, i, kid):
+        """Child ``i`` as a Task created before the call (no slot)."""
+        return self.loop.create_task(self.make(
+            i, Kid("coro", kid.delays, kid.outcome, kid.on_cancel),
+            slot=False))
 
     async def body(self, i, kid, rec, slot):
         rec["ran"] = True
@@ -281,7 +288,9 @@ def gather_specs(draw):
     eager = draw(st.booleans())
     # (eager: children finishing in their first step, inside the call,
     # in argument order)
-    ks = tuple(draw(kids(i, first_step=eager)) for i in range(n))
+    ks = tuple(draw(kids(i, ("coro", "coro", "coro", "awaitable", "future",
+                             "task"), first_step=eager))
+               for i in range(n))
     extra = draw(st.lists(st.integers(0, n - 1), max_size=2))
     args = tuple(draw(st.permutations(list(range(n)) + extra)))
     return GatherSpec(
@@ -298,7 +307,8 @@ def run_gather(gather, spec):
     r = Run()
 
     async def main():
-        objs = [r.make(i, k) for i, k in enumerate(spec.kids)]
+        objs = [r.make_task(i, k) if k.kind == "task" else r.make(i, k)
+                for i, k in enumerate(spec.kids)]
         args = [objs[i] for i in spec.args]
         kwargs = {"return_exceptions": spec.return_exceptions}
         if spec.limit is not None:
@@ -403,9 +413,7 @@ def run_race(race, spec):
         objs = []
         for i, k in enumerate(spec.kids):
             if k.kind == "task":
-                objs.append(r.loop.create_task(
-                    r.make(i, Kid("coro", k.delays, k.outcome, k.on_cancel),
-                           slot=False)))
+                objs.append(r.make_task(i, k))
             else:
                 objs.append(r.make(i, k, slot=False))
         args = [objs[i] for i in spec.args]
