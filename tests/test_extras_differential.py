@@ -30,6 +30,13 @@ start at the instant the outer failed (the group aborted) are dropped
 from both traces; they cannot change the rest (they take the slot the
 failing child left, and nothing starts after).
 
+A second one: when gather's outer is cancelled, docs/extras.md says the
+outer ends "when the last started child finishes", while gather itself
+(return_exceptions=False) ends at the first child that ends cancelled or
+failing after the cancel: after a successful ``outer.cancel()`` the
+outer's outcome is compared by type only (return_exceptions=True) or not
+at all, nor its time (return_exceptions=False); what the children do is.
+
 KeyboardInterrupt and SystemExit are left to tests/test_extras.py (they
 escape the loop); BaseBoom stands for the other BaseExceptions.
 """
@@ -305,6 +312,7 @@ def gather_specs(draw):
 
 def run_gather(gather, spec):
     r = Run()
+    r.failed_at = None
 
     async def main():
         objs = [r.make_task(i, k) if k.kind == "task" else r.make(i, k)
@@ -335,15 +343,30 @@ def run_gather(gather, spec):
             r.trace["outer"] = ("result", describe(res))
             failure = None
         r.trace["outer_at"] = r.now()
+        r.failed_at = None
+        if r.trace.get("cancel", (0, False))[1] is True:
+            # The outer was cancelled while pending.  docs/extras.md: "When
+            # the last started child finishes, the outer ends as gather's
+            # does after a cancellation (CancelledError)"; but gather
+            # itself, with return_exceptions=False, ends at the first child
+            # that ends cancelled (or failing) after the cancel.  Either.
+            # (Its CancelledError's message is not compared either.)
+            if spec.return_exceptions:
+                r.trace["outer"] = ("raised", type(failure).__name__)
+            else:
+                r.trace["outer"] = ("raised", "after the cancellation")
+                del r.trace["outer_at"]
+            return
         # A child's own failure (a self-cancelled child's CancelledError
         # carries "c<i>", a cancelled future's "f<i>").
         own = isinstance(failure, (Boom, BaseBoom)) or (
             isinstance(failure, asyncio.CancelledError)
             and failure.args and str(failure.args[0])[:1] in ("c", "f"))
-        r.failed_at = r.now() if own and not spec.return_exceptions else None
+        if own and not spec.return_exceptions:
+            r.failed_at = r.now()
 
     trace = r.finish(main())
-    return blur_follow_ons(trace, getattr(r, "failed_at", None))
+    return blur_follow_ons(trace, r.failed_at)
 
 
 GATHER_EXAMPLES = [
