@@ -30,6 +30,7 @@ The differential tests therefore compare with it in virtual time only.
 
 import asyncio
 import contextvars
+import inspect
 import math
 
 __all__ = ("gather", "race", "TaskGroup")
@@ -414,6 +415,10 @@ class TaskGroup(asyncio.TaskGroup):
         try:
             task = super().create_task(wrapper, name=name, context=context)
         except BaseException:
+            # A refusal: from 3.13 on the group closes the coroutine it was
+            # given; then so is the caller's.
+            if inspect.getcoroutinestate(wrapper) == inspect.CORO_CLOSED:
+                coro.close()
             wrapper.close()
             raise
         # Cancelled while waiting for its slot: the coroutine never runs.

@@ -940,6 +940,33 @@ def test_eager_suspending_child_gets_a_task(ximpl, vloop):
     assert rec.ends() == {"x": 0}
 
 
+def test_eager_task_waits_on_what_the_first_step_yielded(ximpl, vloop):
+    """The wrapper "hands the Task what the coroutine's first step
+    yielded": the Task waits on that future, so cancelling the outer
+    cancels it (and the child sees the message)."""
+    got = {}
+
+    async def child(fut):
+        try:
+            await fut
+        except asyncio.CancelledError as e:
+            got["child"] = e.args
+            raise
+
+    async def main():
+        fut = vloop.create_future()
+        g = ximpl.gather(child(fut), eager=True)
+        await asyncio.sleep(1)
+        got["cancel"] = g.cancel("m")
+        got["outcome"] = await outcome(g)
+        return fut.cancelled()
+
+    assert run(vloop, main()) is True
+    assert got["cancel"] is True
+    assert got["child"] == ("m",)
+    assert exc_desc(got["outcome"][1]) == (asyncio.CancelledError, ("m",))
+
+
 @pytest.mark.parametrize("return_exceptions", [False, True])
 def test_eager_first_step_raises(ximpl, vloop, return_exceptions):
     """"A failed child with return_exceptions=False is reported once all
