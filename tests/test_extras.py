@@ -11,6 +11,28 @@ Everything runs on a virtual clock (``vloop``), on the active task axis
 
 Where the spec leaves a choice open, the tests accept either (each such
 place says so); docs/extras.md is quoted where a test pins a sentence.
+
+Choices where docs/extras.md is silent or ambiguous (the simplest reading
+consistent with it; also in the report of the change that added them):
+
+* a failing child's completion (return_exceptions=False; a TaskGroup
+  child that raises) may or may not hand its slot to the next waiting
+  child before the outer ends (the group aborts): either is accepted;
+* the outer cancelled with return_exceptions=False: "when the last started
+  child finishes" versus gather's own rule (the first child that then ends
+  cancelled or failing ends the outer): either is accepted;
+* eager, return_exceptions=False, a first step that fails: "reported once
+  all the children have been started" is read as: the outer is done when
+  gather() returns (children still waiting for a slot are closed) -- the
+  differential compares ``done_at_return`` with the reference;
+* futures passed in count as started children at the deadline: cancelled,
+  with a TimeoutError in their place (test_timeout_futures_passed_in);
+* a second cancellation of race()'s caller while it awaits its cancelled
+  losers is not forwarded to them (test_race_cancelled_while_awaiting_losers);
+  race() cancels its losers without a message;
+* error messages for other types follow the table's pattern
+  (``type(x).__name__``), and any int >= 1 is a limit (10**30 too);
+* "never a TimerHandle per call" holds for the Python implementation too.
 """
 
 import asyncio
