@@ -111,13 +111,13 @@ def kids(draw, i, kinds=("coro", "coro", "coro", "awaitable", "future"),
                    draw(st.sampled_from(["return", "raise", "self_cancel"])))
     return Kid(kind, delays,
                draw(st.sampled_from(
-                   ["return", "return", "raise", "raise_base",
-                    "self_cancel"])),
+                   ["return", "return", "return", "return", "raise",
+                    "raise_base", "self_cancel"])),
                draw(st.sampled_from(["raise", "raise", "ignore", "boom"])))
 
 
 def deadline_times():
-    return st.integers(0, 12).map(lambda k: k / 2 + DEADLINE_BIT)
+    return st.integers(0, 9).map(lambda k: k / 2 + DEADLINE_BIT)
 
 
 def cancel_times():
