@@ -1039,3 +1039,48 @@ def fastwait_wraps_children(impl, loop):
         return False
     return loop.get_task_factory() in (
         None, getattr(asyncio, "eager_task_factory", None))
+
+
+# ---------------------------------------------------------------------------
+# Issue 11's extras (tests/test_extras*.py) -- added with those tests
+# ---------------------------------------------------------------------------
+
+#: The implementations of docs/extras.md the ``ximpl`` fixture gives:
+#: fastwait's two, and the tests' own pure-asyncio reference
+#: (tests/extras_reference.py), which documents that the tests hold for a
+#: straightforward implementation of the spec.
+XIMPLS = ("native", "python", "reference")
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize ``ximpl`` over XIMPLS, leaving out "reference" for the
+    tests its module lists in ``REFERENCE_CANNOT`` (name -> why the
+    reference cannot satisfy that spec detail by construction): an
+    explicit deselection, not a skip."""
+    if "ximpl" not in metafunc.fixturenames:
+        return
+    cannot = getattr(metafunc.module, "REFERENCE_CANNOT", {})
+    params = [p for p in XIMPLS
+              if not (p == "reference"
+                      and metafunc.function.__name__ in cannot)]
+    metafunc.parametrize("ximpl", params, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def ximpl(request):
+    """``gather``, ``race`` and ``TaskGroup`` of one implementation of
+    docs/extras.md: "native" (fastwait._fastwait), "python"
+    (fastwait._pyextras) or "reference".  Never skips: a missing module or
+    name fails the test."""
+    import importlib
+    import types
+
+    kind = request.param
+    if kind == "native":
+        mod = importlib.import_module("fastwait._fastwait")
+    elif kind == "python":
+        mod = importlib.import_module("fastwait._pyextras")
+    else:
+        mod = importlib.import_module("extras_reference")
+    return types.SimpleNamespace(
+        name=kind, gather=mod.gather, race=mod.race, TaskGroup=mod.TaskGroup)
