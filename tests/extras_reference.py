@@ -344,11 +344,15 @@ async def _race(aws, timeout):
         fut.add_done_callback(finished.append)
     seen = 0
     outcome = None
+    # A cancelled task hands out the CancelledError its coroutine raised
+    # only to the first caller that asks (later ones get a new one): keep
+    # what each child failed with.
+    errors = {}
     try:
         while outcome is None:
             for fut in finished[seen:]:
                 seen += 1
-                exc = _error(fut)
+                exc = errors[fut] = _error(fut)
                 if exc is None:
                     outcome = ("won", fut.result())
                     break
@@ -382,7 +386,7 @@ async def _race(aws, timeout):
     if outcome[0] == "raise":
         raise outcome[1]
     raise BaseExceptionGroup("all racers failed",
-                             [_error(f) for f in children])
+                             [errors[f] for f in children])
 
 
 # ---------------------------------------------------------------------------
