@@ -258,6 +258,23 @@ int fw_release_waiter(fw_state *st, PyObject *waiter);
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 int fw_taskgroup_init(PyObject *module, fw_state *st);
 
+/* ---- timeout.c: native deadlines on the loop's shared deadline heap (one
+ * loop timer per loop, no TimerHandle per deadline).
+ *
+ * fw_deadline_new(st, loop, when, fire, owner): at loop time `when` (a
+ * double; passed already: in the loop's next timer processing, never
+ * inside the call; +inf: never), call fire(owner) once, from the loop
+ * timer (an error it returns goes to the loop's exception handler).  The
+ * deadline holds a strong reference to `owner` until it fires or is
+ * cancelled.  A new reference, or NULL with an error.
+ * fw_deadline_cancel(st, deadline): it will not fire (fired or cancelled
+ * already: nothing); the owner is released.  -1 error (only for loops
+ * whose timers we do not know, where a handle is cancelled). */
+typedef int (*fw_deadline_fn)(PyObject *owner);
+PyObject *fw_deadline_new(fw_state *st, PyObject *loop, double when,
+                          fw_deadline_fn fire, PyObject *owner);
+int fw_deadline_cancel(fw_state *st, PyObject *deadline);
+
 /* ---- coro.c: native coroutine objects.
  *
  * wait(), and later TaskGroup.__aenter__/__aexit__, Timeout's, wait_for()
