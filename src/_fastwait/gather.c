@@ -1675,9 +1675,11 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
             if (flags == NULL) {
                 return NULL;
             }
-            int r = fw_eager_start(st, self->loop, arg, ext->context,
-                                   (PyObject *)self, pos, ext_eager_finished,
-                                   &value, &exc, &task);
+            /* No owner: gather's done-callback on the Task does the rest
+             * (a completion starts the next child from there). */
+            int r = fw_eager_start(st, self->loop, arg, ext->context, NULL,
+                                   pos, ext_eager_finished, &value, &exc,
+                                   &task);
             if (r < 0) {
                 return NULL;
             }
