@@ -365,17 +365,9 @@ def test_timeout_no_leftover_references(vloop):
 
 # ---------------------------------------------------------------- eager
 
-def _eager_built():
-    c = asyncio.sleep(0)
-    try:
-        fw.gather(c, eager=True)
-    except NotImplementedError:
-        return False
-    except RuntimeError:  # no loop: built in
-        return True
-    finally:
-        c.close()
-    return True  # pragma: no cover
+# eager=True needs fw_eager_start (eager.c, with its _eager_start test hook).
+needs_eager = pytest.mark.skipif(not hasattr(fw, "_eager_start"),
+                                 reason="eager.c not built in")
 
 
 def test_eager_false_is_the_drop_in(vloop):
@@ -386,7 +378,7 @@ def test_eager_false_is_the_drop_in(vloop):
     assert run(vloop, main) == [1]
 
 
-@pytest.mark.skipif(not _eager_built(), reason="eager.c not built in")
+@needs_eager
 def test_eager_finishes_in_call(vloop):
     log = []
 
@@ -402,7 +394,7 @@ def test_eager_finishes_in_call(vloop):
     assert run(vloop, main) == [1, 2]
 
 
-@pytest.mark.skipif(not _eager_built(), reason="eager.c not built in")
+@needs_eager
 def test_eager_with_limit(vloop):
     t = Tracker()
 
@@ -415,6 +407,84 @@ def test_eager_with_limit(vloop):
 
     assert run(vloop, main) == [0, 1, 2, 3]
     assert t.peak == 1
+
+
+@needs_eager
+def test_eager_context_copy_per_child(vloop):
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="caller")
+
+    async def child(v):
+        seen = var.get()
+        var.set(v)
+        await asyncio.sleep(0)
+        return seen, var.get()
+
+    async def main():
+        var.set("main")
+        res = await fw.gather(child("a"), child("b"), eager=True)
+        return res, var.get()
+
+    assert run(vloop, main) == ([("main", "a"), ("main", "b")], "main")
+
+
+@needs_eager
+def test_eager_first_failure_in_argument_order(vloop):
+    log = []
+
+    async def fail(i):
+        log.append(i)
+        raise Boom(i)
+
+    async def main():
+        g = fw.gather(fail(1), fail(2), eager=True)
+        assert log == [1, 2] and g.done()  # all started, then reported
+        with pytest.raises(Boom) as info:
+            await g
+        return info.value.args
+
+    assert run(vloop, main) == (1,)
+
+
+@needs_eager
+def test_eager_cancelled_error_in_first_step(vloop):
+    async def cancels():
+        raise asyncio.CancelledError("x")
+
+    async def main():
+        return await fw.gather(cancels(), asyncio.sleep(0, 1), eager=True,
+                               return_exceptions=True)
+
+    res = run(vloop, main)
+    assert type(res[0]) is asyncio.CancelledError and res[1] == 1
+
+
+@needs_eager
+def test_eager_keyboard_interrupt_propagates_and_closes_rest(vloop):
+    later = []
+
+    async def ki():
+        raise KeyboardInterrupt
+
+    async def main():
+        later.append(asyncio.sleep(0))
+        with pytest.raises(KeyboardInterrupt):
+            fw.gather(ki(), later[0], eager=True)
+        assert closed(later[0])
+
+    run(vloop, main)
+
+
+@needs_eager
+def test_eager_timeout(vloop):
+    async def main():
+        return await fw.gather(asyncio.sleep(0, 0), asyncio.sleep(5),
+                               eager=True, timeout=1,
+                               return_exceptions=True)
+
+    res = run(vloop, main)
+    assert res[0] == 0 and type(res[1]) is TimeoutError
 
 
 # ------------------------------------------------------------ arguments

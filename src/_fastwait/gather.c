@@ -221,6 +221,9 @@ struct GatherExt {
                             is done */
     PyObject *context;   /* eager: the caller's context, copied at the call */
     char eager;
+    char eager_wrapped;  /* eager without limit on a loop that runs our
+                            wrappers: a suspended child reports through
+                            core_wrapped_finished, as in wrapped mode */
     char timed_out;      /* the deadline cut children short */
 };
 
@@ -1675,11 +1678,16 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
             if (flags == NULL) {
                 return NULL;
             }
-            /* No owner: gather's done-callback on the Task does the rest
-             * (a completion starts the next child from there). */
-            int r = fw_eager_start(st, self->loop, arg, ext->context, NULL,
-                                   pos, ext_eager_finished, &value, &exc,
-                                   &task);
+            /* Without limit the wrapper reports the completion (no
+             * done-callback, as in wrapped mode); with limit gather's
+             * done-callback on the Task does (a completion starts the next
+             * child from there), the wrapper has no owner. */
+            int wrap = ext->eager_wrapped;
+            int r = fw_eager_start(
+                st, self->loop, arg, ext->context,
+                wrap ? (PyObject *)self : NULL, pos,
+                wrap ? core_wrapped_finished : ext_eager_finished, &value,
+                &exc, &task);
             if (r < 0) {
                 return NULL;
             }
@@ -1703,7 +1711,8 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
             if (PyObject_SetAttr(task, st->str_log_destroy_pending,
                                  Py_False) < 0 ||
                 fw_graph_add(st, task, self->graph_waiter) < 0 ||
-                fw_add_done_callback(st, task, (PyObject *)self) < 0 ||
+                (!wrap &&
+                 fw_add_done_callback(st, task, (PyObject *)self) < 0) ||
                 (ext->slots != NULL &&
                  PyDict_SetItem(ext->slots, task, Py_None) < 0)) {
                 Py_DECREF(task);
@@ -1919,38 +1928,34 @@ ext_deadline_fire(PyObject *owner)
         r = -1;
         goto done;
     }
+    /* Every unfinished child is cancelled: cancel() answers True exactly
+     * for those (a child already done says False and keeps its outcome). */
     Py_ssize_t n = PyList_GET_SIZE(children);
     int any = ext->npending > 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    ext->timed_out = 1;
+    for (Py_ssize_t i = 0; i < n && r == 0; i++) {
         PyObject *fut = PyList_GET_ITEM(children, i);
         if (fut == Py_None || ext_first(self, i) != i) {
             continue;
         }
-        int d = fw_fut_bool(st, fut, FW_DONE);
-        if (d < 0) {
+        Py_INCREF(fut);
+        PyObject *res = PyObject_CallMethodNoArgs(fut, st->str_cancel);
+        Py_DECREF(fut);
+        int t = res == NULL ? -1 : PyObject_IsTrue(res);
+        Py_XDECREF(res);
+        if (t < 0) {
             r = -1;
-            goto done;
         }
-        if (!d) {
+        else if (t) {
             flags[i] |= F_CUT;
             any = 1;
         }
     }
-    if (!any) {
+    if (r == 0 && !any) {
         /* Every child finished already (their callbacks are on their
-         * way): no child is cut short, the outer ends as it would. */
+         * way): none is cut short, the outer ends as it would have. */
+        ext->timed_out = 0;
         goto done;
-    }
-    ext->timed_out = 1;
-    for (Py_ssize_t i = 0; i < n && r == 0; i++) {
-        if (!(flags[i] & F_CUT)) {
-            continue;
-        }
-        PyObject *fut = Py_NewRef(PyList_GET_ITEM(children, i));
-        PyObject *res = PyObject_CallMethodNoArgs(fut, st->str_cancel);
-        Py_DECREF(fut);
-        Py_XDECREF(res);
-        r = res == NULL ? -1 : 0;
     }
     if (ext_close_pending(self) < 0) {
         r = -1;
@@ -2097,8 +2102,15 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     if (limit > 0 && (ext->slots = PyDict_New()) == NULL) {
         goto fail;
     }
-    if (eager && (ext->context = PyContext_CopyCurrent()) == NULL) {
-        goto fail;
+    if (eager) {
+        ext->context = PyContext_CopyCurrent();
+        int w = ext->context == NULL ? -1
+                : limit == 0         ? fw_loop_runs_wrappers(st, loop)
+                                     : 0;
+        if (w < 0) {
+            goto fail;
+        }
+        ext->eager_wrapped = (char)w;
     }
     if (timeout != NULL && !(isinf(*timeout) && *timeout > 0)) {
         /* Taken before the first child starts. */
