@@ -529,3 +529,14 @@ def test_signature():
     assert str(inspect.signature(fw.gather)) == (
         "(*coros_or_futures, return_exceptions=False, limit=None, "
         "timeout=None, eager=False)")
+
+
+def test_keywords_not_interned(vloop):
+    """Keyword names built at run time (not interned) are recognised too."""
+    kw = {"".join(["time", "out"]): 10, "".join(["li", "mit"]): 1,
+          "".join(["return_", "exceptions"]): True}
+
+    async def main():
+        return await fw.gather(asyncio.sleep(0, 1), **kw)
+
+    assert run(vloop, main) == [1]

@@ -262,6 +262,13 @@ typedef struct {
     GatherExt *ext;
 } GatherCore;
 
+/* A GatherCore with room for its GatherExt (gather(limit=, timeout=,
+ * eager=) only: no second allocation). */
+typedef struct {
+    GatherCore core;
+    GatherExt ext;
+} GatherCoreExt;
+
 #define Core_CAST(op) ((GatherCore *)(op))
 
 static void ext_release(GatherCore *self, int cancel_deadline);
@@ -324,8 +331,7 @@ core_clear(PyObject *op)
     GatherCore *self = Core_CAST(op);
     if (self->ext != NULL) {
         ext_release(self, 0);
-        PyMem_Free(self->ext);
-        self->ext = NULL;
+        self->ext = NULL; /* the storage is ours (GatherCoreExt) */
     }
     core_release(self);
     Py_CLEAR(Core_CAST(op)->graph_waiter);
@@ -753,7 +759,7 @@ static PyType_Slot core_slots[] = {
 
 static PyType_Spec core_spec = {
     .name = "fastwait._fastwait._GatherCore",
-    .basicsize = sizeof(GatherCore),
+    .basicsize = sizeof(GatherCoreExt),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
              Py_TPFLAGS_HAVE_VECTORCALL,
@@ -763,6 +769,8 @@ static PyType_Spec core_spec = {
 static GatherCore *
 core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
 {
+    /* One size for all (the type's basicsize): room for the GatherExt of
+     * gather(limit=, timeout=, eager=). */
     GatherCore *self = PyObject_GC_New(GatherCore, st->GatherCoreType);
     if (self == NULL) {
         return NULL;
@@ -2091,11 +2099,8 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     core->graph_waiter = graph_waiter;
     ArgIndex arg_to_pos = {NULL, NULL, 0, NULL};
     Py_ssize_t i = -1;
-    GatherExt *ext = PyMem_Calloc(1, sizeof(GatherExt));
-    if (ext == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
+    GatherExt *ext = &((GatherCoreExt *)core)->ext;
+    memset(ext, 0, sizeof(*ext));
     core->ext = ext;
     ext->limit = limit;
     ext->eager = (char)eager;
@@ -2223,16 +2228,21 @@ fail:
     return NULL;
 }
 
+/* A keyword name that is not one of the interned ones: -1
+ * return_exceptions, 0 limit, 1 timeout, 2 eager, -2 none of them. */
 static int
 ext_keyword(PyObject *key)
 {
     static const char *const names[] = {"limit", "timeout", "eager"};
+    if (PyUnicode_CompareWithASCIIString(key, "return_exceptions") == 0) {
+        return -1;
+    }
     for (int k = 0; k < 3; k++) {
         if (PyUnicode_CompareWithASCIIString(key, names[k]) == 0) {
             return k;
         }
     }
-    return -1;
+    return -2;
 }
 
 /* Check limit, timeout, eager (in that order, docs/extras.md) and run. */
@@ -2334,13 +2344,17 @@ gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         int has_ext = 0;
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(key, "return_exceptions") !=
-                0) {
-                int k = ext_keyword(key);
-                if (k < 0) {
-                    return fw_signature_error(st, "gather", NULL, args,
-                                              nargs, kwnames);
-                }
+            /* -1 return_exceptions, 0 limit, 1 timeout, 2 eager */
+            int k = key == st->str_return_exceptions ? -1
+                    : key == st->str_limit           ? 0
+                    : key == st->str_timeout         ? 1
+                    : key == st->str_eager           ? 2
+                                                     : ext_keyword(key);
+            if (k == -2) {
+                return fw_signature_error(st, "gather", NULL, args, nargs,
+                                          kwnames);
+            }
+            if (k >= 0) {
                 ext[k] = args[nargs + i];
                 has_ext = 1;
                 continue;

@@ -62,6 +62,10 @@
     X(str_exceptions, "exceptions")                                     \
     X(str_clock_resolution, "_clock_resolution")                        \
     X(str_on_timeout, "_on_timeout")                                    \
+    X(str_return_exceptions, "return_exceptions")                       \
+    X(str_limit, "limit")                                               \
+    X(str_timeout, "timeout")                                           \
+    X(str_eager, "eager")                                               \
 
 /* Methods of asyncio's C Future and Task that the hot paths call.  For
  * instances of exactly those types (and our _GatheringFuture) we call the
