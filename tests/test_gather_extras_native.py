@@ -540,3 +540,29 @@ def test_keywords_not_interned(vloop):
         return await fw.gather(asyncio.sleep(0, 1), **kw)
 
     assert run(vloop, main) == [1]
+
+
+def test_limit_lets_finished_tasks_go(vloop):
+    """A finished child's Task is not kept until the end (its outcome is)."""
+    import gc
+    import weakref
+
+    refs = []
+    alive_seen = []
+
+    async def child(i):
+        refs.append(weakref.ref(asyncio.current_task()))
+        gc.collect()
+        alive_seen.append(sum(r() is not None for r in refs))
+        await asyncio.sleep(1)
+        if i == 2:
+            raise Boom(i)
+        return i
+
+    async def main():
+        return await fw.gather(*(child(i) for i in range(6)), limit=2,
+                               return_exceptions=True)
+
+    res = run(vloop, main)
+    assert res[:2] == [0, 1] and isinstance(res[2], Boom) and res[3:] == [3, 4, 5]
+    assert max(alive_seen) <= 3  # the running ones (and one finishing)

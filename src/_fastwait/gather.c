@@ -1666,6 +1666,19 @@ ext_eager_finished(PyObject *owner, Py_ssize_t index, PyObject *value,
 }
 #endif
 
+/* The started child `fut` at `pos` holds a slot until it finishes. */
+static int
+ext_take_slot(GatherCore *self, PyObject *fut, Py_ssize_t pos)
+{
+    PyObject *p = PyLong_FromSsize_t(pos);
+    if (p == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(self->ext->slots, fut, p);
+    Py_DECREF(p);
+    return r;
+}
+
 /* Start the slot-taking child `arg` at `pos`: a new reference to its
  * future, Py_None when it finished in an eager first step (its outcome
  * recorded), or NULL with an error. */
@@ -1721,8 +1734,7 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
                 fw_graph_add(st, task, self->graph_waiter) < 0 ||
                 (!wrap &&
                  fw_add_done_callback(st, task, (PyObject *)self) < 0) ||
-                (ext->slots != NULL &&
-                 PyDict_SetItem(ext->slots, task, Py_None) < 0)) {
+                (ext->slots != NULL && ext_take_slot(self, task, pos) < 0)) {
                 Py_DECREF(task);
                 return NULL;
             }
@@ -1733,7 +1745,7 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
     Py_ssize_t nearly = self->nearly;
     PyObject *fut = core_make_child(self, arg, pos);
     if (fut != NULL && ext->slots != NULL && self->nearly == nearly &&
-        PyDict_SetItem(ext->slots, fut, Py_None) < 0) {
+        ext_take_slot(self, fut, pos) < 0) {
         Py_CLEAR(fut);
     }
     return fut;
@@ -1895,15 +1907,68 @@ ext_after(GatherCore *self)
     return r;
 }
 
+/* limit=: a finished child's Task is let go at once (its result or
+ * exception is kept as an F_DIRECT outcome), so that a long gather does not
+ * hold every finished Task until the end.  Cancelled children, and any
+ * child once the deadline fired, keep their future (their place in the
+ * results depends on it). */
+static int
+ext_forget_child(GatherCore *self, PyObject *fut, Py_ssize_t pos)
+{
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    if (self->outer == NULL || self->children == NULL || ext->timed_out ||
+        pos < 0 || pos >= self->nargs ||
+        PyList_GET_ITEM(self->children, pos) != fut) {
+        return 0;
+    }
+    int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
+    if (cancelled != 0) {
+        return cancelled < 0 ? -1 : 0;
+    }
+    unsigned char *flags = ext_flags(self);
+    if (flags == NULL) {
+        return -1;
+    }
+    PyObject *exc = fw_fut_call(st, fut, FW_EXCEPTION);
+    if (exc == NULL) {
+        return -1;
+    }
+    if (exc != Py_None) {
+        if (ext_array(self, &ext->excs) == NULL) {
+            Py_DECREF(exc);
+            return -1;
+        }
+        Py_XSETREF(ext->excs[pos], exc);
+    }
+    else {
+        Py_DECREF(exc);
+        PyObject *value = fw_fut_call(st, fut, FW_RESULT);
+        if (value == NULL) {
+            return -1;
+        }
+        Py_XSETREF(self->values[pos], value);
+    }
+    flags[pos] |= F_DIRECT;
+    return PyList_SetItem(self->children, pos, Py_NewRef(Py_None));
+}
+
 /* Callback mode: `fut` finished and was processed. */
 static int
 ext_child_finished(GatherCore *self, PyObject *fut)
 {
     PyObject *slots = self->ext->slots;
     if (slots != NULL) {
-        int has = PyDict_Contains(slots, fut);
-        if (has < 0 || (has && PyDict_DelItem(slots, fut) < 0)) {
+        PyObject *p = PyDict_GetItemWithError(slots, fut);
+        if (p == NULL && PyErr_Occurred()) {
             return -1;
+        }
+        if (p != NULL) {
+            Py_ssize_t pos = PyLong_AsSsize_t(p);
+            if (PyDict_DelItem(slots, fut) < 0 ||
+                ext_forget_child(self, fut, pos) < 0) {
+                return -1;
+            }
         }
     }
     return ext_after(self);
