@@ -25,14 +25,19 @@
  * future, whose cancel() fans out to the children.
  */
 #include "state.h"
+#include <math.h>
 
 /* ------------------------------------------------------------------ */
 /* _GatheringFuture: asyncio.Future + our fields after the base's. */
 
 typedef struct {
     PyObject *children; /* list, one entry per argument (duplicates kept) */
+    PyObject *core;     /* gather(limit=, timeout=, eager=): the GatherCore,
+                           whose cancel() differs (ext_cancel); else NULL */
     int cancel_requested;
 } GatherFields;
+
+static PyObject *ext_cancel(fw_state *st, PyObject *outer, PyObject *msg);
 
 static inline Py_ssize_t
 gfut_fields_offset(PyTypeObject *base)
@@ -54,6 +59,7 @@ gfut_traverse(PyObject *self, visitproc visit, void *arg)
 {
     PyTypeObject *base = Py_TYPE(self)->tp_base;
     Py_VISIT(GF(self)->children);
+    Py_VISIT(GF(self)->core);
     if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
         /* 3.11: the static base does not visit the instance's type. */
         Py_VISIT(Py_TYPE(self));
@@ -65,6 +71,7 @@ static int
 gfut_clear(PyObject *self)
 {
     Py_CLEAR(GF(self)->children);
+    Py_CLEAR(GF(self)->core);
     return Py_TYPE(self)->tp_base->tp_clear(self);
 }
 
@@ -80,6 +87,7 @@ gfut_dealloc(PyObject *self)
     }
     PyObject_GC_UnTrack(self);
     Py_CLEAR(GF(self)->children);
+    Py_CLEAR(GF(self)->core);
     base->tp_dealloc(self);
     if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
         /* 3.11: the static base's dealloc does not release the type. */
@@ -108,6 +116,9 @@ gfut_cancel(PyObject *self, PyTypeObject *defining_class,
     }
     if (nargs + nkw == 1) {
         msg = args[0];
+    }
+    if (GF(self)->core != NULL) {
+        return ext_cancel(st, self, msg);
     }
 
     int done = fw_fut_bool(st, self, FW_DONE);
@@ -189,6 +200,34 @@ static PyType_Slot gfut_slots[] = {
 /* ------------------------------------------------------------------ */
 /* GatherCore: the state of one gather() call. */
 
+typedef struct GatherExt GatherExt;
+
+enum {
+    F_DIRECT = 1, /* eager: finished in its first step, no Task */
+    F_CUT = 2,    /* unfinished when the deadline cancelled it */
+    F_CLOSED = 4, /* never started, closed (or dropped) */
+};
+
+struct GatherExt {
+    Py_ssize_t limit;    /* 0: no limit */
+    Py_ssize_t next;     /* no position before it holds a pending child */
+    Py_ssize_t npending; /* never-started children not closed yet */
+    PyObject **pending;  /* per position: the argument to start, or NULL */
+    PyObject **excs;     /* per position: an F_DIRECT child's exception */
+    unsigned char *flags; /* per (first) position: F_* */
+    PyObject *slots;     /* limit: dict of the started children that hold
+                            a slot (len = how many run) */
+    PyObject *deadline;  /* fw_deadline_new's, until it fires or the outer
+                            is done */
+    PyObject *context;   /* eager: the caller's context, copied at the call */
+    char eager;
+    char eager_wrapped;  /* eager without limit on a loop that runs our
+                            wrappers: a suspended child reports through
+                            core_wrapped_finished, as in wrapped mode */
+    char timed_out;      /* the deadline cut children short */
+};
+
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
@@ -218,14 +257,36 @@ typedef struct {
     /* 3.14+: the task the children's call-graph edges point to (NULL:
      * none recorded). */
     PyObject *graph_waiter;
+    /* gather(limit=, timeout=, eager=): their state; NULL for the drop-in
+     * (every extra path is behind one test of this pointer). */
+    GatherExt *ext;
 } GatherCore;
 
+/* A GatherCore with room for its GatherExt (gather(limit=, timeout=,
+ * eager=) only: no second allocation). */
+typedef struct {
+    GatherCore core;
+    GatherExt ext;
+} GatherCoreExt;
+
 #define Core_CAST(op) ((GatherCore *)(op))
+
+static void ext_release(GatherCore *self, int cancel_deadline);
+static int ext_traverse(GatherCore *self, visitproc visit, void *arg);
+static int ext_timed_out_child(GatherCore *self, PyObject *outer,
+                               PyObject *fut, int is_last);
+static int ext_set_results(GatherCore *self, PyObject *outer);
+static int ext_direct_done(GatherCore *self, Py_ssize_t pos, int is_last);
+static int ext_child_finished(GatherCore *self, PyObject *fut);
+static int ext_after(GatherCore *self);
 
 static void
 core_release(GatherCore *self)
 {
     /* Every child has been processed: nothing will call us again. */
+    if (self->ext != NULL) {
+        ext_release(self, 1);
+    }
     Py_CLEAR(self->outer);
     Py_CLEAR(self->children);
     Py_CLEAR(self->loop);
@@ -258,13 +319,21 @@ core_traverse(PyObject *op, visitproc visit, void *arg)
         }
     }
     Py_VISIT(self->graph_waiter);
+    if (self->ext != NULL) {
+        return ext_traverse(self, visit, arg);
+    }
     return 0;
 }
 
 static int
 core_clear(PyObject *op)
 {
-    core_release(Core_CAST(op));
+    GatherCore *self = Core_CAST(op);
+    if (self->ext != NULL) {
+        ext_release(self, 0);
+        self->ext = NULL; /* the storage is ours (GatherCoreExt) */
+    }
+    core_release(self);
     Py_CLEAR(Core_CAST(op)->graph_waiter);
     return 0;
 }
@@ -281,7 +350,7 @@ core_graph_discard_all(GatherCore *self)
     int r = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(children) && r == 0; i++) {
         PyObject *fut = PyList_GET_ITEM(children, i);
-        if (fut != NULL) {
+        if (fut != NULL && fut != Py_None) {
             r = fw_graph_discard(self->st, fut, self->graph_waiter);
         }
     }
@@ -385,6 +454,10 @@ core_child_done(GatherCore *self, PyObject *fut, Py_ssize_t pos, int is_last)
         Py_DECREF(outer);
         goto mark_retrieved;
     }
+    if (self->ext != NULL && self->ext->timed_out) {
+        r = ext_timed_out_child(self, outer, fut, is_last);
+        goto finish;
+    }
 
     if (!self->return_exceptions) {
         int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
@@ -440,7 +513,10 @@ core_child_done(GatherCore *self, PyObject *fut, Py_ssize_t pos, int is_last)
         }
     }
 
-    if (is_last) {
+    if (is_last && self->ext != NULL) {
+        r = ext_set_results(self, outer);
+    }
+    else if (is_last) {
         PyObject *results = core_build_results(self);
         if (results == NULL) {
             goto error;
@@ -522,6 +598,12 @@ core_process_early(GatherCore *self)
         PyObject *fut = PyList_GET_ITEM(children, batch[i]);
         Py_INCREF(fut);
         int is_last = ++self->nfinished == self->nfuts && !self->aborted;
+        if (fut == Py_None) {
+            /* eager=True: finished in its first step, no Task. */
+            r = ext_direct_done(self, batch[i], is_last);
+            Py_DECREF(fut);
+            continue;
+        }
         r = fw_graph_discard(self->st, fut, self->graph_waiter);
         if (r == 0) {
             r = core_child_done(self, fut, batch[i], is_last);
@@ -560,11 +642,17 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
         if (r == 0) {
             r = core_child_done(self, args[0], -1, is_last);
         }
+        if (r == 0 && self->ext != NULL) {
+            r = ext_child_finished(self, args[0]);
+        }
     }
     else if (nargs == 2) {
         r = fw_graph_discard(self->st, args[0], self->graph_waiter);
         if (r == 0) {
             r = core_child_done(self, args[0], -1, args[1] == Py_True);
+        }
+        if (r == 0 && self->ext != NULL) {
+            r = ext_after(self);
         }
     }
     else {
@@ -671,7 +759,7 @@ static PyType_Slot core_slots[] = {
 
 static PyType_Spec core_spec = {
     .name = "fastwait._fastwait._GatherCore",
-    .basicsize = sizeof(GatherCore),
+    .basicsize = sizeof(GatherCoreExt),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION |
              Py_TPFLAGS_HAVE_VECTORCALL,
@@ -681,6 +769,8 @@ static PyType_Spec core_spec = {
 static GatherCore *
 core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
 {
+    /* One size for all (the type's basicsize): room for the GatherExt of
+     * gather(limit=, timeout=, eager=). */
     GatherCore *self = PyObject_GC_New(GatherCore, st->GatherCoreType);
     if (self == NULL) {
         return NULL;
@@ -703,6 +793,7 @@ core_new(fw_state *st, Py_ssize_t nargs, int return_exceptions, int wrapped)
     self->aborted = 0;
     self->batch_scheduled = 0;
     self->graph_waiter = NULL;
+    self->ext = NULL;
     self->children = PyList_New(nargs);
     PyObject_GC_Track(self);
     if (self->children == NULL) {
@@ -738,7 +829,8 @@ core_add_early(GatherCore *self, Py_ssize_t pos)
         }
     }
     self->early[self->nearly++] = pos;
-    if (!self->st->gather_done_shortcut && !self->batch_scheduled) {
+    if (!self->st->gather_done_shortcut && !self->batch_scheduled &&
+        self->ext == NULL) {
         if (fw_call_soon(self->st, self->loop, (PyObject *)self, NULL, 0) <
             0) {
             return -1;
@@ -1164,9 +1256,1124 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ */
+/* gather(limit=, timeout=, eager=) -- docs/extras.md.
+ *
+ * The drop-in never gets here (GatherCore.ext is NULL).  With limit= or
+ * eager= every child runs in callback mode (one done-callback per child:
+ * a child's completion is what starts the next one); timeout= alone keeps
+ * wrapped mode when the drop-in would use it, so that a deadline that does
+ * not fire costs only the deadline itself (an entry in the loop's deadline
+ * heap, timeout.c).
+ *
+ * Children that have no future get Py_None in the children list:
+ *   - never-started ones (beyond the limit), their argument in `pending`;
+ *   - eager children that finished in their first step (F_DIRECT), their
+ *     outcome in values[] / excs[];
+ *   - duplicates of either (positions are resolved through `first`).
+ * Every never-started child counts in nfuts; closing one counts it
+ * finished, so "every child finished" stays nfinished == nfuts. */
+
+/* fw_eager_start() is eager.c's (another part); gather builds without it
+ * and then refuses eager=True. */
+#ifdef FW_HAVE_EAGER_START
+int fw_eager_start(fw_state *st, PyObject *loop, PyObject *coro,
+                   PyObject *base_ctx, PyObject *owner, Py_ssize_t index,
+                   fw_finish_fn finish, PyObject **value, PyObject **exc,
+                   PyObject **task);
+#endif
+
+static const char not_awaitable_msg[] =
+    "An asyncio.Future, a coroutine or an awaitable is required";
+
+static void
+ext_release(GatherCore *self, int cancel_deadline)
+{
+    GatherExt *ext = self->ext;
+    if (ext->deadline != NULL) {
+        PyObject *d = ext->deadline;
+        ext->deadline = NULL;
+        if (cancel_deadline) {
+            PyObject *exc = fw_err_fetch();
+            if (fw_deadline_cancel(self->st, d) < 0) {
+                PyErr_WriteUnraisable(d);
+            }
+            if (exc != NULL) {
+                fw_err_restore(exc);
+            }
+        }
+        Py_DECREF(d);
+    }
+    if (ext->pending != NULL) {
+        for (Py_ssize_t i = 0; i < self->nargs; i++) {
+            Py_CLEAR(ext->pending[i]);
+        }
+        PyMem_Free(ext->pending);
+        ext->pending = NULL;
+        ext->npending = 0;
+    }
+    if (ext->excs != NULL) {
+        for (Py_ssize_t i = 0; i < self->nargs; i++) {
+            Py_CLEAR(ext->excs[i]);
+        }
+        PyMem_Free(ext->excs);
+        ext->excs = NULL;
+    }
+    PyMem_Free(ext->flags);
+    ext->flags = NULL;
+    Py_CLEAR(ext->slots);
+    Py_CLEAR(ext->context);
+}
+
+static int
+ext_traverse(GatherCore *self, visitproc visit, void *arg)
+{
+    GatherExt *ext = self->ext;
+    for (Py_ssize_t i = 0; ext->pending != NULL && i < self->nargs; i++) {
+        Py_VISIT(ext->pending[i]);
+    }
+    for (Py_ssize_t i = 0; ext->excs != NULL && i < self->nargs; i++) {
+        Py_VISIT(ext->excs[i]);
+    }
+    Py_VISIT(ext->slots);
+    Py_VISIT(ext->deadline);
+    Py_VISIT(ext->context);
+    return 0;
+}
+
+static unsigned char *
+ext_flags(GatherCore *self)
+{
+    GatherExt *ext = self->ext;
+    if (ext->flags == NULL) {
+        ext->flags = PyMem_Calloc((size_t)self->nargs, 1);
+        if (ext->flags == NULL) {
+            PyErr_NoMemory();
+        }
+    }
+    return ext->flags;
+}
+
+static PyObject **
+ext_array(GatherCore *self, PyObject ***parray)
+{
+    if (*parray == NULL) {
+        *parray = PyMem_Calloc((size_t)self->nargs, sizeof(PyObject *));
+        if (*parray == NULL) {
+            PyErr_NoMemory();
+        }
+    }
+    return *parray;
+}
+
+/* asyncio.iscoroutine(obj): -1 error, 0/1. */
+static int
+ext_iscoroutine(fw_state *st, PyObject *obj)
+{
+    if (PyCoro_CheckExact(obj)) {
+        return 1;
+    }
+    PyObject *r = PyObject_CallOneArg(st->iscoroutine, obj);
+    if (r == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static Py_ssize_t
+ext_first(GatherCore *self, Py_ssize_t pos)
+{
+    return self->first != NULL ? self->first[pos] : pos;
+}
+
+/* Close every never-started child (coroutines get close(), other
+ * awaitables are dropped); each counts as finished.  The number closed,
+ * or -1 (all are closed even then; the first error is kept). */
+static Py_ssize_t
+ext_close_pending(GatherCore *self)
+{
+    GatherExt *ext = self->ext;
+    if (ext == NULL || ext->npending == 0) {
+        return 0;
+    }
+    unsigned char *flags = ext_flags(self);
+    if (flags == NULL) {
+        return -1;
+    }
+    PyObject *error = NULL;
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = ext->next; i < self->nargs && ext->npending > 0;
+         i++) {
+        PyObject *arg = ext->pending[i];
+        if (arg == NULL) {
+            continue;
+        }
+        ext->pending[i] = NULL;
+        ext->npending--;
+        flags[i] |= F_CLOSED;
+        self->nfinished++;
+        n++;
+        int r = ext_iscoroutine(self->st, arg);
+        if (r > 0) {
+            PyObject *res = PyObject_CallMethodNoArgs(arg, self->st->str_close);
+            Py_XDECREF(res);
+            r = res == NULL ? -1 : 0;
+        }
+        if (r < 0) {
+            PyObject *e = fw_err_fetch();
+            if (error == NULL) {
+                error = e;
+            }
+            else {
+                Py_XDECREF(e);
+            }
+        }
+        Py_DECREF(arg);
+    }
+    if (error != NULL) {
+        fw_err_restore(error);
+        return -1;
+    }
+    return n;
+}
+
+/* The last child in argument order that has a future (NULL: none). */
+static PyObject *
+ext_last_child(GatherCore *self)
+{
+    for (Py_ssize_t i = PyList_GET_SIZE(self->children) - 1; i >= 0; i--) {
+        PyObject *fut = PyList_GET_ITEM(self->children, i);
+        if (fut != Py_None) {
+            return fut;
+        }
+    }
+    return NULL;
+}
+
+static int
+set_exception_new(fw_state *st, PyObject *outer, PyObject *type)
+{
+    PyObject *exc = PyObject_CallNoArgs(type);
+    if (exc == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(outer, st->str_set_exception,
+                                            exc);
+    Py_DECREF(exc);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* What a child future ended with, as gather's results list has it. */
+static PyObject *
+fut_outcome(fw_state *st, PyObject *fut)
+{
+    int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
+    if (cancelled < 0) {
+        return NULL;
+    }
+    if (cancelled) {
+        PyObject *msg = PyObject_GetAttr(fut, st->str_cancel_message);
+        if (msg == NULL) {
+            return NULL;
+        }
+        if (msg == Py_None) {
+            Py_SETREF(msg, PyUnicode_FromString(""));
+            if (msg == NULL) {
+                return NULL;
+            }
+        }
+        PyObject *res = PyObject_CallOneArg(st->CancelledError, msg);
+        Py_DECREF(msg);
+        return res;
+    }
+    PyObject *res = fw_fut_call(st, fut, FW_EXCEPTION);
+    if (res == Py_None) {
+        Py_DECREF(res);
+        res = fw_fut_call(st, fut, FW_RESULT);
+    }
+    return res;
+}
+
+/* The results list: core_build_results plus children without a future
+ * and TimeoutError() for the children the deadline cut short. */
+static PyObject *
+ext_build_results(GatherCore *self)
+{
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    Py_ssize_t n = PyList_GET_SIZE(self->children);
+    PyObject *results = PyList_New(n);
+    if (results == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t u = ext_first(self, i);
+        PyObject *fut = PyList_GET_ITEM(self->children, u);
+        int flags = ext->flags != NULL ? ext->flags[u] : 0;
+        PyObject *res;
+        if (fut == Py_None) {
+            PyObject *exc = ext->excs != NULL ? ext->excs[u] : NULL;
+            if (!(flags & F_DIRECT)) {
+                res = PyObject_CallNoArgs(PyExc_TimeoutError);
+            }
+            else if (exc == NULL) {
+                res = Py_NewRef(self->values[u] != NULL ? self->values[u]
+                                                        : Py_None);
+            }
+            else if (PyObject_TypeCheck(exc, (PyTypeObject *)
+                                                 st->CancelledError)) {
+                /* As for a Task whose coroutine raised CancelledError:
+                 * cancelled, no message. */
+                PyObject *empty = PyUnicode_New(0, 0);
+                res = empty == NULL ? NULL
+                                    : PyObject_CallOneArg(st->CancelledError,
+                                                          empty);
+                Py_XDECREF(empty);
+            }
+            else {
+                res = Py_NewRef(exc);
+            }
+        }
+        else if (self->values[u] != NULL) {
+            res = Py_NewRef(self->values[u]);
+        }
+        else {
+            int cut = 0;
+            if ((flags & F_CUT) && ext->timed_out) {
+                cut = fw_fut_bool(st, fut, FW_CANCELLED);
+                if (cut < 0) {
+                    goto fail;
+                }
+            }
+            res = cut ? PyObject_CallNoArgs(PyExc_TimeoutError)
+                      : fut_outcome(st, fut);
+        }
+        if (res == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(results, i, res);
+    }
+    return results;
+fail:
+    Py_DECREF(results);
+    return NULL;
+}
+
+/* The outer's end once every child finished (not timed out). */
+static int
+ext_set_results(GatherCore *self, PyObject *outer)
+{
+    fw_state *st = self->st;
+    if (GF(outer)->cancel_requested) {
+        PyObject *last = ext_last_child(self);
+        return last != NULL ? set_cancelled_error(st, outer, last)
+                            : set_exception_new(st, outer,
+                                                st->CancelledError);
+    }
+    PyObject *results = ext_build_results(self);
+    if (results == NULL) {
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(outer, st->str_set_result,
+                                            results);
+    Py_DECREF(results);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* The outer's end once every child finished after the deadline fired. */
+static int
+ext_finish_timed_out(GatherCore *self, PyObject *outer)
+{
+    if (!GF(outer)->cancel_requested && !self->return_exceptions) {
+        return set_exception_new(self->st, outer, PyExc_TimeoutError);
+    }
+    /* The results list, or the cancellation (it wins). */
+    return ext_set_results(self, outer);
+}
+
+/* A child finished after the deadline fired: its outcome is retrieved
+ * (it never ends the outer early); the last one ends the outer. */
+static int
+ext_timed_out_child(GatherCore *self, PyObject *outer, PyObject *fut,
+                    int is_last)
+{
+    fw_state *st = self->st;
+    int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
+    if (cancelled < 0) {
+        return -1;
+    }
+    if (!cancelled) {
+        PyObject *exc = fw_fut_call(st, fut, FW_EXCEPTION);
+        if (exc == NULL) {
+            return -1;
+        }
+        Py_DECREF(exc);
+    }
+    return is_last ? ext_finish_timed_out(self, outer) : 0;
+}
+
+/* An eager child that finished in its first step (F_DIRECT), processed as
+ * core_child_done processes a done child. */
+static int
+ext_direct_done(GatherCore *self, Py_ssize_t pos, int is_last)
+{
+    fw_state *st = self->st;
+    PyObject *outer = self->outer;
+    int r = 0;
+    if (outer != NULL) {
+        Py_INCREF(outer);
+        int done = fw_fut_bool(st, outer, FW_DONE);
+        PyObject *exc = self->ext->excs != NULL ? self->ext->excs[pos] : NULL;
+        if (done != 0) {
+            r = done < 0 ? -1 : 0;
+        }
+        else if (self->ext->timed_out) {
+            r = is_last ? ext_finish_timed_out(self, outer) : 0;
+        }
+        else if (exc != NULL && !self->return_exceptions) {
+            /* A CancelledError it raised too: as outer.set_exception(
+             * task._make_cancelled_error()) gives the raised one. */
+            r = core_graph_discard_all(self);
+            if (r == 0) {
+                PyObject *res = PyObject_CallMethodOneArg(
+                    outer, st->str_set_exception, exc);
+                Py_XDECREF(res);
+                r = res == NULL ? -1 : 0;
+            }
+        }
+        else if (is_last) {
+            r = ext_set_results(self, outer);
+        }
+        Py_DECREF(outer);
+    }
+    if (is_last) {
+        core_release(self);
+    }
+    return r;
+}
+
+#ifdef FW_HAVE_EAGER_START
+static int
+ext_eager_finished(PyObject *owner, Py_ssize_t index, PyObject *value,
+                   PyObject *exc)
+{
+    /* The child's Task has gather's done-callback: nothing to do here. */
+    return 0;
+}
+#endif
+
+/* The started child `fut` at `pos` holds a slot until it finishes. */
+static int
+ext_take_slot(GatherCore *self, PyObject *fut, Py_ssize_t pos)
+{
+    PyObject *p = PyLong_FromSsize_t(pos);
+    if (p == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(self->ext->slots, fut, p);
+    Py_DECREF(p);
+    return r;
+}
+
+/* Start the slot-taking child `arg` at `pos`: a new reference to its
+ * future, Py_None when it finished in an eager first step (its outcome
+ * recorded), or NULL with an error. */
+static PyObject *
+ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
+{
+    GatherExt *ext = self->ext;
+#ifdef FW_HAVE_EAGER_START
+    fw_state *st = self->st;
+    if (ext->eager) {
+        int iscoro = ext_iscoroutine(st, arg);
+        if (iscoro < 0) {
+            return NULL;
+        }
+        if (iscoro) {
+            PyObject *value = NULL, *exc = NULL, *task = NULL;
+            unsigned char *flags = ext_flags(self);
+            if (flags == NULL) {
+                return NULL;
+            }
+            /* Without limit the wrapper reports the completion (no
+             * done-callback, as in wrapped mode); with limit gather's
+             * done-callback on the Task does (a completion starts the next
+             * child from there), the wrapper has no owner. */
+            int wrap = ext->eager_wrapped;
+            int r = fw_eager_start(
+                st, self->loop, arg, ext->context,
+                wrap ? (PyObject *)self : NULL, pos,
+                wrap ? core_wrapped_finished : ext_eager_finished, &value,
+                &exc, &task);
+            if (r < 0) {
+                return NULL;
+            }
+            if (r == 0) {
+                if (value != NULL) {
+                    Py_XSETREF(self->values[pos], value);
+                }
+                else if (ext_array(self, &ext->excs) == NULL) {
+                    Py_DECREF(exc);
+                    return NULL;
+                }
+                else {
+                    Py_XSETREF(ext->excs[pos], exc);
+                }
+                flags[pos] |= F_DIRECT;
+                if (self->constructing && core_add_early(self, pos) < 0) {
+                    return NULL;
+                }
+                return Py_NewRef(Py_None);
+            }
+            if (PyObject_SetAttr(task, st->str_log_destroy_pending,
+                                 Py_False) < 0 ||
+                fw_graph_add(st, task, self->graph_waiter) < 0 ||
+                (!wrap &&
+                 fw_add_done_callback(st, task, (PyObject *)self) < 0) ||
+                (ext->slots != NULL && ext_take_slot(self, task, pos) < 0)) {
+                Py_DECREF(task);
+                return NULL;
+            }
+            return task;
+        }
+    }
+#endif
+    Py_ssize_t nearly = self->nearly;
+    PyObject *fut = core_make_child(self, arg, pos);
+    if (fut != NULL && ext->slots != NULL && self->nearly == nearly &&
+        ext_take_slot(self, fut, pos) < 0) {
+        Py_CLEAR(fut);
+    }
+    return fut;
+}
+
+/* The child of argument `pos` at the call: as core_make_child, but a
+ * slot-taking child beyond the limit is only checked and kept. */
+static PyObject *
+ext_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
+{
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    if (ext->limit == 0 && !ext->eager) {
+        return core_make_child(self, arg, pos);
+    }
+    int isfut = fw_isfuture(st, arg);
+    if (isfut != 0) {
+        return isfut < 0 ? NULL : core_make_child(self, arg, pos);
+    }
+    if (ext->limit > 0 && PyDict_GET_SIZE(ext->slots) >= ext->limit) {
+        /* Beyond the limit: rejected now if ensure_future would reject
+         * it, started later. */
+        int ok = ext_iscoroutine(st, arg);
+        if (ok == 0) {
+            PyObject *r = PyObject_CallOneArg(st->isawaitable, arg);
+            ok = r == NULL ? -1 : PyObject_IsTrue(r);
+            Py_XDECREF(r);
+        }
+        if (ok <= 0) {
+            if (ok == 0) {
+                PyErr_SetString(PyExc_TypeError, not_awaitable_msg);
+            }
+            return NULL;
+        }
+        if (ext_array(self, &ext->pending) == NULL) {
+            return NULL;
+        }
+        if (ext->npending++ == 0) {
+            ext->next = pos;
+        }
+        ext->pending[pos] = Py_NewRef(arg);
+        return Py_NewRef(Py_None);
+    }
+    return ext_start(self, arg, pos);
+}
+
+/* The outer is done: its deadline goes, never-started children are
+ * closed, and the core is released once nothing will call it again. */
+static int
+ext_outer_done(GatherCore *self)
+{
+    GatherExt *ext = self->ext;
+    int r = 0;
+    if (ext->deadline != NULL) {
+        PyObject *d = ext->deadline;
+        ext->deadline = NULL;
+        r = fw_deadline_cancel(self->st, d);
+        Py_DECREF(d);
+    }
+    if (ext_close_pending(self) < 0) {
+        r = -1;
+    }
+    if (self->children != NULL && !self->aborted && !self->constructing &&
+        self->nfinished == self->nfuts) {
+        core_release(self);
+    }
+    return r;
+}
+
+/* Slots are free: start the next never-started children in argument
+ * order (from a child's completion; children done at once -- an eager
+ * first step, an eager task factory -- free their slot at once). */
+static int
+ext_start_more(GatherCore *self)
+{
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    while (self->outer != NULL && ext->npending > 0 &&
+           PyDict_GET_SIZE(ext->slots) < ext->limit) {
+        Py_ssize_t pos = ext->next;
+        while (ext->pending[pos] == NULL) {
+            pos++;
+        }
+        ext->next = pos + 1;
+        PyObject *arg = ext->pending[pos];
+        ext->pending[pos] = NULL;
+        ext->npending--;
+        Py_ssize_t nearly = self->nearly;
+        PyObject *fut = ext_start(self, arg, pos);
+        Py_DECREF(arg);
+        if (fut == NULL) {
+            /* Starting it failed (e.g. the task factory raised): that is
+             * the child's outcome.  KeyboardInterrupt and the like go out
+             * to the loop. */
+            unsigned char *flags = ext_flags(self);
+            if (!PyErr_ExceptionMatches(PyExc_Exception) || flags == NULL ||
+                ext_array(self, &ext->excs) == NULL) {
+                return -1;
+            }
+            Py_XSETREF(ext->excs[pos], fw_err_fetch());
+            flags[pos] |= F_DIRECT;
+            fut = Py_NewRef(Py_None);
+        }
+        if (self->children == NULL) {
+            Py_DECREF(fut);
+            break;
+        }
+        Py_INCREF(fut);
+        if (PyList_SetItem(self->children, pos, fut) < 0) {
+            Py_DECREF(fut);
+            return -1;
+        }
+        int r = 0;
+        if (fut == Py_None) {
+            int is_last = ++self->nfinished == self->nfuts;
+            r = ext_direct_done(self, pos, is_last);
+        }
+        else if (self->nearly > nearly) {
+            /* Done inside create_task (eager task factory). */
+            self->nearly = nearly;
+            int is_last = ++self->nfinished == self->nfuts;
+            r = core_child_done(self, fut, pos, is_last);
+        }
+        Py_DECREF(fut);
+        if (r < 0) {
+            return -1;
+        }
+        PyObject *outer = self->outer;
+        if (outer == NULL) {
+            break;
+        }
+        int done = fw_fut_bool(st, outer, FW_DONE);
+        if (done != 0) {
+            return done < 0 ? -1 : ext_outer_done(self);
+        }
+    }
+    return 0;
+}
+
+/* After a child was processed: end what the outer's end ends, or start
+ * the next children. */
+static int
+ext_after(GatherCore *self)
+{
+    PyObject *outer = self->outer;
+    if (outer == NULL || self->constructing) {
+        return 0;
+    }
+    Py_INCREF(outer);
+    int r = fw_fut_bool(self->st, outer, FW_DONE);
+    if (r > 0) {
+        r = ext_outer_done(self);
+    }
+    else if (r == 0 && self->ext->limit > 0 && self->ext->npending > 0 &&
+             !self->ext->timed_out) {
+        r = ext_start_more(self);
+    }
+    Py_DECREF(outer);
+    return r;
+}
+
+/* limit=: a finished child's Task is let go at once (its result or
+ * exception is kept as an F_DIRECT outcome), so that a long gather does not
+ * hold every finished Task until the end.  Cancelled children, and any
+ * child once the deadline fired, keep their future (their place in the
+ * results depends on it). */
+static int
+ext_forget_child(GatherCore *self, PyObject *fut, Py_ssize_t pos)
+{
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    if (self->outer == NULL || self->children == NULL || ext->timed_out ||
+        pos < 0 || pos >= self->nargs ||
+        PyList_GET_ITEM(self->children, pos) != fut) {
+        return 0;
+    }
+    int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
+    if (cancelled != 0) {
+        return cancelled < 0 ? -1 : 0;
+    }
+    unsigned char *flags = ext_flags(self);
+    if (flags == NULL) {
+        return -1;
+    }
+    PyObject *exc = fw_fut_call(st, fut, FW_EXCEPTION);
+    if (exc == NULL) {
+        return -1;
+    }
+    if (exc != Py_None) {
+        if (ext_array(self, &ext->excs) == NULL) {
+            Py_DECREF(exc);
+            return -1;
+        }
+        Py_XSETREF(ext->excs[pos], exc);
+    }
+    else {
+        Py_DECREF(exc);
+        PyObject *value = fw_fut_call(st, fut, FW_RESULT);
+        if (value == NULL) {
+            return -1;
+        }
+        Py_XSETREF(self->values[pos], value);
+    }
+    flags[pos] |= F_DIRECT;
+    return PyList_SetItem(self->children, pos, Py_NewRef(Py_None));
+}
+
+/* Callback mode: `fut` finished and was processed. */
+static int
+ext_child_finished(GatherCore *self, PyObject *fut)
+{
+    PyObject *slots = self->ext->slots;
+    if (slots != NULL) {
+        PyObject *p = PyDict_GetItemWithError(slots, fut);
+        if (p == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        if (p != NULL) {
+            Py_ssize_t pos = PyLong_AsSsize_t(p);
+            if (PyDict_DelItem(slots, fut) < 0 ||
+                ext_forget_child(self, fut, pos) < 0) {
+                return -1;
+            }
+        }
+    }
+    return ext_after(self);
+}
+
+/* The deadline passed. */
+static int
+ext_deadline_fire(PyObject *owner)
+{
+    GatherCore *self = Core_CAST(owner);
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    if (ext == NULL) {
+        return 0;
+    }
+    Py_CLEAR(ext->deadline); /* it fired */
+    PyObject *outer = self->outer;
+    if (outer == NULL || self->constructing) {
+        return 0;
+    }
+    Py_INCREF(outer);
+    PyObject *children = Py_NewRef(self->children);
+    int r = fw_fut_bool(st, outer, FW_DONE);
+    if (r != 0) {
+        r = r < 0 ? -1 : 0;
+        goto done;
+    }
+    unsigned char *flags = ext_flags(self);
+    if (flags == NULL) {
+        r = -1;
+        goto done;
+    }
+    /* Every unfinished child is cancelled: cancel() answers True exactly
+     * for those (a child already done says False and keeps its outcome). */
+    Py_ssize_t n = PyList_GET_SIZE(children);
+    int any = ext->npending > 0;
+    ext->timed_out = 1;
+    for (Py_ssize_t i = 0; i < n && r == 0; i++) {
+        PyObject *fut = PyList_GET_ITEM(children, i);
+        if (fut == Py_None || ext_first(self, i) != i) {
+            continue;
+        }
+        Py_INCREF(fut);
+        PyObject *res = PyObject_CallMethodNoArgs(fut, st->str_cancel);
+        Py_DECREF(fut);
+        int t = res == NULL ? -1 : PyObject_IsTrue(res);
+        Py_XDECREF(res);
+        if (t < 0) {
+            r = -1;
+        }
+        else if (t) {
+            flags[i] |= F_CUT;
+            any = 1;
+        }
+    }
+    if (r == 0 && !any) {
+        /* Every child finished already (their callbacks are on their
+         * way): none is cut short, the outer ends as it would have. */
+        ext->timed_out = 0;
+        goto done;
+    }
+    if (ext_close_pending(self) < 0) {
+        r = -1;
+    }
+    if (r == 0 && self->outer != NULL && self->nfinished == self->nfuts) {
+        /* Nothing started is left to wait for. */
+        r = ext_finish_timed_out(self, outer);
+        core_release(self);
+    }
+done:
+    Py_DECREF(children);
+    Py_DECREF(outer);
+    return r;
+}
+
+/* _GatheringFuture.cancel() of a gather(limit=, timeout=, eager=). */
+static PyObject *
+ext_cancel(fw_state *st, PyObject *outer, PyObject *msg)
+{
+    int done = fw_fut_bool(st, outer, FW_DONE);
+    if (done != 0) {
+        return done < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    GatherCore *core = (GatherCore *)Py_NewRef(GF(outer)->core);
+    PyObject *children = Py_XNewRef(GF(outer)->children);
+    PyObject *result = NULL;
+    int ret = 0;
+    for (Py_ssize_t i = 0; children != NULL && i < PyList_GET_SIZE(children);
+         i++) {
+        PyObject *fut = PyList_GET_ITEM(children, i);
+        if (fut == Py_None) {
+            continue;
+        }
+        PyObject *stack[2] = {fut, msg};
+        Py_INCREF(fut);
+        PyObject *r = PyObject_VectorcallMethod(
+            st->str_cancel, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            st->kw_msg);
+        Py_DECREF(fut);
+        int t = r == NULL ? -1 : PyObject_IsTrue(r);
+        Py_XDECREF(r);
+        if (t < 0) {
+            goto done;
+        }
+        ret |= t;
+    }
+    Py_ssize_t closed = core->ext != NULL ? ext_close_pending(core) : 0;
+    if (closed < 0) {
+        goto done;
+    }
+    if (ret) {
+        GF(outer)->cancel_requested = 1;
+        result = Py_NewRef(Py_True);
+    }
+    else if (core->ext != NULL && core->ext->limit > 0) {
+        /* No started child was unfinished: the outer is cancelled at once,
+         * as a plain future. */
+        PyObject *meth = PyObject_GetAttr((PyObject *)st->FutureType,
+                                          st->str_cancel);
+        if (meth == NULL) {
+            goto done;
+        }
+        PyObject *args[3] = {NULL, outer, msg};
+        result = PyObject_Vectorcall(meth, args + 1,
+                                     1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     st->kw_msg);
+        Py_DECREF(meth);
+        if (result != NULL && core->ext != NULL &&
+            ext_outer_done(core) < 0) {
+            Py_CLEAR(result);
+        }
+    }
+    else {
+        result = Py_NewRef(closed > 0 ? Py_True : Py_False);
+    }
+done:
+    Py_XDECREF(children);
+    Py_DECREF(core);
+    return result;
+}
+
+/* gather(*aws, return_exceptions=..., limit=, timeout=, eager=) once the
+ * arguments are checked: limit 0 = none, timeout NULL = none. */
+static PyObject *
+gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
+                int return_exceptions, Py_ssize_t limit,
+                const double *timeout, int eager)
+{
+#ifndef FW_HAVE_EAGER_START
+    if (eager) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "gather(eager=True) is not built in");
+        return NULL;
+    }
+#endif
+    if (n == 0) {
+        return gather_empty(st);
+    }
+    /* The loop: the running one, else events.get_event_loop() (what
+     * ensure_future of a coroutine uses). */
+    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop_or_none);
+    if (loop == Py_None) {
+        Py_DECREF(loop);
+        loop = PyObject_CallNoArgs(st->get_event_loop);
+    }
+    if (loop == NULL) {
+        return NULL;
+    }
+    PyObject *graph_waiter = NULL;
+    if (st->graph_edges && fw_graph_waiter(st, loop, &graph_waiter) < 0) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    int wrapped = limit == 0 && !eager;
+    for (Py_ssize_t i = 0; wrapped && i < n; i++) {
+        wrapped = PyCoro_CheckExact(args[i]);
+    }
+    if (wrapped) {
+        wrapped = fw_loop_runs_wrappers(st, loop);
+        if (wrapped < 0) {
+            Py_DECREF(loop);
+            Py_XDECREF(graph_waiter);
+            return NULL;
+        }
+    }
+    GatherCore *core = core_new(st, n, return_exceptions, wrapped);
+    if (core == NULL) {
+        Py_DECREF(loop);
+        Py_XDECREF(graph_waiter);
+        return NULL;
+    }
+    core->loop = loop;
+    core->graph_waiter = graph_waiter;
+    ArgIndex arg_to_pos = {NULL, NULL, 0, NULL};
+    Py_ssize_t i = -1;
+    GatherExt *ext = &((GatherCoreExt *)core)->ext;
+    memset(ext, 0, sizeof(*ext));
+    core->ext = ext;
+    ext->limit = limit;
+    ext->eager = (char)eager;
+    if (limit > 0 && (ext->slots = PyDict_New()) == NULL) {
+        goto fail;
+    }
+    if (eager) {
+        ext->context = PyContext_CopyCurrent();
+        int w = ext->context == NULL ? -1
+                : limit == 0         ? fw_loop_runs_wrappers(st, loop)
+                                     : 0;
+        if (w < 0) {
+            goto fail;
+        }
+        ext->eager_wrapped = (char)w;
+    }
+    if (timeout != NULL && !(isinf(*timeout) && *timeout > 0)) {
+        /* Taken before the first child starts. */
+        PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
+        double when = now != NULL ? PyFloat_AsDouble(now) : -1.0;
+        Py_XDECREF(now);
+        if (now == NULL || (when == -1.0 && PyErr_Occurred())) {
+            goto fail;
+        }
+        double t = *timeout;
+        when = isinf(t) ? when : when + t; /* -inf: expired now */
+        if (!(isinf(when) && when > 0)) {
+            ext->deadline = fw_deadline_new(st, loop, when, ext_deadline_fire,
+                                            (PyObject *)core);
+            if (ext->deadline == NULL) {
+                goto fail;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *arg = args[i];
+        Py_ssize_t first_pos = arg_index_find(st, &arg_to_pos, arg);
+        if (first_pos == -2) {
+            goto fail;
+        }
+        if (first_pos >= 0) {
+            if (core_add_duplicate(core, i, first_pos) < 0) {
+                goto fail;
+            }
+            PyObject *fut = PyList_GET_ITEM(core->children, first_pos);
+            PyList_SET_ITEM(core->children, i, Py_NewRef(fut));
+            continue;
+        }
+        PyObject *fut = ext_make_child(core, arg, i);
+        if (fut == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(core->children, i, fut);
+        core->nfuts++;
+        if (core->first != NULL) {
+            core->first[i] = i;
+        }
+        if (arg_index_add(st, &arg_to_pos, arg, i, n) < 0) {
+            goto fail;
+        }
+    }
+    arg_index_free(&arg_to_pos);
+
+    PyObject *loop_arg = core->loop;
+    PyObject *outer = PyObject_Vectorcall((PyObject *)st->GatheringFutureType,
+                                          &loop_arg, 0, st->kw_loop);
+    if (outer == NULL) {
+        goto fail;
+    }
+    GF(outer)->children = Py_NewRef(core->children);
+    GF(outer)->core = Py_NewRef(core);
+    core->outer = Py_NewRef(outer);
+    core->constructing = 0;
+    if ((core->nearly > 0 && core_process_early(core) < 0) ||
+        ext_after(core) < 0) {
+        Py_DECREF(outer);
+        Py_DECREF(core);
+        return NULL;
+    }
+    Py_DECREF(core);
+    return outer;
+
+fail:
+    /* As gather_impl's; and the coroutines never started are closed (the
+     * pending ones and the arguments after the failing one), the deadline
+     * goes. */
+    core->aborted = 1;
+    core->constructing = 0;
+    PyMem_Free(core->early);
+    core->early = NULL;
+    core->nearly = 0;
+    core->early_head = 0;
+    if (core->ext != NULL) {
+        PyObject *exc = fw_err_fetch();
+        if (ext->deadline != NULL) {
+            PyObject *d = ext->deadline;
+            ext->deadline = NULL;
+            if (fw_deadline_cancel(st, d) < 0) {
+                PyErr_Clear();
+            }
+            Py_DECREF(d);
+        }
+        if (ext_close_pending(core) < 0) {
+            PyErr_Clear();
+        }
+        for (Py_ssize_t j = i + 1; i >= 0 && j < n; j++) {
+            Py_ssize_t seen = arg_index_find(st, &arg_to_pos, args[j]);
+            if (seen == -2) {
+                PyErr_Clear();
+            }
+            if (seen >= 0 || ext_iscoroutine(st, args[j]) <= 0) {
+                PyErr_Clear();
+                continue;
+            }
+            PyObject *r = PyObject_CallMethodNoArgs(args[j], st->str_close);
+            if (r == NULL) {
+                PyErr_Clear();
+            }
+            Py_XDECREF(r);
+        }
+        fw_err_restore(exc);
+    }
+    arg_index_free(&arg_to_pos);
+    Py_DECREF(core);
+    return NULL;
+}
+
+/* A keyword name that is not one of the interned ones: -1
+ * return_exceptions, 0 limit, 1 timeout, 2 eager, -2 none of them. */
+static int
+ext_keyword(PyObject *key)
+{
+    static const char *const names[] = {"limit", "timeout", "eager"};
+    if (PyUnicode_CompareWithASCIIString(key, "return_exceptions") == 0) {
+        return -1;
+    }
+    for (int k = 0; k < 3; k++) {
+        if (PyUnicode_CompareWithASCIIString(key, names[k]) == 0) {
+            return k;
+        }
+    }
+    return -2;
+}
+
+/* Check limit, timeout, eager (in that order, docs/extras.md) and run. */
+static PyObject *
+gather_ext(fw_state *st, PyObject *const *args, Py_ssize_t nargs,
+           int return_exceptions, PyObject *const *kw)
+{
+    Py_ssize_t limit = 0;
+    PyObject *o = kw[0];
+    if (o != NULL && o != Py_None) {
+        if (!PyLong_Check(o) || PyBool_Check(o)) {
+            fw_type_error_naming_type("limit must be an int or None, not %U",
+                                      o);
+            return NULL;
+        }
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow < 0 || (overflow == 0 && v < 1)) {
+            PyErr_Format(PyExc_ValueError, "limit must be >= 1, got %S", o);
+            return NULL;
+        }
+        limit = overflow > 0 || v > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
+                                                   : (Py_ssize_t)v;
+    }
+    double timeout = 0.0;
+    int has_timeout = 0;
+    o = kw[1];
+    if (o != NULL && o != Py_None) {
+        if (PyBool_Check(o) || !(PyLong_Check(o) || PyFloat_Check(o))) {
+            fw_type_error_naming_type(
+                "timeout must be a number or None, not %U", o);
+            return NULL;
+        }
+        timeout = PyFloat_AsDouble(o);
+        if (timeout == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (isnan(timeout)) {
+            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+            return NULL;
+        }
+        has_timeout = 1;
+    }
+    int eager = 0;
+    o = kw[2];
+    if (o != NULL) {
+        if (!PyBool_Check(o)) {
+            fw_type_error_naming_type("eager must be a bool, not %U", o);
+            return NULL;
+        }
+        eager = o == Py_True;
+    }
+    if (limit == 0 && !has_timeout && !eager) {
+        return gather_impl(st, args, nargs, return_exceptions);
+    }
+    return gather_ext_impl(st, args, nargs, return_exceptions, limit,
+                           has_timeout ? &timeout : NULL, eager);
+}
+
 PyDoc_STRVAR(
     gather_doc,
-    "gather(*coros_or_futures, return_exceptions=False)\n--\n\n"
+    "gather(*coros_or_futures, return_exceptions=False, limit=None, "
+    "timeout=None, eager=False)\n--\n\n"
     "Return a future aggregating results from the given coroutines/futures.\n"
     "\n"
     "A drop-in replacement for asyncio.gather() with the semantics of the\n"
@@ -1174,7 +2381,22 @@ PyDoc_STRVAR(
     "collapsed); the result is the list of results in argument order; the\n"
     "first exception propagates unless return_exceptions is true, in which\n"
     "case exceptions are returned in the list; cancelling the returned\n"
-    "future cancels every child.");
+    "future cancels every child.\n"
+    "\n"
+    "Beyond asyncio (keyword-only; see docs/extras.md):\n"
+    "\n"
+    "limit: None, or an int >= 1: at most that many of the tasks gather\n"
+    "  creates run at once; the others are started in argument order as\n"
+    "  running ones finish (futures and tasks passed in take no slot).\n"
+    "  Coroutines never started (the outer done early, cancelled, timed\n"
+    "  out) are closed.\n"
+    "timeout: None, or seconds (int or float) from now: when the deadline\n"
+    "  passes, unfinished children are cancelled and awaited, and the\n"
+    "  outer raises TimeoutError() (with return_exceptions, each child cut\n"
+    "  short gets a TimeoutError() in the results list instead).\n"
+    "eager: True runs each coroutine's first step inside the call, in a\n"
+    "  copy of the caller's context; one that finishes there never becomes\n"
+    "  a Task.");
 
 static PyObject *
 gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
@@ -1183,17 +2405,32 @@ gather(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     fw_state *st = fw_get_state(module);
     int return_exceptions = 0;
     if (kwnames != NULL) {
+        PyObject *ext[3] = {NULL, NULL, NULL}; /* limit, timeout, eager */
+        int has_ext = 0;
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(key, "return_exceptions") !=
-                0) {
+            /* -1 return_exceptions, 0 limit, 1 timeout, 2 eager */
+            int k = key == st->str_return_exceptions ? -1
+                    : key == st->str_limit           ? 0
+                    : key == st->str_timeout         ? 1
+                    : key == st->str_eager           ? 2
+                                                     : ext_keyword(key);
+            if (k == -2) {
                 return fw_signature_error(st, "gather", NULL, args, nargs,
                                           kwnames);
+            }
+            if (k >= 0) {
+                ext[k] = args[nargs + i];
+                has_ext = 1;
+                continue;
             }
             return_exceptions = PyObject_IsTrue(args[nargs + i]);
             if (return_exceptions < 0) {
                 return NULL;
             }
+        }
+        if (has_ext) {
+            return gather_ext(st, args, nargs, return_exceptions, ext);
         }
     }
     return gather_impl(st, args, nargs, return_exceptions);

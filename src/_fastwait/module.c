@@ -171,7 +171,8 @@ fw_close_unscheduled(fw_state *st, PyObject *coro)
  * that do not bind is handed to one of them, so that the TypeError is the
  * interpreter's own, word for word (3.13 adds "Did you mean ...?"). */
 static const char signatures_src[] =
-    "def gather(*coros_or_futures, return_exceptions=False): pass\n"
+    "def gather(*coros_or_futures, return_exceptions=False, limit=None,\n"
+    "           timeout=None, eager=False): pass\n"
     "def wait(fs, *, timeout=None, return_when='ALL_COMPLETED'): pass\n"
     "def as_completed(fs, *, timeout=None): pass\n"
     "def shield(arg): pass\n"

@@ -62,6 +62,10 @@
     X(str_exceptions, "exceptions")                                     \
     X(str_clock_resolution, "_clock_resolution")                        \
     X(str_on_timeout, "_on_timeout")                                    \
+    X(str_return_exceptions, "return_exceptions")                       \
+    X(str_limit, "limit")                                               \
+    X(str_timeout, "timeout")                                           \
+    X(str_eager, "eager")                                               \
 
 /* Methods of asyncio's C Future and Task that the hot paths call.  For
  * instances of exactly those types (and our _GatheringFuture) we call the
@@ -260,6 +264,23 @@ int fw_release_waiter(fw_state *st, PyObject *waiter);
 PyObject *fw_release_waiter_new(fw_state *st, PyObject *waiter);
 int fw_taskgroup_init(PyObject *module, fw_state *st);
 int fw_race_init(PyObject *module, fw_state *st);
+
+/* ---- timeout.c: native deadlines on the loop's shared deadline heap (one
+ * loop timer per loop, no TimerHandle per deadline).
+ *
+ * fw_deadline_new(st, loop, when, fire, owner): at loop time `when` (a
+ * double; passed already: in the loop's next timer processing, never
+ * inside the call; +inf: never), call fire(owner) once, from the loop
+ * timer (an error it returns goes to the loop's exception handler).  The
+ * deadline holds a strong reference to `owner` until it fires or is
+ * cancelled.  A new reference, or NULL with an error.
+ * fw_deadline_cancel(st, deadline): it will not fire (fired or cancelled
+ * already: nothing); the owner is released.  -1 error (only for loops
+ * whose timers we do not know, where a handle is cancelled). */
+typedef int (*fw_deadline_fn)(PyObject *owner);
+PyObject *fw_deadline_new(fw_state *st, PyObject *loop, double when,
+                          fw_deadline_fn fire, PyObject *owner);
+int fw_deadline_cancel(fw_state *st, PyObject *deadline);
 
 /* ---- coro.c: native coroutine objects.
  *

@@ -46,6 +46,10 @@ typedef struct {
                             path), or NULL */
     PyObject *waiter;    /* wait_for (3.11) timers: the future to release
                             instead of cancelling a task */
+    fw_deadline_fn fire; /* native deadlines (fw_deadline_new): called
+                            with `owner` instead of cancelling a task */
+    PyObject *owner;
+    char native;         /* made by fw_deadline_new */
     Scheduler *sched;    /* the heap we are in, or NULL */
     double deadline;     /* `when` as a double while in the heap */
     uint64_t seq;        /* ties in the heap go by arrival */
@@ -611,6 +615,9 @@ timeout_init_fields(fw_state *st, TimeoutObject *t, PyObject *when)
     t->cancelling = NULL;
     t->handle = NULL;
     t->waiter = NULL;
+    t->fire = NULL;
+    t->owner = NULL;
+    t->native = 0;
     t->sched = NULL;
     t->deadline = 0.0;
     t->seq = 0;
@@ -666,6 +673,20 @@ task_call(fw_state *st, PyObject *task, PyObject *name, PyObject *desc)
 static int
 timeout_fire(fw_state *st, TimeoutObject *t)
 {
+    if (t->native) {
+        if (t->fire == NULL) {
+            return 0; /* cancelled or fired already */
+        }
+        /* A native deadline fires once: it lets go of its owner first. */
+        fw_deadline_fn fire = t->fire;
+        PyObject *owner = t->owner;
+        t->fire = NULL;
+        t->owner = NULL;
+        Py_CLEAR(t->handle);
+        int r = fire(owner);
+        Py_DECREF(owner);
+        return r;
+    }
     if (t->waiter != NULL) {
         return fw_release_waiter(st, t->waiter);
     }
@@ -1085,6 +1106,81 @@ fw_release_timer_cancel(fw_state *st, PyObject *timer)
     return timeout_unschedule(st, Timeout_CAST(timer));
 }
 
+/* ---- Native deadlines for other C parts (gather(timeout=), ...).
+ *
+ * A deadline is a TimeoutObject with `fire`/`owner` set, in the loop's
+ * heap like a timeout scope's: creating one is an allocation, a look-up of
+ * the loop's scheduler (cached for the last loop) and a heap push; the
+ * loop timer is only (re-)armed when the deadline is earlier than the armed
+ * one.  Cancelling is a heap removal; the armed timer stays and, if it
+ * fires with nothing due, re-arms for the next deadline.  A deadline that
+ * has passed already goes into the heap too: the loop timer is re-armed at
+ * it, so it fires in the loop's next timer processing, never inside the
+ * call.  Loops whose timers we do not know get one call_at() handle per
+ * deadline. */
+PyObject *
+fw_deadline_new(fw_state *st, PyObject *loop, double when, fw_deadline_fn fire,
+                PyObject *owner)
+{
+    if (isnan(when)) {
+        PyErr_SetString(PyExc_ValueError, "deadline must not be NaN");
+        return NULL;
+    }
+    TimeoutObject *t = (TimeoutObject *)fw_timeout_new(st, Py_None);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->fire = fire;
+    t->owner = Py_NewRef(owner);
+    t->native = 1;
+    t->state = T_ENTERED;
+    if (isfinite(when)) {
+        Scheduler *s = sched_for(st, loop);
+        if (s != NULL) {
+            int r = sched_push(st, s, t, when);
+            Py_DECREF(s);
+            if (r < 0) {
+                goto error;
+            }
+            return (PyObject *)t;
+        }
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+    }
+    /* Unknown loop timers (or an infinite deadline): a handle of its own. */
+    PyObject *cb = PyObject_GetAttr((PyObject *)t, st->str_on_timeout);
+    PyObject *w = cb != NULL ? PyFloat_FromDouble(when) : NULL;
+    if (w != NULL) {
+        t->handle = PyObject_CallMethodObjArgs(loop, st->str_call_at, w, cb,
+                                               NULL);
+    }
+    Py_XDECREF(cb);
+    Py_XDECREF(w);
+    if (t->handle == NULL) {
+        goto error;
+    }
+    return (PyObject *)t;
+error:
+    t->fire = NULL;
+    Py_CLEAR(t->owner);
+    Py_DECREF(t);
+    return NULL;
+}
+
+int
+fw_deadline_cancel(fw_state *st, PyObject *deadline)
+{
+    TimeoutObject *t = Timeout_CAST(deadline);
+    Py_INCREF(t);
+    t->fire = NULL;
+    t->state = T_EXITED;
+    int r = timeout_unschedule(st, t);
+    Py_CLEAR(t->owner);
+    Py_DECREF(t);
+    return r;
+}
+
 /* ---- Python-level methods */
 
 static int
@@ -1307,6 +1403,7 @@ timeout_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(t->cancelling);
     Py_VISIT(t->handle);
     Py_VISIT(t->waiter);
+    Py_VISIT(t->owner);
     Py_VISIT(t->sched);
     Py_VISIT(t->dict);
     return 0;
@@ -1324,6 +1421,8 @@ timeout_clear(PyObject *op)
     Py_CLEAR(t->cancelling);
     Py_CLEAR(t->handle);
     Py_CLEAR(t->waiter);
+    t->fire = NULL;
+    Py_CLEAR(t->owner);
     Py_CLEAR(t->dict);
     return 0;
 }
