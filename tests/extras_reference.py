@@ -408,12 +408,25 @@ class TaskGroup(asyncio.TaskGroup):
         if self._ref_slots is None:
             return super().create_task(coro, name=name, context=context)
         started = [False]
+        failed = [False]
         slots = self._ref_slots
 
         async def guarded():
-            async with slots:
-                started[0] = True
-                return await coro
+            await slots.acquire()
+            started[0] = True
+            try:
+                result = await coro
+            except asyncio.CancelledError:
+                slots.release()
+                raise
+            except BaseException:
+                # docs/extras.md: a child that fails hands its slot on only
+                # after the group has seen the error (the done-callback
+                # below runs after the group's own).
+                failed[0] = True
+                raise
+            slots.release()
+            return result
 
         wrapper = guarded()
         try:
@@ -427,4 +440,5 @@ class TaskGroup(asyncio.TaskGroup):
             raise
         # Cancelled while waiting for its slot: the coroutine never runs.
         task.add_done_callback(lambda _: started[0] or coro.close())
+        task.add_done_callback(lambda _: failed[0] and slots.release())
         return task
