@@ -711,6 +711,12 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
     else if (value != NULL) {
         deciding = 0; /* nothing to retrieve */
     }
+    if (self->ext != NULL && self->ext->timed_out && !self->aborted) {
+        /* After the deadline only the last completion matters: the others'
+         * exceptions are retrieved when the outer ends
+         * (ext_finish_timed_out). */
+        deciding = is_last;
+    }
     if (!deciding) {
         if (self->graph_waiter == NULL) {
             return 0;
@@ -1584,10 +1590,34 @@ ext_set_results(GatherCore *self, PyObject *outer)
     return r == NULL ? -1 : 0;
 }
 
-/* The outer's end once every child finished after the deadline fired. */
+/* The outer's end once every child finished after the deadline fired.
+ * Every child's exception is marked retrieved first (wrapped mode reports
+ * only the last completion after the deadline). */
 static int
 ext_finish_timed_out(GatherCore *self, PyObject *outer)
 {
+    fw_state *st = self->st;
+    Py_ssize_t n = PyList_GET_SIZE(self->children);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *fut = PyList_GET_ITEM(self->children, i);
+        if (fut == Py_None || ext_first(self, i) != i) {
+            continue;
+        }
+        Py_INCREF(fut);
+        int r = fw_fut_bool(st, fut, FW_DONE);
+        if (r > 0) {
+            r = fw_fut_bool(st, fut, FW_CANCELLED);
+            if (r == 0) {
+                PyObject *exc = fw_fut_call(st, fut, FW_EXCEPTION);
+                r = exc == NULL ? -1 : 0;
+                Py_XDECREF(exc);
+            }
+        }
+        Py_DECREF(fut);
+        if (r < 0) {
+            return -1;
+        }
+    }
     if (!GF(outer)->cancel_requested && !self->return_exceptions) {
         return set_exception_new(self->st, outer, PyExc_TimeoutError);
     }
