@@ -887,7 +887,50 @@ def race(*aws, timeout=None):
     timeout = _check_timeout(timeout)
     if not aws:
         raise TypeError("race() needs at least one awaitable")
-    return _race(aws, timeout)
+    return _RaceCoro(_race(aws, timeout), aws)
+
+
+class _RaceCoro(_CoroWrapper):
+    """The coroutine ``race()`` returns: forwards to the racing coroutine.
+    Closed or thrown into before its first step (e.g. the task awaiting
+    it cancelled before it ran), it closes the coroutine arguments, which
+    were never wrapped (no "never awaited" warning for them)."""
+
+    __slots__ = ("_aws",)
+
+    def __init__(self, coro, aws):
+        self._coro = coro
+        self._aws = aws
+
+    def _close_arguments(self):
+        aws, self._aws = self._aws, None
+        if aws is not None:
+            for arg in aws:
+                if tasks.coroutines.iscoroutine(arg):
+                    arg.close()
+
+    def send(self, value):
+        """Send ``value`` into the race (the first step starts it)."""
+        self._aws = None
+        return self._coro.send(value)
+
+    def throw(self, typ, val=None, tb=None, /):
+        """Raise an exception in the race."""
+        args = (typ,) if val is None and tb is None else (typ, val, tb)
+        if self._aws is not None:
+            try:
+                return self._coro.throw(*args)
+            finally:
+                self._close_arguments()
+        return self._coro.throw(*args)
+
+    def close(self):
+        """Close the race (before its first step: its coroutine arguments
+        too)."""
+        try:
+            return self._coro.close()
+        finally:
+            self._close_arguments()
 
 
 async def _race(aws, timeout):
@@ -1025,7 +1068,8 @@ class _Slots:
 class _SlotWaiter(_CoroWrapper):
     """What a task of a ``TaskGroup(limit=N)`` runs: waits for a slot of
     the group, then runs the coroutine (forwarding every step to it) and
-    frees the slot the moment the coroutine returns or raises.  Cancelled
+    frees the slot the moment the coroutine returns or ends cancelled (one
+    loop callback later when it raises another exception).  Cancelled
     (or closed) before it has started the coroutine, it closes the
     coroutine unrun."""
 
@@ -1061,11 +1105,29 @@ class _SlotWaiter(_CoroWrapper):
         self._state = _FINISHED
         self._slots.release()
 
+    def _failed(self):
+        """The coroutine raised (not a CancelledError): the slot is handed
+        on one loop callback later, after the group's done-callback has
+        seen the error (it is scheduled when the Task ends, right after
+        this step; the granted task's step comes after both), so that the
+        abort it starts cancels the waiting tasks before any of them
+        starts its coroutine.  The slot counts as taken until then."""
+        self._state = _FINISHED
+        try:
+            self._loop.call_soon(self._slots.release)
+        except RuntimeError:
+            self._slots.release()  # (a closed loop: at once, then)
+
     def _step(self, method, *args):
         try:
             return method(*args)
-        except BaseException:
+        except (StopIteration, _CancelledError):
+            # Returned, or ended cancelled: the slot is handed on inside
+            # this last step.
             self._finished()
+            raise
+        except BaseException:
+            self._failed()
             raise
 
     def send(self, value):
