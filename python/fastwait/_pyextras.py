@@ -1198,7 +1198,11 @@ class TaskGroup(_StdlibTaskGroup):
     N of the group's tasks have started their coroutine and not finished
     it: a task created when N are running waits for a slot before its
     coroutine's first step, slots being handed out in creation order (a
-    free slot is taken at creation).  Cancelling a waiting task closes its
+    free slot is taken at creation).  A coroutine that returns (or ends
+    cancelled) hands its slot on inside its last step; one that raises
+    another exception one loop callback later, once the group has seen
+    the error (so no waiting task starts after the group was aborted by
+    it).  Cancelling a waiting task closes its
     coroutine without running it; the group's rules for cancellation and
     errors are unchanged.  Such tasks run a wrapper of the coroutine
     (difference #1 of the README).
