@@ -187,7 +187,9 @@ def test_limit_next_child_starts_from_the_last_step(vloop):
     assert seen["tasks"] == 2
 
 
-def test_limit_cancelled_child_keeps_its_message(vloop):
+def test_limit_cancelled_children_as_gather_lists_them(vloop):
+    """A cancelled child's place holds what asyncio's gather puts there:
+    CancelledError(fut._cancel_message or ''), '' for a Task."""
     async def stopped():
         vloop.call_later(1, asyncio.current_task().cancel, "stop")
         await asyncio.sleep(5)
@@ -196,13 +198,14 @@ def test_limit_cancelled_child_keeps_its_message(vloop):
         await asyncio.sleep(1)
         raise asyncio.CancelledError("me")
 
-    async def main():
-        return await px.gather(stopped(), selfcancel(),
-                               return_exceptions=True, limit=1)
+    async def main(gather, **kwargs):
+        return await gather(stopped(), selfcancel(), return_exceptions=True,
+                            **kwargs)
 
-    res = run(vloop, main)
+    res = run(vloop, main(px.gather, limit=1))
+    want = run(vloop, main(asyncio.gather))
     assert [type(r) for r in res] == [asyncio.CancelledError] * 2
-    assert [r.args for r in res] == [("stop",), ("me",)]
+    assert [r.args for r in res] == [r.args for r in want] == [("",), ("",)]
 
 
 # ---------------------------------------------------------------------------

@@ -339,6 +339,16 @@ class _Child:
             return _CancelledError()
         return _CancelledError(self.cancel_msg)
 
+    def listed_cancelled_error(self):
+        """What gather's results list holds for a cancelled child:
+        ``CancelledError(fut._cancel_message or '')``, as asyncio's gather
+        builds it (a Task that ended cancelled has no message left, so a
+        child run as a Task, or finished in its eager first step, gets
+        ``CancelledError('')``)."""
+        fut = self.fut
+        msg = None if fut is None else getattr(fut, "_cancel_message", None)
+        return _CancelledError("" if msg is None else msg)
+
     def retrieve(self):
         """Mark a future's exception retrieved."""
         fut = self.fut
@@ -451,8 +461,7 @@ class _GatheringFuture(futures.Future):
             self.set_exception(self._positions[-1].make_cancelled_error())
             return
         # (the results are read in every case, as gather does: that marks
-        # the children's exceptions retrieved; a cancelled child's error is
-        # the one ``result()`` raises, its own the first time)
+        # the children's exceptions retrieved)
         results = []
         for child in self._positions:
             if child.cut or (child.deadline_cancelled
@@ -460,7 +469,7 @@ class _GatheringFuture(futures.Future):
                 # cut short by the deadline
                 res = TimeoutError()
             elif child.is_cancelled():
-                res = child.make_cancelled_error()
+                res = child.listed_cancelled_error()
             else:
                 res = child.exception()
                 if res is None:
