@@ -593,6 +593,7 @@ def test_never_awaited_warns():
 # ---------------------------------------------------------------- task paths
 
 
+@pytest.mark.needs_eager_factory
 def test_eager_task_factory(vloop):
     vloop.set_task_factory(asyncio.eager_task_factory)
     log = Log(vloop)
@@ -614,6 +615,7 @@ def test_eager_task_factory(vloop):
                           (0.0, "a", "cancelled"), (0.0, "d", "cancelled")]
 
 
+@pytest.mark.needs_eager_factory
 def test_eager_all_fail_in_the_first_step(vloop):
     vloop.set_task_factory(asyncio.eager_task_factory)
 

@@ -44,8 +44,7 @@ def lazy_vloop(loop_factory):
 
 
 def eager_vloop(loop_factory):
-    if not conftest.HAS_EAGER:
-        pytest.skip("asyncio.eager_task_factory needs 3.12+")
+    assert conftest.HAS_EAGER  # tests using it are marked needs_eager_factory
     return loop_factory(clock=VirtualClock(), tasks="eager")
 
 
@@ -433,6 +432,7 @@ def test_group_cancel_while_tasks_wait(vloop):
 
 # -- the eager task factory ----------------------------------------------------
 
+@pytest.mark.needs_eager_factory
 def test_eager_factory(loop_factory):
     loop = eager_vloop(loop_factory)
     started = []
