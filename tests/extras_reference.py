@@ -30,6 +30,7 @@ The differential tests therefore compare with it in virtual time only.
 
 import asyncio
 import contextvars
+import weakref
 import inspect
 import math
 
@@ -75,9 +76,16 @@ def _retrieve(fut):
         fut.exception()
 
 
+#: Eager children that raised CancelledError in their first step: their
+#: future -> the raised instance (a Task hands that one out first).
+_RAISED_CANCEL = weakref.WeakKeyDictionary()
+
+
 def _error(fut):
     """The exception of a done future (its CancelledError if cancelled),
     or None."""
+    if fut in _RAISED_CANCEL:
+        return _RAISED_CANCEL[fut]
     if fut.cancelled():
         try:
             fut.result()
@@ -87,7 +95,13 @@ def _error(fut):
 
 
 def _outcome(fut):
-    exc = _error(fut)
+    """What gather's results list holds for a done child (asyncio's gather:
+    a cancelled child's place gets ``CancelledError(fut._cancel_message or
+    '')``, never the CancelledError its coroutine raised)."""
+    if fut.cancelled():
+        msg = getattr(fut, "_cancel_message", None)
+        return asyncio.CancelledError("" if msg is None else msg)
+    exc = fut.exception()
     return fut.result() if exc is None else exc
 
 
@@ -137,7 +151,11 @@ def _eager_start(loop, coro):
     except StopIteration as stop:
         fut.set_result(stop.value)
     except asyncio.CancelledError as exc:
-        fut.cancel(*exc.args[:1])
+        # As a Task whose coroutine raised it: cancelled without a message
+        # (gather's list gets CancelledError('')), the raised instance is
+        # what an outer failing on it gets.
+        fut.cancel()
+        _RAISED_CANCEL[fut] = exc
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: B902 - the child's outcome
@@ -179,9 +197,16 @@ def gather(*aws, return_exceptions=False, limit=None, timeout=None,
     guards = {}  # guard task -> [started]
 
     def guard(aw):
-        started = [False]
+        pre = _try_acquire(slots)
+        started = [pre]
 
         async def guarded():
+            if pre:
+                try:
+                    started[0] = True
+                    return await aw
+                finally:
+                    slots.release()
             async with slots:
                 started[0] = True
                 return await aw
@@ -283,8 +308,9 @@ async def _collect(futs, return_exceptions, deadline, stop):
                                return_when=asyncio.FIRST_COMPLETED)
             if not return_exceptions:
                 for fut in finished[seen:]:
-                    if _error(fut) is not None:
-                        failure = fut
+                    err = _error(fut)
+                    if err is not None:
+                        failure = err
                         break
                 seen = len(finished)
     except asyncio.CancelledError as exc:
@@ -297,7 +323,7 @@ async def _collect(futs, return_exceptions, deadline, stop):
         raise
     if failure is not None:
         stop()
-        raise _error(failure)
+        raise failure
     if not expired:
         return [_outcome(f) for f in futs]
 

@@ -64,6 +64,10 @@ REFERENCE_CANNOT = {
         "its wait() loop sees the deadline one iteration late",
     "test_eager_limit_children_started_later_are_eager":
         "children started later run in their guard Task",
+    # Its race() is an ``async def``: closed before its first step, it has
+    # no code that could close the arguments.
+    "test_race_closed_before_its_first_step_closes_its_coroutines":
+        "an unstarted async def runs no code when closed",
     # Its deadlines are asyncio.wait()'s timeouts.
     "test_timeout_deadlines_share_one_loop_timer":
         "a TimerHandle per call",
@@ -472,7 +476,10 @@ def test_limit_return_exceptions(ximpl, vloop):
 
 def test_limit_child_cancelled(ximpl, vloop):
     """A child whose Task is cancelled frees its slot; as gather, its
-    CancelledError is in the list with return_exceptions=True."""
+    CancelledError is in the list with return_exceptions=True: gather puts
+    ``CancelledError(fut._cancel_message or '')`` there, and a Task that
+    ended cancelled has no message left (its coroutine raised the
+    CancelledError('stop'); the Task then cancelled itself without one)."""
     rec = Rec(vloop)
 
     async def cancelled_later():
@@ -484,13 +491,15 @@ def test_limit_child_cancelled(ximpl, vloop):
                                   return_exceptions=True, limit=1)
 
     res = run(vloop, main())
-    assert exc_desc(res[0]) == (asyncio.CancelledError, ("stop",))
+    assert exc_desc(res[0]) == (asyncio.CancelledError, ("",))
     assert res[1] == "b"
     assert rec.starts() == {"a": 0, "b": 1}
     assert rec.ends() == {"a": 1, "b": 2}
 
 
 def test_limit_self_cancel(ximpl, vloop):
+    """A coroutine raising CancelledError("me"): as gather, its place in the
+    list holds CancelledError('') (see test_limit_child_cancelled)."""
     rec = Rec(vloop)
 
     async def main():
@@ -499,7 +508,7 @@ def test_limit_self_cancel(ximpl, vloop):
             rec.child("b", 1), return_exceptions=True, limit=1)
 
     res = run(vloop, main())
-    assert exc_desc(res[0]) == (asyncio.CancelledError, ("me",))
+    assert exc_desc(res[0]) == (asyncio.CancelledError, ("",))
     assert res[1] == "b"
     assert rec.starts() == {"a": 0, "b": 1}
 
@@ -1595,3 +1604,34 @@ def test_taskgroup_without_limit_is_plain(ximpl, vloop):
 
     run(vloop, main())
     assert rec.starts() == dict.fromkeys(DURATIONS, 0)
+
+
+def test_race_closed_before_its_first_step_closes_its_coroutines(ximpl, vloop):
+    """A race() that never started (its task cancelled before running it,
+    or closed, or thrown into) closes the coroutines it was given, so
+    nothing warns "never awaited" (warnings are errors here)."""
+    made = []
+
+    async def child():
+        await asyncio.sleep(1)
+
+    def kids():
+        cs = [child(), child()]
+        made.extend(cs)
+        return cs
+
+    async def main():
+        t = vloop.create_task(ximpl.race(*kids()))
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        r = ximpl.race(*kids())
+        r.close()
+        r = ximpl.race(*kids(), timeout=1)
+        with pytest.raises(ValueError):
+            r.throw(ValueError("x"))
+
+    run(vloop, main())
+    assert len(made) == 6
+    assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED
+               for c in made)

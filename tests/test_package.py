@@ -26,8 +26,8 @@ def test_all():
         "ALL_COMPLETED", "CompletionQueue", "FIRST_COMPLETED",
         "FIRST_EXCEPTION", "NATIVE",
         "TaskGroup", "Timeout", "as_completed", "gather", "install",
-        "installed", "shield", "timeout", "timeout_at", "uninstall", "wait",
-        "wait_for",
+        "installed", "race", "shield", "timeout", "timeout_at", "uninstall",
+        "wait", "wait_for",
     ])
     assert len(set(fastwait.__all__)) == len(fastwait.__all__)
     namespace = {}
@@ -113,16 +113,20 @@ def test_version_and_typing_marker():
 def test_native_names():
     if not fastwait.NATIVE:
         assert fastwait.NATIVE_NAMES == frozenset()
+        from fastwait import _pyextras
         from fastwait._pycompletion import CompletionQueue
 
         assert fastwait.CompletionQueue is CompletionQueue
+        # docs/extras.md's features come from the pure-Python module.
+        for name in ("gather", "race", "TaskGroup"):
+            assert getattr(fastwait, name) is getattr(_pyextras, name), name
         return
     from fastwait import _fastwait
 
     assert fastwait.NATIVE_NAMES == {"gather", "wait", "as_completed",
                                      "CompletionQueue", "Timeout", "timeout",
                                      "timeout_at", "wait_for", "shield",
-                                     "TaskGroup"}
+                                     "TaskGroup", "race"}
     for name in fastwait.NATIVE_NAMES:
         assert getattr(fastwait, name) is getattr(_fastwait, name), name
     for name in set(PRIMITIVES) - fastwait.NATIVE_NAMES:
@@ -137,8 +141,10 @@ def test_taskgroup_signatures():
         assert list(got.parameters)[0] == "self"
         assert (list(got.parameters.values())[1:] ==
                 list(want.parameters.values())[1:]), meth
-    assert inspect.signature(fastwait.TaskGroup) == inspect.signature(
-        asyncio.TaskGroup)
+    # TaskGroup(*, limit=None): the stdlib's (no parameter) plus fastwait's
+    # keyword-only limit (docs/extras.md).
+    assert str(inspect.signature(asyncio.TaskGroup)) == "()"
+    assert str(inspect.signature(fastwait.TaskGroup)) == "(*, limit=None)"
 
 
 def test_c_sources_use_only_the_public_c_api():

@@ -152,8 +152,62 @@ def test_limit_cancel_outer(vloop):
     run(vloop, main)
 
 
-# ---------------------------------------------------------------------------
-# gather(timeout=)
+def test_limit_next_child_starts_from_the_last_step(vloop):
+    """The wrapper reports a coroutine child's end inside its Task's last
+    step: the next child's Task exists before that step returns (no
+    done-callback, no extra loop iteration); the Task runs the wrapper
+    (get_coro() is the wrapper, __wrapped__ the coroutine)."""
+    seen = {}
+
+    def probe():
+        seen["tasks"] = len(asyncio.all_tasks(vloop))
+
+    async def first():
+        await asyncio.sleep(1)
+        # (runs before any done-callback of this child's Task)
+        vloop.call_soon(probe)
+        return "a"
+
+    async def second():
+        await asyncio.sleep(1)
+        return "b"
+
+    async def main():
+        a = first()
+        outer = px.gather(a, second(), limit=1)
+        [task] = asyncio.all_tasks() - {asyncio.current_task()}
+        wrapper = task.get_coro()
+        assert wrapper is not a and wrapper.__wrapped__ is a
+        assert asyncio.iscoroutine(wrapper)
+        assert wrapper.__name__ == "first" and wrapper.cr_code is a.cr_code
+        return await outer
+
+    assert run(vloop, main) == ["a", "b"]
+    # main's and b's: b's Task was created in a's last step
+    assert seen["tasks"] == 2
+
+
+def test_limit_cancelled_children_as_gather_lists_them(vloop):
+    """A cancelled child's place holds what asyncio's gather puts there:
+    CancelledError(fut._cancel_message or ''), '' for a Task."""
+    async def stopped():
+        vloop.call_later(1, asyncio.current_task().cancel, "stop")
+        await asyncio.sleep(5)
+
+    async def selfcancel():
+        await asyncio.sleep(1)
+        raise asyncio.CancelledError("me")
+
+    async def main(gather, **kwargs):
+        return await gather(stopped(), selfcancel(), return_exceptions=True,
+                            **kwargs)
+
+    res = run(vloop, main(px.gather, limit=1))
+    want = run(vloop, main(asyncio.gather))
+    assert [type(r) for r in res] == [asyncio.CancelledError] * 2
+    assert [r.args for r in res] == [r.args for r in want] == [("",), ("",)]
+
+
 # ---------------------------------------------------------------------------
 
 def test_timeout_raises_timeout_error(vloop):
@@ -298,6 +352,24 @@ def test_eager_task_cancelled_before_its_first_step(vloop):
     run(vloop, main)
 
 
+def test_eager_children_awaiting_one_future(vloop):
+    """Two eager children suspended on the same future (and on the same
+    Task): the first step's yielded future gets its
+    _asyncio_future_blocking reset, and set again when the child's Task
+    takes it (no "await wasn't used with future")."""
+    async def on(aw):
+        return await aw
+
+    async def main():
+        fut = vloop.create_future()
+        task = vloop.create_task(asyncio.sleep(1, "t"))
+        outer = px.gather(on(fut), on(fut), on(task), on(task), eager=True)
+        vloop.call_later(0.5, fut.set_result, "f")
+        return await outer
+
+    assert run(vloop, main) == ["f", "f", "t", "t"]
+
+
 def test_eager_with_limit_frees_slots_inside_the_call(vloop):
     started = []
 
@@ -358,7 +430,7 @@ def test_race_first_success_wins_and_losers_are_awaited(vloop):
 
     async def main():
         aw = px.race(child("a", 1, fail=True), child("b", 2), child("c", 3))
-        assert inspect.iscoroutine(aw) and aw.__qualname__ == "race"
+        assert asyncio.iscoroutine(aw) and aw.__qualname__ == "race"
         res = await aw
         assert ends == {"c": "cancelled"}
         assert len(asyncio.all_tasks()) == 1
@@ -393,6 +465,31 @@ def test_race_caller_cancelled(vloop):
         with pytest.raises(asyncio.CancelledError):
             await task
         assert child.cancelled()
+
+    run(vloop, main)
+
+
+@pytest.mark.parametrize("how", ["close", "throw", "cancelled task"])
+def test_race_closed_before_its_first_step_closes_its_coroutines(vloop,
+                                                                  how):
+    async def child():
+        await asyncio.sleep(1)
+
+    async def main():
+        coros = [child(), child()]
+        r = px.race(*coros)
+        if how == "close":
+            r.close()
+        elif how == "throw":
+            with pytest.raises(asyncio.CancelledError):
+                r.throw(asyncio.CancelledError("x"))
+        else:
+            task = asyncio.ensure_future(r)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        for c in coros:
+            assert inspect.getcoroutinestate(c) == inspect.CORO_CLOSED
 
     run(vloop, main)
 
@@ -451,6 +548,40 @@ def test_taskgroup_limit_abort_closes_waiting_coroutines(vloop):
             assert inspect.getcoroutinestate(c) == inspect.CORO_CLOSED
 
     run(vloop, main)
+
+
+def test_taskgroup_limit_failing_child_hands_its_slot_on_later(vloop):
+    """A child that returns hands its slot on inside its last step; one
+    that raises hands it on one loop callback later, after the group saw
+    the error: the waiting task never starts its coroutine."""
+    started = []
+
+    async def quick(i):
+        started.append(i)
+        await asyncio.sleep(1)
+
+    async def fail():
+        await asyncio.sleep(2)
+        raise Boom
+
+    async def never():
+        started.append("never")
+        await asyncio.sleep(0)
+
+    async def main():
+        waiting = never()
+        with pytest.raises(BaseException) as info:
+            async with px.TaskGroup(limit=2) as tg:
+                tg.create_task(quick(0))
+                tg.create_task(fail())
+                tg.create_task(quick(1))   # gets quick(0)'s slot at 1
+                tg.create_task(waiting)    # waits for fail()'s slot
+        assert info.group_contains(Boom)
+        assert inspect.getcoroutinestate(waiting) == inspect.CORO_CLOSED
+        return vloop.time()
+
+    assert run(vloop, main) == 1000.0 + 2
+    assert started == [0, 1]
 
 
 def test_taskgroup_without_limit_is_plain(vloop):

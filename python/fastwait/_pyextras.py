@@ -7,15 +7,18 @@ the native one.  A call of ``gather()`` without any of the new arguments
 returns ``asyncio.gather(...)``'s own future, and ``TaskGroup()`` without a
 limit is the stdlib's TaskGroup.
 
-Where it differs from the native implementation (the spec leaves the
-mechanism open): gather learns that a child it started has finished through
-a done-callback, so the next child waiting for a slot is started in the loop
-iteration after the child's Task finished (one iteration after its last
-step), where the native gather starts it from the child's last step; the
-deadlines of ``timeout=`` are plain loop timers (``loop.call_at``), not
-fastwait's deadline heap.  As the native gather, it reads
+As natively, each coroutine child of an extended gather runs in a small
+coroutine-protocol wrapper (``_GatherCoro``, created with
+``loop.create_task(wrapper)`` so task factories see it) that reports the
+coroutine's outcome inside the child Task's last step: the next child
+waiting for a slot starts in that same loop iteration.  Futures, Tasks and
+other awaitables passed in are followed with done-callbacks.  The
+deadlines of ``timeout=`` are plain loop timers (``loop.call_at``, one per
+call), not fastwait's deadline heap.  As the native gather, it reads
 ``return_exceptions``'s truth value once, at the call (when a new argument
-is given; without, it is the stdlib's gather).
+is given; without, it is the stdlib's gather).  A cancelled child's
+``CancelledError`` in the results is the one ``result()`` raises (a
+Task's own, with its message, the first time).
 """
 
 from __future__ import annotations
@@ -176,43 +179,73 @@ def _raise_thrown(typ, val=None, tb=None):
     raise exc
 
 
-class _Resume(_CoroWrapper):
-    """What an eager gather child that suspended in its first step (run
-    inside ``gather()``) runs in its Task: the first ``send()`` hands the
-    Task what that first step yielded, every later call is forwarded to
-    the coroutine.
+_NOTHING = object()
 
-    A ``throw()`` before that first ``send()`` (the Task cancelled before
-    its first step): the coroutine is suspended on what it yielded, so when
-    the exception is a ``CancelledError`` that future is cancelled first
-    (with the same message), as a Task's ``cancel()`` would have cancelled
-    the future it waits on; then the exception is thrown into the
-    coroutine."""
 
-    __slots__ = ("_yielded", "_first")
+class _GatherCoro(_CoroWrapper):
+    """What the Task of a coroutine child of an extended gather runs: it
+    forwards every step to the coroutine and, the moment the coroutine
+    returns or raises, reports the outcome to the gather right there,
+    inside the child Task's own last step (so that the next child waiting
+    for a slot starts in that same loop iteration), then lets the
+    StopIteration or exception go on to the Task.
 
-    def __init__(self, coro, yielded):
+    An eager child that suspended in its first step (run inside
+    ``gather()``) gets ``first``, what that step yielded: the wrapper's
+    first ``send()`` hands it to the Task (a future's
+    ``_asyncio_future_blocking``, reset after the first step as a Task step
+    does, is set again right then).  A ``throw()`` before that first
+    ``send()`` is the Task cancelled before its first step: the coroutine is
+    suspended on what it yielded, so when the exception is a
+    ``CancelledError`` that future is cancelled first (with the same
+    message), as a Task's ``cancel()`` would have cancelled the future it
+    waits on; then the exception is thrown into the coroutine."""
+
+    __slots__ = ("_outer", "_child", "_first", "_blocking")
+
+    def __init__(self, coro, outer, child, first=_NOTHING, blocking=False):
         self._coro = coro
-        self._yielded = yielded
-        self._first = True
+        self._outer = outer
+        self._child = child
+        self._first = first
+        self._blocking = blocking
+
+    def _finished(self, value, exc):
+        outer = self._outer
+        if outer is not None:
+            child = self._child
+            self._outer = self._child = None
+            outer._wrapped_finished(child, value, exc)
+
+    def _step(self, method, *args):
+        try:
+            return method(*args)
+        except StopIteration as e:
+            self._finished(e.value, None)
+            raise
+        except BaseException as e:
+            self._finished(None, e)
+            raise
 
     def _take_first(self):
-        self._first = False
-        yielded = self._yielded
-        self._yielded = None
-        return yielded
+        first = self._first
+        self._first = _NOTHING
+        if self._blocking:
+            self._blocking = False
+            first._asyncio_future_blocking = True
+        return first
 
     def send(self, value):
-        """Send ``value`` into the coroutine (the first call returns what
-        the coroutine's eager first step yielded)."""
-        if self._first:
+        """Send ``value`` into the coroutine (an eager child's first call
+        returns what the coroutine's first step yielded)."""
+        if self._first is not _NOTHING:
             return self._take_first()
-        return self._coro.send(value)
+        return self._step(self._coro.send, value)
 
     def throw(self, typ, val=None, tb=None, /):
         """Raise an exception in the coroutine."""
         args = (typ,) if val is None and tb is None else (typ, val, tb)
-        if self._first:
+        if self._first is not _NOTHING:
             yielded = self._take_first()
             exc = typ if val is None else val
             if (isinstance(exc, _CancelledError)
@@ -224,12 +257,12 @@ class _Resume(_CoroWrapper):
                         msg = exc.args[0]
                     yielded._asyncio_future_blocking = False
                     yielded.cancel(msg=msg)
-        return _throw(self._coro, args)
+        return self._step(self._coro.throw, *args)
 
     def close(self):
         """Close the coroutine."""
-        self._first = False
-        self._yielded = None
+        self._first = _NOTHING
+        self._outer = self._child = None
         return self._coro.close()
 
 
@@ -245,8 +278,10 @@ class _Child:
     """One distinct child of an extended gather.
 
     ``fut`` is the future standing for it once started (None while it
-    waits for a slot, and for a coroutine that finished in its eager first
-    step); ``done`` says the outcome is final; without a future the outcome
+    waits for a slot, for a coroutine that finished in its eager first
+    step, and once the wrapper of a coroutine child reported its outcome:
+    its Task is let go); ``done`` says the outcome is final; without a
+    future the outcome
     is ``result`` / ``exc`` / ``cancelled`` (+ ``cancelled_exc`` and
     ``cancel_msg``); ``cut`` marks a child the deadline cut short (never
     started), ``deadline_cancelled`` one the deadline cancelled."""
@@ -284,14 +319,18 @@ class _Child:
             return self.fut.result()
         return self.result
 
-    def cancel_message(self):
-        if self.fut is not None:
-            return self.fut._cancel_message
-        return self.cancel_msg
-
     def make_cancelled_error(self):
-        if self.fut is not None:
-            return self.fut._make_cancelled_error()
+        """The child's CancelledError, read as ``fut.result()`` raises it:
+        the first time, a Task's is the one its coroutine raised."""
+        fut = self.fut
+        if fut is not None:
+            if not fut.cancelled():
+                # (the outer cancelled, this child did not end cancelled)
+                return fut._make_cancelled_error()
+            try:
+                fut.result()
+            except _CancelledError as e:
+                return e
         exc = self.cancelled_exc
         if exc is not None:
             self.cancelled_exc = None
@@ -299,6 +338,16 @@ class _Child:
         if self.cancel_msg is None:
             return _CancelledError()
         return _CancelledError(self.cancel_msg)
+
+    def listed_cancelled_error(self):
+        """What gather's results list holds for a cancelled child:
+        ``CancelledError(fut._cancel_message or '')``, as asyncio's gather
+        builds it (a Task that ended cancelled has no message left, so a
+        child run as a Task, or finished in its eager first step, gets
+        ``CancelledError('')``)."""
+        fut = self.fut
+        msg = None if fut is None else getattr(fut, "_cancel_message", None)
+        return _CancelledError("" if msg is None else msg)
 
     def retrieve(self):
         """Mark a future's exception retrieved."""
@@ -364,8 +413,10 @@ class _GatheringFuture(futures.Future):
         closed = self._drop_queue(cancelled=True, msg=msg)
         if ret:
             # As gather: propagate the cancellation whatever
-            # return_exceptions says (bpo-32684).
+            # return_exceptions says (bpo-32684).  The cancellation wins:
+            # the deadline no longer cancels the children again.
             self._cancel_requested = True
+            self._cancel_timer()
             return True
         if closed:
             self._cancel_timer()
@@ -402,6 +453,13 @@ class _GatheringFuture(futures.Future):
     def _complete(self):
         """Every child has finished: the outer's outcome."""
         self._cancel_timer()
+        if self._cancel_requested:
+            # As gather: the cancellation propagates whatever
+            # return_exceptions says (the last child's cancelled error).
+            for child in self._fw_children:
+                child.retrieve()
+            self.set_exception(self._positions[-1].make_cancelled_error())
+            return
         # (the results are read in every case, as gather does: that marks
         # the children's exceptions retrieved)
         results = []
@@ -411,18 +469,13 @@ class _GatheringFuture(futures.Future):
                 # cut short by the deadline
                 res = TimeoutError()
             elif child.is_cancelled():
-                msg = child.cancel_message()
-                res = _CancelledError('' if msg is None else msg)
+                res = child.listed_cancelled_error()
             else:
                 res = child.exception()
                 if res is None:
                     res = child.get_result()
             results.append(res)
-        if self._cancel_requested:
-            # As gather: the cancellation propagates whatever
-            # return_exceptions says (the last child's cancelled error).
-            self.set_exception(self._positions[-1].make_cancelled_error())
-        elif self._timed_out and not self._return_exceptions:
+        if self._timed_out and not self._return_exceptions:
             self.set_exception(TimeoutError())
         else:
             self.set_result(results)
@@ -449,12 +502,49 @@ class _GatheringFuture(futures.Future):
             self._complete()
 
     def _on_child_done(self, fut):
-        child = self._by_fut[fut]
+        """Done-callback of a future or Task passed in, of the Task of an
+        awaitable, and of a coroutine child's Task cancelled in its last
+        step."""
+        child = self._by_fut.pop(fut)
         child.done = True
         if child.kind != _FUTURE:
             self._running -= 1
         self._report(child)
         if self._queue:
+            self._start_waiting()
+
+    def _wrapped_finished(self, child, value, exc):
+        """A coroutine child's coroutine returned ``value`` or raised
+        ``exc``: called by its wrapper inside the child Task's last step.
+        The outcome is kept on the child (the Task is let go), its slot is
+        free, and the next waiting children start at once."""
+        task = child.fut
+        if task is None:
+            # (an eager task factory running the Task to its end inside
+            # create_task: gather has not seen the Task yet)
+            task = tasks.current_task(self._loop)
+        if exc is None and task is not None and getattr(
+                task, "_must_cancel", False):
+            # The Task was cancelled during the coroutine's last step: it
+            # ends cancelled, not with the value; its done-callback tells.
+            child.fut = task
+            self._by_fut[task] = child
+            task.add_done_callback(self._on_child_done)
+            return
+        child.fut = None
+        if exc is None:
+            child.result = value
+        elif isinstance(exc, _CancelledError):
+            # (the Task ends cancelled; the error is the one it keeps)
+            child.cancelled = True
+            child.cancelled_exc = exc
+        else:
+            child.exc = exc
+            if task is not None:
+                # (the Task's exception, retrieved once it is set)
+                task.add_done_callback(_retrieve)
+        self._finished_now(child)
+        if self._queue and not self._starting:
             self._start_waiting()
 
     # -- starting -------------------------------------------------------
@@ -472,6 +562,10 @@ class _GatheringFuture(futures.Future):
         try:
             if self._eager and child.kind == _CORO:
                 fut = self._step_eagerly(child)
+            elif child.kind == _CORO:
+                arg = child.arg
+                child.arg = None
+                fut = self._loop.create_task(_GatherCoro(arg, self, child))
             else:
                 arg = child.arg
                 child.arg = None
@@ -507,26 +601,40 @@ class _GatheringFuture(futures.Future):
             child.result = e.value
             return None
         except _CancelledError as e:
-            # As a Task records it: cancelled, no message, the exception
-            # kept for _make_cancelled_error().
+            # Cancelled: the first retrieval gives the exception it raised,
+            # later ones a new CancelledError with its message (as a future
+            # cancelled with it; a duplicate reads it twice).
             child.cancelled = True
             child.cancelled_exc = e
+            child.cancel_msg = e.args[0] if e.args else None
             return None
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:
             child.exc = e
             return None
+        blocking = bool(getattr(yielded, "_asyncio_future_blocking", False))
+        if blocking:
+            # (reset as a Task step does, so that another eager child can
+            # await the same future; set again when the Task takes it)
+            yielded._asyncio_future_blocking = False
         try:
-            return self._loop.create_task(_Resume(coro, yielded),
-                                          context=ctx)
+            return self._loop.create_task(
+                _GatherCoro(coro, self, child, yielded, blocking),
+                context=ctx)
         except BaseException:
             coro.close()
             raise
 
     def _started(self, child, fut):
         fut._log_destroy_pending = False
+        if child.done or child.fut is not None:
+            # (an eager task factory ran a coroutine child to its end
+            # inside create_task: its wrapper already reported it)
+            return
         child.fut = fut
+        if child.kind == _CORO:
+            return  # its wrapper reports the outcome
         self._by_fut[fut] = child
         if fut.done():
             # (an eager task factory ran it to the end)
@@ -694,6 +802,12 @@ def gather(*aws, return_exceptions=False, limit=None, timeout=None,
     return outer
 
 
+def _retrieve(fut):
+    """Done-callback marking a failed child Task's exception retrieved."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _frame_skipped_by_asyncio_warnings(func):
     """``func`` with globals whose ``__name__`` is in the asyncio package.
 
@@ -782,7 +896,50 @@ def race(*aws, timeout=None):
     timeout = _check_timeout(timeout)
     if not aws:
         raise TypeError("race() needs at least one awaitable")
-    return _race(aws, timeout)
+    return _RaceCoro(_race(aws, timeout), aws)
+
+
+class _RaceCoro(_CoroWrapper):
+    """The coroutine ``race()`` returns: forwards to the racing coroutine.
+    Closed or thrown into before its first step (e.g. the task awaiting
+    it cancelled before it ran), it closes the coroutine arguments, which
+    were never wrapped (no "never awaited" warning for them)."""
+
+    __slots__ = ("_aws",)
+
+    def __init__(self, coro, aws):
+        self._coro = coro
+        self._aws = aws
+
+    def _close_arguments(self):
+        aws, self._aws = self._aws, None
+        if aws is not None:
+            for arg in aws:
+                if tasks.coroutines.iscoroutine(arg):
+                    arg.close()
+
+    def send(self, value):
+        """Send ``value`` into the race (the first step starts it)."""
+        self._aws = None
+        return self._coro.send(value)
+
+    def throw(self, typ, val=None, tb=None, /):
+        """Raise an exception in the race."""
+        args = (typ,) if val is None and tb is None else (typ, val, tb)
+        if self._aws is not None:
+            try:
+                return self._coro.throw(*args)
+            finally:
+                self._close_arguments()
+        return self._coro.throw(*args)
+
+    def close(self):
+        """Close the race (before its first step: its coroutine arguments
+        too)."""
+        try:
+            return self._coro.close()
+        finally:
+            self._close_arguments()
 
 
 async def _race(aws, timeout):
@@ -920,7 +1077,8 @@ class _Slots:
 class _SlotWaiter(_CoroWrapper):
     """What a task of a ``TaskGroup(limit=N)`` runs: waits for a slot of
     the group, then runs the coroutine (forwarding every step to it) and
-    frees the slot the moment the coroutine returns or raises.  Cancelled
+    frees the slot the moment the coroutine returns or ends cancelled (one
+    loop callback later when it raises another exception).  Cancelled
     (or closed) before it has started the coroutine, it closes the
     coroutine unrun."""
 
@@ -956,11 +1114,29 @@ class _SlotWaiter(_CoroWrapper):
         self._state = _FINISHED
         self._slots.release()
 
+    def _failed(self):
+        """The coroutine raised (not a CancelledError): the slot is handed
+        on one loop callback later, after the group's done-callback has
+        seen the error (it is scheduled when the Task ends, right after
+        this step; the granted task's step comes after both), so that the
+        abort it starts cancels the waiting tasks before any of them
+        starts its coroutine.  The slot counts as taken until then."""
+        self._state = _FINISHED
+        try:
+            self._loop.call_soon(self._slots.release)
+        except RuntimeError:
+            self._slots.release()  # (a closed loop: at once, then)
+
     def _step(self, method, *args):
         try:
             return method(*args)
-        except BaseException:
+        except (StopIteration, _CancelledError):
+            # Returned, or ended cancelled: the slot is handed on inside
+            # this last step.
             self._finished()
+            raise
+        except BaseException:
+            self._failed()
             raise
 
     def send(self, value):
@@ -1031,7 +1207,11 @@ class TaskGroup(_StdlibTaskGroup):
     N of the group's tasks have started their coroutine and not finished
     it: a task created when N are running waits for a slot before its
     coroutine's first step, slots being handed out in creation order (a
-    free slot is taken at creation).  Cancelling a waiting task closes its
+    free slot is taken at creation).  A coroutine that returns (or ends
+    cancelled) hands its slot on inside its last step; one that raises
+    another exception one loop callback later, once the group has seen
+    the error (so no waiting task starts after the group was aborted by
+    it).  Cancelling a waiting task closes its
     coroutine without running it; the group's rules for cancellation and
     errors are unchanged.  Such tasks run a wrapper of the coroutine
     (difference #1 of the README).

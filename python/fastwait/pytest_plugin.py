@@ -60,7 +60,11 @@ def pytest_report_header(config):
     import fastwait
 
     if fastwait.installed():
-        native = ", ".join(sorted(fastwait.NATIVE_NAMES - {"CompletionQueue"},
+        from ._install import NAMES
+
+        # What install() put in asyncio's place (CompletionQueue and race
+        # have no stdlib counterpart).
+        native = ", ".join(sorted(fastwait.NATIVE_NAMES & set(NAMES),
                                   key=lambda name: (name.lower(), name)))
         return f"fastwait {fastwait.__version__}: installed; native: {native}"
     return (f"fastwait {fastwait.__version__}: NOT installed (no C extension: "

@@ -456,6 +456,19 @@ close_awaiting(FwCoro *self, PyObject *exc)
     return fw_err_fetch();
 }
 
+/* Finished without running (closed or thrown into before the first step),
+ * or closed again: the state goes, told first if it asked to be. */
+static void
+coro_discard(FwCoro *self)
+{
+    int unstarted = !self->finished && !self->started;
+    self->finished = 1;
+    if (unstarted && self->state != NULL && self->def->discard != NULL) {
+        self->def->discard(self->state);
+    }
+    Py_CLEAR(self->state);
+}
+
 static PyObject *
 coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -468,8 +481,7 @@ coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         /* A finished or never started coroutine raises it right away;
          * the latter is finished by it (and does not warn any more). */
         if (!self->running) {
-            self->finished = 1;
-            Py_CLEAR(self->state);
+            coro_discard(self);
         }
         fw_err_restore(exc);
         return NULL;
@@ -501,8 +513,7 @@ coro_close(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     FwCoro *self = Coro_CAST(op);
     if (self->finished || !self->started) {
-        self->finished = 1;
-        Py_CLEAR(self->state);
+        coro_discard(self);
         Py_RETURN_NONE;
     }
     if (coro_enter(self) < 0) {

@@ -753,7 +753,22 @@ race_step(PyObject *op, PyObject *exc, PyObject **result)
     }
 }
 
-static const fw_coro_def race_coro_def = {"race", race_step};
+/* Closed or thrown into before its first step (the awaiting task was
+ * cancelled before it ran): the coroutines it was given never run; close
+ * them, so they do not warn "never awaited" (docs/extras.md). */
+static void
+race_discard(PyObject *op)
+{
+    RaceState *self = Race_CAST(op);
+    if (self->phase == PH_NEW) {
+        self->next_arg = 0;
+        close_unstarted(self);
+        self->phase = PH_OVER;
+    }
+}
+
+static const fw_coro_def race_coro_def = {"race", race_step, NULL,
+                                          race_discard};
 
 static PyObject *
 race_get_name(PyObject *op, void *closure)

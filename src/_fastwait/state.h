@@ -311,6 +311,11 @@ typedef struct {
                          __name__ is its last component */
     fw_step_fn step;
     fw_vstep_fn vstep; /* used instead of `step` when set */
+    /* Optional: called (no error set, none may be raised) when the
+     * coroutine is closed or thrown into before its first step, so the
+     * state can release what it holds for that step (race() closes the
+     * coroutines it was given). */
+    void (*discard)(PyObject *state);
 } fw_coro_def;
 
 PyObject *fw_coro_new(fw_state *st, const fw_coro_def *def, PyObject *state);
