@@ -279,6 +279,7 @@ typedef struct {
 #define Core_CAST(op) ((GatherCore *)(op))
 
 static void ext_release(GatherCore *self, int cancel_deadline);
+static int ext_retrieve_all(GatherCore *self);
 static int ext_traverse(GatherCore *self, visitproc visit, void *arg);
 static int ext_timed_out_child(GatherCore *self, PyObject *outer,
                                PyObject *fut, int is_last);
@@ -1561,7 +1562,11 @@ ext_build_results(GatherCore *self)
                     goto fail;
                 }
             }
-            PyObject *rec = ext->excs != NULL ? ext->excs[u] : NULL;
+            /* A cancelled child's CancelledError taken at its completion;
+             * a duplicate's place asks the child again (result() at each
+             * place, as the reference does). */
+            PyObject *rec = ext->excs != NULL && i == u ? ext->excs[u]
+                                                        : NULL;
             res = cut            ? PyObject_CallNoArgs(PyExc_TimeoutError)
                   : rec != NULL ? Py_NewRef(rec)
                                 : fut_outcome(st, fut);
@@ -1583,6 +1588,11 @@ ext_set_results(GatherCore *self, PyObject *outer)
 {
     fw_state *st = self->st;
     if (GF(outer)->cancel_requested) {
+        /* gather builds the results list first: every exception is
+         * retrieved. */
+        if (ext_retrieve_all(self) < 0) {
+            return -1;
+        }
         Py_ssize_t last = ext_last_child(self);
         if (last < 0) {
             return set_exception_new(st, outer, st->CancelledError);
@@ -1617,6 +1627,21 @@ ext_set_results(GatherCore *self, PyObject *outer)
 static int
 ext_finish_timed_out(GatherCore *self, PyObject *outer)
 {
+    if (ext_retrieve_all(self) < 0) {
+        return -1;
+    }
+    if (!GF(outer)->cancel_requested && !self->return_exceptions) {
+        return set_exception_new(self->st, outer, PyExc_TimeoutError);
+    }
+    /* The results list, or the cancellation (it wins). */
+    return ext_set_results(self, outer);
+}
+
+/* Every done child's exception is marked retrieved (as building gather's
+ * results list does; wrapped mode reports only some completions). */
+static int
+ext_retrieve_all(GatherCore *self)
+{
     fw_state *st = self->st;
     Py_ssize_t n = PyList_GET_SIZE(self->children);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1639,11 +1664,7 @@ ext_finish_timed_out(GatherCore *self, PyObject *outer)
             return -1;
         }
     }
-    if (!GF(outer)->cancel_requested && !self->return_exceptions) {
-        return set_exception_new(self->st, outer, PyExc_TimeoutError);
-    }
-    /* The results list, or the cancellation (it wins). */
-    return ext_set_results(self, outer);
+    return 0;
 }
 
 /* A child finished after the deadline fired: its outcome is retrieved
