@@ -1481,26 +1481,9 @@ set_exception_new(fw_state *st, PyObject *outer, PyObject *type)
     return r == NULL ? -1 : 0;
 }
 
-/* The CancelledError a cancelled child's result() raises (its
- * _make_cancelled_error(): on the first retrieval the instance its
- * coroutine raised, which carries the message). */
-static PyObject *
-fut_cancelled_error(fw_state *st, PyObject *fut)
-{
-    PyObject *r = fw_fut_call(st, fut, FW_RESULT);
-    if (r != NULL) {
-        Py_DECREF(r);
-        return PyObject_CallNoArgs(st->CancelledError);
-    }
-    if (!PyErr_ExceptionMatches(st->CancelledError)) {
-        return NULL;
-    }
-    return fw_err_fetch();
-}
-
-/* What a child future ended with, in the results list of gather(limit=,
- * timeout=, eager=): a cancelled child's CancelledError is the one its
- * result() raises (tests/extras_reference.py's _outcome). */
+/* What a child future ended with, as gather's results list has it: a
+ * cancelled child's place gets CancelledError(fut._cancel_message or ''),
+ * a new one per place. */
 static PyObject *
 fut_outcome(fw_state *st, PyObject *fut)
 {
@@ -1509,7 +1492,19 @@ fut_outcome(fw_state *st, PyObject *fut)
         return NULL;
     }
     if (cancelled) {
-        return fut_cancelled_error(st, fut);
+        PyObject *msg = PyObject_GetAttr(fut, st->str_cancel_message);
+        if (msg == NULL) {
+            return NULL;
+        }
+        if (msg == Py_None) {
+            Py_SETREF(msg, PyUnicode_FromString(""));
+            if (msg == NULL) {
+                return NULL;
+            }
+        }
+        PyObject *res = PyObject_CallOneArg(st->CancelledError, msg);
+        Py_DECREF(msg);
+        return res;
     }
     PyObject *res = fw_fut_call(st, fut, FW_EXCEPTION);
     if (res == Py_None) {
@@ -1545,9 +1540,17 @@ ext_build_results(GatherCore *self)
                 res = Py_NewRef(self->values[u] != NULL ? self->values[u]
                                                         : Py_None);
             }
+            else if (PyObject_TypeCheck(exc, (PyTypeObject *)
+                                                 st->CancelledError)) {
+                /* As for a Task whose coroutine raised CancelledError:
+                 * cancelled, no message. */
+                PyObject *empty = PyUnicode_New(0, 0);
+                res = empty == NULL ? NULL
+                                    : PyObject_CallOneArg(st->CancelledError,
+                                                          empty);
+                Py_XDECREF(empty);
+            }
             else {
-                /* A CancelledError it raised too: as a Task's
-                 * _make_cancelled_error() gives it on first retrieval. */
                 res = Py_NewRef(exc);
             }
         }
@@ -1562,14 +1565,8 @@ ext_build_results(GatherCore *self)
                     goto fail;
                 }
             }
-            /* A cancelled child's CancelledError taken at its completion;
-             * a duplicate's place asks the child again (result() at each
-             * place, as the reference does). */
-            PyObject *rec = ext->excs != NULL && i == u ? ext->excs[u]
-                                                        : NULL;
-            res = cut            ? PyObject_CallNoArgs(PyExc_TimeoutError)
-                  : rec != NULL ? Py_NewRef(rec)
-                                : fut_outcome(st, fut);
+            res = cut ? PyObject_CallNoArgs(PyExc_TimeoutError)
+                      : fut_outcome(st, fut);
         }
         if (res == NULL) {
             goto fail;
@@ -1597,10 +1594,20 @@ ext_set_results(GatherCore *self, PyObject *outer)
         if (last < 0) {
             return set_exception_new(st, outer, st->CancelledError);
         }
-        /* Its CancelledError, taken at its completion if it was. */
-        PyObject *rec = self->ext->excs != NULL
-                            ? self->ext->excs[ext_first(self, last)]
-                            : NULL;
+        /* A child let go (eager first step, limit=): the CancelledError it
+         * raised (what a Task hands out first), else a new one (as
+         * _make_cancelled_error() of a Task that is not cancelled). */
+        Py_ssize_t u = ext_first(self, last);
+        PyObject *rec = self->ext->excs != NULL ? self->ext->excs[u] : NULL;
+        int direct = self->ext->flags != NULL &&
+                     (self->ext->flags[u] & F_DIRECT);
+        if (rec != NULL &&
+            !PyObject_TypeCheck(rec, (PyTypeObject *)st->CancelledError)) {
+            rec = NULL;
+        }
+        if (rec == NULL && direct) {
+            return set_exception_new(st, outer, st->CancelledError);
+        }
         if (rec == NULL) {
             return set_cancelled_error(
                 st, outer, PyList_GET_ITEM(self->children, last));
@@ -2103,17 +2110,7 @@ ext_forget_child(GatherCore *self, PyObject *fut, Py_ssize_t pos)
     }
     int cancelled = fw_fut_bool(st, fut, FW_CANCELLED);
     if (cancelled != 0) {
-        if (cancelled < 0 || ext_array(self, &ext->excs) == NULL) {
-            return -1;
-        }
-        /* It keeps its future; its CancelledError is taken now (the one
-         * its coroutine raised, with the message). */
-        PyObject *exc = fut_cancelled_error(st, fut);
-        if (exc == NULL) {
-            return -1;
-        }
-        Py_XSETREF(ext->excs[pos], exc);
-        return 0;
+        return cancelled < 0 ? -1 : 0;
     }
     unsigned char *flags = ext_flags(self);
     if (flags == NULL) {
