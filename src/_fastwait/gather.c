@@ -1274,8 +1274,11 @@ fail:
 /* gather(limit=, timeout=, eager=) -- docs/extras.md.
  *
  * The drop-in never gets here (GatherCore.ext is NULL).  With limit= or
- * eager= every child runs in callback mode (one done-callback per child:
- * a child's completion is what starts the next one); timeout= alone keeps
+ * eager= every child runs in callback mode (one done-callback per child);
+ * with limit= on a loop that runs our wrappers a coroutine child also runs
+ * in a child wrapper whose finish, inside the child's last step, frees its
+ * slot and starts the next child (the same loop iteration; elsewhere the
+ * done-callback starts it, one iteration later); timeout= alone keeps
  * wrapped mode when the drop-in would use it, so that a deadline that does
  * not fire costs only the deadline itself (an entry in the loop's deadline
  * heap, timeout.c).
