@@ -72,22 +72,34 @@ def test_gather_is_the_builtin_when_native():
 
 
 def test_gather_signature():
+    """asyncio.gather's signature plus issue 11's keyword-only limit=,
+    timeout=, eager= (docs/extras.md).  The native builtin keeps the
+    stdlib's name for the positional arguments; the pure-Python fallback
+    (fastwait._pyextras) names them as docs/extras.md does (*aws)."""
     got = inspect.signature(fastwait.gather)
     want = inspect.signature(asyncio.gather)
-    assert str(got) == str(want) == "(*coros_or_futures, return_exceptions=False)"
+    assert str(want) == "(*coros_or_futures, return_exceptions=False)"
+    var = "coros_or_futures" if fastwait.NATIVE else "aws"
+    assert str(got) == (f"(*{var}, return_exceptions=False, limit=None, "
+                        "timeout=None, eager=False)")
     params = list(got.parameters.values())
     assert [p.kind for p in params] == [
-        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.KEYWORD_ONLY]
-    assert params[1].default is False
+        inspect.Parameter.VAR_POSITIONAL] + [
+        inspect.Parameter.KEYWORD_ONLY] * 4
+    assert [p.default for p in params[1:]] == [False, None, None, False]
+    assert params[1].default is False and params[4].default is False
 
 
 def test_gather_has_a_docstring():
     doc = fastwait.gather.__doc__
     assert isinstance(doc, str) and doc.strip()
+    for name in ("limit", "timeout", "eager"):
+        assert name in doc
     if fastwait.NATIVE:
         # The signature line is consumed by inspect, not left in __doc__.
         assert fastwait.gather.__text_signature__ == (
-            "(*coros_or_futures, return_exceptions=False)")
+            "(*coros_or_futures, return_exceptions=False, limit=None, "
+            "timeout=None, eager=False)")
         assert not doc.startswith("gather(")
 
 

@@ -206,6 +206,8 @@ enum {
     F_DIRECT = 1, /* eager: finished in its first step, no Task */
     F_CUT = 2,    /* unfinished when the deadline cancelled it */
     F_CLOSED = 4, /* never started, closed (or dropped) */
+    F_FREED = 8,  /* limit: its coroutine finished, its slot is free
+                     (before its Task's done-callback) */
 };
 
 struct GatherExt {
@@ -215,8 +217,9 @@ struct GatherExt {
     PyObject **pending;  /* per position: the argument to start, or NULL */
     PyObject **excs;     /* per position: an F_DIRECT child's exception */
     unsigned char *flags; /* per (first) position: F_* */
-    PyObject *slots;     /* limit: dict of the started children that hold
-                            a slot (len = how many run) */
+    PyObject *slots;     /* limit: dict of the started children whose
+                            done-callback has not run yet: future -> pos */
+    Py_ssize_t nrunning; /* limit: started children holding a slot */
     PyObject *deadline;  /* fw_deadline_new's, until it fires or the outer
                             is done */
     PyObject *context;   /* eager: the caller's context, copied at the call */
@@ -225,6 +228,10 @@ struct GatherExt {
                             wrappers: a suspended child reports through
                             core_wrapped_finished, as in wrapped mode */
     char timed_out;      /* the deadline cut children short */
+    char limit_wrapped;  /* limit on a loop that runs our wrappers: a
+                            coroutine child runs in a child wrapper whose
+                            finish frees its slot and starts the next child
+                            inside the finishing child's own step */
 };
 
 
@@ -272,6 +279,7 @@ typedef struct {
 #define Core_CAST(op) ((GatherCore *)(op))
 
 static void ext_release(GatherCore *self, int cancel_deadline);
+static int ext_retrieve_all(GatherCore *self);
 static int ext_traverse(GatherCore *self, visitproc visit, void *arg);
 static int ext_timed_out_child(GatherCore *self, PyObject *outer,
                                PyObject *fut, int is_last);
@@ -1266,8 +1274,11 @@ fail:
 /* gather(limit=, timeout=, eager=) -- docs/extras.md.
  *
  * The drop-in never gets here (GatherCore.ext is NULL).  With limit= or
- * eager= every child runs in callback mode (one done-callback per child:
- * a child's completion is what starts the next one); timeout= alone keeps
+ * eager= every child runs in callback mode (one done-callback per child);
+ * with limit= on a loop that runs our wrappers a coroutine child also runs
+ * in a child wrapper whose finish, inside the child's last step, frees its
+ * slot and starts the next child (the same loop iteration; elsewhere the
+ * done-callback starts it, one iteration later); timeout= alone keeps
  * wrapped mode when the drop-in would use it, so that a deadline that does
  * not fire costs only the deadline itself (an entry in the loop's deadline
  * heap, timeout.c).
@@ -1445,17 +1456,18 @@ ext_close_pending(GatherCore *self)
     return n;
 }
 
-/* The last child in argument order that has a future (NULL: none). */
-static PyObject *
+/* The position of the last child in argument order that has a future
+ * (-1: none). */
+static Py_ssize_t
 ext_last_child(GatherCore *self)
 {
     for (Py_ssize_t i = PyList_GET_SIZE(self->children) - 1; i >= 0; i--) {
         PyObject *fut = PyList_GET_ITEM(self->children, i);
         if (fut != Py_None) {
-            return fut;
+            return i;
         }
     }
-    return NULL;
+    return -1;
 }
 
 static int
@@ -1472,7 +1484,9 @@ set_exception_new(fw_state *st, PyObject *outer, PyObject *type)
     return r == NULL ? -1 : 0;
 }
 
-/* What a child future ended with, as gather's results list has it. */
+/* What a child future ended with, as gather's results list has it: a
+ * cancelled child's place gets CancelledError(fut._cancel_message or ''),
+ * a new one per place. */
 static PyObject *
 fut_outcome(fw_state *st, PyObject *fut)
 {
@@ -1574,10 +1588,37 @@ ext_set_results(GatherCore *self, PyObject *outer)
 {
     fw_state *st = self->st;
     if (GF(outer)->cancel_requested) {
-        PyObject *last = ext_last_child(self);
-        return last != NULL ? set_cancelled_error(st, outer, last)
-                            : set_exception_new(st, outer,
-                                                st->CancelledError);
+        /* gather builds the results list first: every exception is
+         * retrieved. */
+        if (ext_retrieve_all(self) < 0) {
+            return -1;
+        }
+        Py_ssize_t last = ext_last_child(self);
+        if (last < 0) {
+            return set_exception_new(st, outer, st->CancelledError);
+        }
+        /* A child let go (eager first step, limit=): the CancelledError it
+         * raised (what a Task hands out first), else a new one (as
+         * _make_cancelled_error() of a Task that is not cancelled). */
+        Py_ssize_t u = ext_first(self, last);
+        PyObject *rec = self->ext->excs != NULL ? self->ext->excs[u] : NULL;
+        int direct = self->ext->flags != NULL &&
+                     (self->ext->flags[u] & F_DIRECT);
+        if (rec != NULL &&
+            !PyObject_TypeCheck(rec, (PyTypeObject *)st->CancelledError)) {
+            rec = NULL;
+        }
+        if (rec == NULL && direct) {
+            return set_exception_new(st, outer, st->CancelledError);
+        }
+        if (rec == NULL) {
+            return set_cancelled_error(
+                st, outer, PyList_GET_ITEM(self->children, last));
+        }
+        PyObject *r = PyObject_CallMethodOneArg(outer, st->str_set_exception,
+                                                rec);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
     }
     PyObject *results = ext_build_results(self);
     if (results == NULL) {
@@ -1595,6 +1636,21 @@ ext_set_results(GatherCore *self, PyObject *outer)
  * only the last completion after the deadline). */
 static int
 ext_finish_timed_out(GatherCore *self, PyObject *outer)
+{
+    if (ext_retrieve_all(self) < 0) {
+        return -1;
+    }
+    if (!GF(outer)->cancel_requested && !self->return_exceptions) {
+        return set_exception_new(self->st, outer, PyExc_TimeoutError);
+    }
+    /* The results list, or the cancellation (it wins). */
+    return ext_set_results(self, outer);
+}
+
+/* Every done child's exception is marked retrieved (as building gather's
+ * results list does; wrapped mode reports only some completions). */
+static int
+ext_retrieve_all(GatherCore *self)
 {
     fw_state *st = self->st;
     Py_ssize_t n = PyList_GET_SIZE(self->children);
@@ -1618,11 +1674,7 @@ ext_finish_timed_out(GatherCore *self, PyObject *outer)
             return -1;
         }
     }
-    if (!GF(outer)->cancel_requested && !self->return_exceptions) {
-        return set_exception_new(self->st, outer, PyExc_TimeoutError);
-    }
-    /* The results list, or the cancellation (it wins). */
-    return ext_set_results(self, outer);
+    return 0;
 }
 
 /* A child finished after the deadline fired: its outcome is retrieved
@@ -1706,7 +1758,56 @@ ext_take_slot(GatherCore *self, PyObject *fut, Py_ssize_t pos)
     }
     int r = PyDict_SetItem(self->ext->slots, fut, p);
     Py_DECREF(p);
+    if (r == 0) {
+        self->ext->nrunning++;
+    }
     return r;
+}
+
+static int ext_limit_finished(PyObject *owner, Py_ssize_t pos,
+                              PyObject *value, PyObject *exc);
+
+/* limit= on a loop that runs our wrappers: the coroutine `arg` at `pos`
+ * runs in a child wrapper (its finish frees the slot), and its Task gets
+ * gather's done-callback (callback mode) for its outcome.  As
+ * core_make_child otherwise. */
+static PyObject *
+ext_start_wrapped(GatherCore *self, PyObject *arg, Py_ssize_t pos)
+{
+    fw_state *st = self->st;
+    PyObject *wrapper = fw_child_new(st, arg, (PyObject *)self, pos,
+                                     ext_limit_finished);
+    if (wrapper == NULL) {
+        return NULL;
+    }
+    PyObject *fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
+                                              wrapper);
+    if (fut == NULL) {
+        fw_child_detach(wrapper);
+        fw_close_unscheduled(st, arg);
+        Py_DECREF(wrapper);
+        return NULL;
+    }
+    Py_DECREF(wrapper);
+    core_end_early_batch(self);
+    if (PyObject_SetAttr(fut, st->str_log_destroy_pending, Py_False) < 0) {
+        goto fail;
+    }
+    int done = fw_fut_bool(st, fut, FW_DONE);
+    if (done < 0) {
+        goto fail;
+    }
+    /* Done inside create_task (eager task factory): no slot taken. */
+    if (done ? core_add_early(self, pos)
+             : (fw_graph_add(st, fut, self->graph_waiter) < 0 ||
+                fw_add_done_callback(st, fut, (PyObject *)self) < 0 ||
+                ext_take_slot(self, fut, pos) < 0)) {
+        goto fail;
+    }
+    return fut;
+fail:
+    Py_DECREF(fut);
+    return NULL;
 }
 
 /* Start the slot-taking child `arg` at `pos`: a new reference to its
@@ -1734,11 +1835,14 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
              * done-callback on the Task does (a completion starts the next
              * child from there), the wrapper has no owner. */
             int wrap = ext->eager_wrapped;
+            int lw = ext->limit_wrapped;
             int r = fw_eager_start(
                 st, self->loop, arg, ext->context,
-                wrap ? (PyObject *)self : NULL, pos,
-                wrap ? core_wrapped_finished : ext_eager_finished, &value,
-                &exc, &task);
+                wrap || lw ? (PyObject *)self : NULL, pos,
+                wrap ? core_wrapped_finished
+                : lw ? ext_limit_finished
+                     : ext_eager_finished,
+                &value, &exc, &task);
             if (r < 0) {
                 return NULL;
             }
@@ -1772,6 +1876,9 @@ ext_start(GatherCore *self, PyObject *arg, Py_ssize_t pos)
         }
     }
 #endif
+    if (ext->limit_wrapped && PyCoro_CheckExact(arg)) {
+        return ext_start_wrapped(self, arg, pos);
+    }
     Py_ssize_t nearly = self->nearly;
     PyObject *fut = core_make_child(self, arg, pos);
     if (fut != NULL && ext->slots != NULL && self->nearly == nearly &&
@@ -1795,7 +1902,7 @@ ext_make_child(GatherCore *self, PyObject *arg, Py_ssize_t pos)
     if (isfut != 0) {
         return isfut < 0 ? NULL : core_make_child(self, arg, pos);
     }
-    if (ext->limit > 0 && PyDict_GET_SIZE(ext->slots) >= ext->limit) {
+    if (ext->limit > 0 && ext->nrunning >= ext->limit) {
         /* Beyond the limit: rejected now if ensure_future would reject
          * it, started later. */
         int ok = ext_iscoroutine(st, arg);
@@ -1854,7 +1961,7 @@ ext_start_more(GatherCore *self)
     fw_state *st = self->st;
     GatherExt *ext = self->ext;
     while (self->outer != NULL && ext->npending > 0 &&
-           PyDict_GET_SIZE(ext->slots) < ext->limit) {
+           ext->nrunning < ext->limit) {
         Py_ssize_t pos = ext->next;
         while (ext->pending[pos] == NULL) {
             pos++;
@@ -1913,6 +2020,58 @@ ext_start_more(GatherCore *self)
         }
     }
     return 0;
+}
+
+/* limit=, a wrapped child's coroutine finished (inside its Task's last
+ * step): its slot is free, and the next children start now, in this loop
+ * iteration.  Its outcome is processed by its Task's done-callback.  A
+ * child finishing inside create_task (eager task factory) is not in the
+ * children list yet: its starter sees its Task done and takes no slot. */
+static int
+ext_limit_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
+                   PyObject *exc)
+{
+    GatherCore *self = Core_CAST(owner);
+    GatherExt *ext = self->ext;
+    if (ext == NULL || ext->slots == NULL || self->children == NULL) {
+        return 0;
+    }
+    PyObject *fut = PyList_GET_ITEM(self->children, pos);
+    if (fut == NULL || fut == Py_None) {
+        return 0;
+    }
+    int in = PyDict_Contains(ext->slots, fut);
+    if (in <= 0) {
+        return in;
+    }
+    unsigned char *flags = ext_flags(self);
+    if (flags == NULL) {
+        return -1;
+    }
+    if (flags[pos] & F_FREED) {
+        return 0;
+    }
+    flags[pos] |= F_FREED;
+    ext->nrunning--;
+    if (self->outer == NULL || self->constructing || ext->timed_out ||
+        ext->npending == 0 || (exc != NULL && !self->return_exceptions)) {
+        /* A failure with return_exceptions=False: its done-callback ends
+         * the outer (and closes the children never started) before any
+         * other child starts. */
+        return 0;
+    }
+    Py_INCREF(owner);
+    PyObject *outer = Py_NewRef(self->outer);
+    int r = fw_fut_bool(self->st, outer, FW_DONE);
+    if (r == 0) {
+        r = ext_start_more(self);
+    }
+    else if (r > 0) {
+        r = 0;
+    }
+    Py_DECREF(outer);
+    Py_DECREF(owner);
+    return r;
 }
 
 /* After a child was processed: end what the outer's end ends, or start
@@ -1995,6 +2154,10 @@ ext_child_finished(GatherCore *self, PyObject *fut)
         }
         if (p != NULL) {
             Py_ssize_t pos = PyLong_AsSsize_t(p);
+            unsigned char *flags = self->ext->flags;
+            if (flags == NULL || !(flags[pos] & F_FREED)) {
+                self->ext->nrunning--;
+            }
             if (PyDict_DelItem(slots, fut) < 0 ||
                 ext_forget_child(self, fut, pos) < 0) {
                 return -1;
@@ -2134,6 +2297,18 @@ ext_cancel(fw_state *st, PyObject *outer, PyObject *msg)
     else {
         result = Py_NewRef(closed > 0 ? Py_True : Py_False);
     }
+    if (result == Py_True && core->ext != NULL &&
+        core->ext->deadline != NULL) {
+        /* The outer is cancelled: cancellation wins, the deadline must
+         * not act any more (docs/extras.md). */
+        PyObject *d = core->ext->deadline;
+        core->ext->deadline = NULL;
+        int r = fw_deadline_cancel(st, d);
+        Py_DECREF(d);
+        if (r < 0) {
+            Py_CLEAR(result);
+        }
+    }
 done:
     Py_XDECREF(children);
     Py_DECREF(core);
@@ -2199,8 +2374,14 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     core->ext = ext;
     ext->limit = limit;
     ext->eager = (char)eager;
-    if (limit > 0 && (ext->slots = PyDict_New()) == NULL) {
-        goto fail;
+    if (limit > 0) {
+        int w = (ext->slots = PyDict_New()) == NULL
+                    ? -1
+                    : fw_loop_runs_wrappers(st, loop);
+        if (w < 0) {
+            goto fail;
+        }
+        ext->limit_wrapped = (char)w;
     }
     if (eager) {
         ext->context = PyContext_CopyCurrent();
