@@ -225,10 +225,18 @@ class Run:
             self.loop.run_until_complete(main)
             me = None
 
+            futures = [rec["future"] for rec in self.children.values()
+                       if "future" in rec]
+
             async def drain():
+                # Until every task and every future of the scenario is done
+                # (a future passed in may resolve after the outer ended and
+                # no task is left: whether the implementation leaves one is
+                # not what is compared).
                 for _ in range(200):
-                    if all(t.done() for t in asyncio.all_tasks()
-                           if t is not asyncio.current_task()):
+                    if (all(t.done() for t in asyncio.all_tasks()
+                            if t is not asyncio.current_task())
+                            and all(f.done() for f in futures)):
                         return
                     await asyncio.sleep(1)
 
