@@ -54,10 +54,15 @@ def test_native_flag():
 
 def test_gather_is_the_builtin_when_native():
     if not fastwait.NATIVE:
-        # Fallback: the stdlib's own objects, re-exported.
+        # Fallback: the stdlib's own objects, re-exported, but for gather
+        # and TaskGroup, which come from _pyextras (fastwait's own
+        # arguments; without them they are the stdlib's).
+        from fastwait import _pyextras
+
         assert not REQUIRE_NATIVE
-        assert fastwait.gather is asyncio.gather
-        for name in PRIMITIVES:
+        assert fastwait.gather is _pyextras.gather
+        assert fastwait.TaskGroup is _pyextras.TaskGroup
+        for name in set(PRIMITIVES) - {"gather", "TaskGroup"}:
             assert getattr(fastwait, name) is getattr(asyncio, name), name
         return
     from fastwait import _fastwait

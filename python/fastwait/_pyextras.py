@@ -688,12 +688,12 @@ class _GatheringFuture(futures.Future):
             self._complete()
 
 
-def gather(*aws, return_exceptions=False, limit=None, timeout=None,
-           eager=False):
+def gather(*coros_or_futures, return_exceptions=False, limit=None,
+           timeout=None, eager=False):
     """Run awaitables concurrently and return a future of their results.
 
     Without ``limit``, ``timeout`` and ``eager`` this is
-    ``asyncio.gather(*aws, return_exceptions=return_exceptions)`` (the
+    ``asyncio.gather(*coros_or_futures, return_exceptions=return_exceptions)`` (the
     stdlib's own future).  The new keyword-only arguments
     (docs/extras.md):
 
@@ -717,15 +717,15 @@ def gather(*aws, return_exceptions=False, limit=None, timeout=None,
     never becomes a Task, one that suspends continues as a Task.
     """
     if limit is None and timeout is None and eager is False:
-        return _stdlib_gather(*aws, return_exceptions=return_exceptions)
+        return _stdlib_gather(*coros_or_futures, return_exceptions=return_exceptions)
     limit = _check_limit(limit)
     timeout = _check_timeout(timeout)
     _check_eager(eager)
-    if not aws:
+    if not coros_or_futures:
         return _stdlib_gather(return_exceptions=return_exceptions)
 
     # The children (nothing is started yet), and the loop gather's would be.
-    first = aws[0]
+    first = coros_or_futures[0]
     if futures.isfuture(first):
         loop = futures._get_loop(first)
     else:
@@ -733,7 +733,7 @@ def gather(*aws, return_exceptions=False, limit=None, timeout=None,
     by_arg = {}
     positions = []
     children = []
-    for arg in aws:
+    for arg in coros_or_futures:
         child = by_arg.get(arg)
         if child is None:
             if futures.isfuture(arg):
