@@ -78,15 +78,13 @@ def test_gather_is_the_builtin_when_native():
 
 def test_gather_signature():
     """asyncio.gather's signature plus issue 11's keyword-only limit=,
-    timeout=, eager= (docs/extras.md).  The native builtin keeps the
-    stdlib's name for the positional arguments; the pure-Python fallback
-    (fastwait._pyextras) names them as docs/extras.md does (*aws)."""
+    timeout=, eager= (docs/extras.md), on the native builtin and on the
+    pure-Python fallback (fastwait._pyextras) alike."""
     got = inspect.signature(fastwait.gather)
     want = inspect.signature(asyncio.gather)
     assert str(want) == "(*coros_or_futures, return_exceptions=False)"
-    var = "coros_or_futures" if fastwait.NATIVE else "aws"
-    assert str(got) == (f"(*{var}, return_exceptions=False, limit=None, "
-                        "timeout=None, eager=False)")
+    assert str(got) == ("(*coros_or_futures, return_exceptions=False, "
+                        "limit=None, timeout=None, eager=False)")
     params = list(got.parameters.values())
     assert [p.kind for p in params] == [
         inspect.Parameter.VAR_POSITIONAL] + [
