@@ -42,7 +42,7 @@ import math
 
 import pytest
 
-from conftest import TASKS_KIND, run, run_briefly
+from conftest import HAS_EAGER, TASKS_KIND, run, run_briefly
 from helpers import AwaitableChild, BaseBoom, Boom
 
 EAGER_AXIS = TASKS_KIND == "eager"
@@ -68,6 +68,10 @@ REFERENCE_CANNOT = {
     # no code that could close the arguments.
     "test_race_closed_before_its_first_step_closes_its_coroutines":
         "an unstarted async def runs no code when closed",
+    # Its suspended eager children continue in loop.create_task()'s lazy
+    # Task, which takes the first yield one iteration later.
+    "test_eager_suspended_child_resumes_as_an_eager_task_would":
+        "a lazy Task takes the first yield in the next iteration",
     # Its deadlines are asyncio.wait()'s timeouts.
     "test_timeout_deadlines_share_one_loop_timer":
         "a TimerHandle per call",
@@ -1635,3 +1639,27 @@ def test_race_closed_before_its_first_step_closes_its_coroutines(ximpl, vloop):
     assert len(made) == 6
     assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED
                for c in made)
+
+
+def test_eager_suspended_child_resumes_as_an_eager_task_would(ximpl, loop):
+    """A child that suspends in its first step continues in a Task that
+    takes what the step yielded inside the call where it can (3.12+, a
+    plain Task or an eager task factory): it resumes from a bare yield in
+    the next loop iteration, as an eager Task's coroutine does (on 3.11,
+    with a lazy Task, one iteration later)."""
+    seen = {}
+
+    async def child():
+        seen["first"] = loop.fw_iteration
+        await asyncio.sleep(0)
+        seen["second"] = loop.fw_iteration
+        return 1
+
+    async def main():
+        seen["call"] = loop.fw_iteration
+        return await ximpl.gather(child(), eager=True)
+
+    assert run(loop, main()) == [1]
+    assert seen["first"] == seen["call"]
+    eager = HAS_EAGER or TASKS_KIND == "eager"
+    assert seen["second"] == seen["call"] + (1 if eager else 2)

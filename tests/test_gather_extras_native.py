@@ -524,10 +524,10 @@ def test_bad_arguments(kwargs, exc, msg):
 def test_unknown_keyword_is_pythons_error():
     """The TypeError a Python function with gather's signature raises
     (3.14+ adds "Did you mean 'limit'?")."""
-    def gather(*coros_or_futures, return_exceptions=False, limit=None,
-               timeout=None, eager=False):
-        pass
-
+    ns = {}
+    exec("def gather(*coros_or_futures, return_exceptions=False, limit=None,"
+         " timeout=None, eager=False): pass", ns)
+    gather = ns["gather"]
     with pytest.raises(TypeError) as want:
         gather(limits=1)
     with pytest.raises(TypeError) as got:

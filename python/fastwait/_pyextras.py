@@ -30,6 +30,7 @@ import inspect
 import math
 import sys
 import types
+from asyncio import base_events as _base_events
 from asyncio import events, exceptions, futures, tasks
 from asyncio import gather as _stdlib_gather
 from asyncio import TaskGroup as _StdlibTaskGroup
@@ -618,10 +619,16 @@ class _GatheringFuture(futures.Future):
             # (reset as a Task step does, so that another eager child can
             # await the same future; set again when the Task takes it)
             yielded._asyncio_future_blocking = False
+        wrapper = _GatherCoro(coro, self, child, yielded, blocking)
         try:
-            return self._loop.create_task(
-                _GatherCoro(coro, self, child, yielded, blocking),
-                context=ctx)
+            if _eager_task_direct(self._loop):
+                # What the loop's create_task() builds, started at once: it
+                # takes what the first step yielded now, so the child
+                # resumes in the iteration an eager Task's would (as the
+                # native implementation does).
+                return tasks.Task(wrapper, loop=self._loop, context=ctx,
+                                   eager_start=True)
+            return self._loop.create_task(wrapper, context=ctx)
         except BaseException:
             coro.close()
             raise
@@ -686,6 +693,26 @@ class _GatheringFuture(futures.Future):
         self._drop_queue(cut=True)
         if self._nfinished == len(self._fw_children):
             self._complete()
+
+
+#: 3.12+: Task(..., eager_start=True).
+_HAS_EAGER_START = sys.version_info >= (3, 12)
+
+
+def _eager_task_direct(loop):
+    """May a suspended eager child's Task be built here, started eagerly?
+    Only where ``loop.create_task()`` would build a plain Task: 3.12+ (its
+    Task takes ``eager_start``), asyncio's own ``create_task`` (or
+    uvloop's), no task factory, and the loop running."""
+    if not _HAS_EAGER_START:
+        return False
+    create = getattr(type(loop), "create_task", None)
+    if create is not _base_events.BaseEventLoop.create_task and not (
+            type(loop).__module__.startswith("uvloop")):
+        return False
+    if loop.get_task_factory() is not None:
+        return False
+    return events._get_running_loop() is loop
 
 
 def gather(*coros_or_futures, return_exceptions=False, limit=None,

@@ -32,14 +32,21 @@
  *     it as its _fut_waiter) is cancelled with the message, as
  *     Task.cancel() does through _fut_waiter, and the CancelledError is
  *     thrown into the coroutine at its await.
- *   - The Task is created through the loop's create_task() method (no
- *     shortcut past it), so task factories see it.  If that fails the
+ *   - The Task is created through the loop's create_task() method, so
+ *     task factories see it; where that would build a plain Task (3.12+,
+ *     asyncio's or uvloop's create_task, no task factory, the loop
+ *     running) it is built here as tasks.Task(wrapper, loop=, context=,
+ *     eager_start=True): started at once, it takes what the first step
+ *     yielded inside the call, so the child resumes in the loop iteration
+ *     an eager Task's would (not one later).  If that fails the
  *     wrapper is detached from its owner and the coroutine closed as
  *     fw_close_unscheduled() closes (on a RuntimeError: a closed loop); a
  *     suspended coroutine left unclosed is closed when it is collected and
  *     never warns "never awaited".
  */
 #include "state.h"
+
+static int eager_task_direct(fw_state *st, PyObject *loop);
 
 /* The coroutine never ran and an error is set: close it so that it does
  * not warn "never awaited" (an error from close() replaces ours, as in
@@ -120,10 +127,40 @@ fw_eager_start(fw_state *st, PyObject *loop, PyObject *coro,
         Py_DECREF(ctx);
         return -1;
     }
-    PyObject *stack[3] = {loop, wrapper, ctx};
-    PyObject *t = PyObject_VectorcallMethod(
-        st->str_create_task, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-        st->kw_context);
+    PyObject *t = NULL;
+    int direct = eager_task_direct(st, loop);
+    if (direct < 0) {
+        t = NULL;
+    }
+    else if (direct) {
+        /* tasks.Task(wrapper, loop=loop, context=ctx, eager_start=True):
+         * what the loop's create_task() does, started at once, so the
+         * Task takes what the first step yielded now (as an eager Task
+         * does) instead of one loop iteration later. */
+        PyObject *task_type = PyDict_GetItemWithError(st->tasks_dict,
+                                                      st->str_Task);
+        if (task_type == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError,
+                                "module 'asyncio.tasks' has no attribute "
+                                "'Task'");
+            }
+        }
+        else {
+            PyObject *args[5] = {NULL, wrapper, loop, ctx, Py_True};
+            Py_INCREF(task_type);
+            t = PyObject_Vectorcall(task_type, args + 1,
+                                    1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                    st->kw_loop_context_eager);
+            Py_DECREF(task_type);
+        }
+    }
+    else {
+        PyObject *stack[3] = {loop, wrapper, ctx};
+        t = PyObject_VectorcallMethod(
+            st->str_create_task, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            st->kw_context);
+    }
     Py_DECREF(ctx);
     if (t == NULL) {
         fw_child_detach(wrapper);
@@ -134,6 +171,40 @@ fw_eager_start(fw_state *st, PyObject *loop, PyObject *coro,
     Py_DECREF(wrapper);
     *task = t;
     return 1;
+}
+
+/* Create the Task of a suspended child ourselves, started eagerly?  Only
+ * where that is exactly what the loop's create_task() would build (3.12+,
+ * whose Task takes eager_start; asyncio's or uvloop's create_task; no task
+ * factory) and the loop is running (an eager start enters the Task).  A
+ * task factory, eager_task_factory included, gets the call as usual.
+ * -1 error, 0/1. */
+static int
+eager_task_direct(fw_state *st, PyObject *loop)
+{
+    if (st->kw_loop_context_eager == NULL) {
+        return 0;
+    }
+    int known = fw_loop_type_known(st, Py_TYPE(loop));
+    if (known <= 0) {
+        return known;
+    }
+    PyObject *factory = PyObject_CallMethodNoArgs(loop,
+                                                  st->str_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int none = factory == Py_None;
+    Py_DECREF(factory);
+    if (!none) {
+        return 0;
+    }
+    PyObject *running = PyObject_CallNoArgs(st->get_running_loop_or_none);
+    if (running == NULL) {
+        return -1;
+    }
+    Py_DECREF(running);
+    return running == loop;
 }
 
 /* ---- fastwait._fastwait._eager_start(), for the tests */
@@ -212,5 +283,13 @@ static PyMethodDef eager_methods[] = {
 int
 fw_eager_init(PyObject *module, fw_state *st)
 {
+    if (st->eager_task_factory != Py_None) {
+        /* 3.12+: Task(coro, *, loop, name, context, eager_start) */
+        st->kw_loop_context_eager = Py_BuildValue("(sss)", "loop", "context",
+                                                  "eager_start");
+        if (st->kw_loop_context_eager == NULL) {
+            return -1;
+        }
+    }
     return PyModule_AddFunctions(module, eager_methods);
 }

@@ -908,6 +908,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->kw_name);
     Py_CLEAR(st->kw_name_context);
     Py_CLEAR(st->kw_loop_name_context);
+    Py_CLEAR(st->kw_loop_context_eager);
 #define FW_CLEAR(field, text) Py_CLEAR(st->field);
     FW_NAMES(FW_CLEAR)
 #undef FW_CLEAR

@@ -156,6 +156,8 @@ typedef struct {
     PyObject *kw_name;    /* ("name",) */
     PyObject *kw_name_context; /* ("name", "context") */
     PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
+    PyObject *kw_loop_context_eager; /* ("loop", "context", "eager_start"),
+                                        3.12+ (eager.c) */
     PyObject *set_task_name;   /* tasks._set_task_name (3.11/3.12) or None */
 
 #define FW_NAME_FIELD(field, text) PyObject *field;
