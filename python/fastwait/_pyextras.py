@@ -707,9 +707,12 @@ def _eager_task_direct(loop):
     if not _HAS_EAGER_START:
         return False
     create = getattr(type(loop), "create_task", None)
-    if create is not _base_events.BaseEventLoop.create_task and not (
-            type(loop).__module__.startswith("uvloop")):
-        return False
+    if create is not _base_events.BaseEventLoop.create_task:
+        uvloop = sys.modules.get("uvloop")
+        uv_create = getattr(getattr(uvloop, "Loop", None), "create_task",
+                            None)
+        if uv_create is None or create is not uv_create:
+            return False
     if loop.get_task_factory() is not None:
         return False
     return events._get_running_loop() is loop
