@@ -313,7 +313,17 @@ def test_future_of_another_loop_reaches_the_task(loop):
 def make_factory(kind, eager):
     cls = asyncio.Task if kind == "task" else asyncio.tasks._PyTask
     if eager:
-        return asyncio.create_eager_task_factory(cls)
+        base = asyncio.create_eager_task_factory(cls)
+
+        def eager_factory(loop, coro, *, eager_start=None, **kwargs):
+            # uvloop passes eager_start=None from 3.13 on, which 3.13.0's
+            # factory does not take and which on 3.14 would override the
+            # factory's eager start (conftest's _eager_factory_for).
+            if eager_start is not None:
+                kwargs["eager_start"] = eager_start
+            return base(loop, coro, **kwargs)
+
+        return eager_factory
 
     def factory(loop, coro, **kwargs):
         return cls(coro, loop=loop, **kwargs)
