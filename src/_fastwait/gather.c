@@ -1141,6 +1141,52 @@ gather_empty(fw_state *st)
     return outer;
 }
 
+/* Make the children of args[0:n] into core->children, in argument order:
+ * each distinct argument becomes a child once (`make`), a duplicate shares
+ * the first one's.  `ix` indexes the arguments seen; the caller frees it
+ * (after a failure too: gather_ext_impl reads it then).  *failed_at is the
+ * index being processed when it failed.  0, or -1 with an error. */
+typedef PyObject *(*core_make_child_fn)(GatherCore *core, PyObject *arg,
+                                        Py_ssize_t pos);
+
+static int
+core_add_children(fw_state *st, GatherCore *core, PyObject *const *args,
+                  Py_ssize_t n, core_make_child_fn make, ArgIndex *ix,
+                  Py_ssize_t *failed_at)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        *failed_at = i;
+        PyObject *arg = args[i];
+        Py_ssize_t first_pos = arg_index_find(st, ix, arg);
+        if (first_pos == -2) {
+            return -1;
+        }
+        if (first_pos >= 0) {
+            /* A duplicate: the same child again. */
+            if (core_add_duplicate(core, i, first_pos) < 0) {
+                return -1;
+            }
+            PyObject *fut = PyList_GET_ITEM(core->children, first_pos);
+            PyList_SET_ITEM(core->children, i, Py_NewRef(fut));
+            continue;
+        }
+        PyObject *fut = make(core, arg, i);
+        if (fut == NULL) {
+            return -1;
+        }
+        PyList_SET_ITEM(core->children, i, fut);
+        core->nfuts++;
+        if (core->first != NULL) {
+            core->first[i] = i;
+        }
+        if (arg_index_add(st, ix, arg, i, n) < 0) {
+            return -1;
+        }
+    }
+    *failed_at = n;
+    return 0;
+}
+
 static PyObject *
 gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
             int return_exceptions)
@@ -1203,33 +1249,10 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     core->loop = loop; /* may be NULL: taken from the first child */
     core->graph_waiter = graph_waiter;
     ArgIndex arg_to_pos = {NULL, NULL, 0, NULL};
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *arg = args[i];
-        Py_ssize_t first_pos = arg_index_find(st, &arg_to_pos, arg);
-        if (first_pos == -2) {
-            goto fail;
-        }
-        if (first_pos >= 0) {
-            /* A duplicate: the same child again. */
-            if (core_add_duplicate(core, i, first_pos) < 0) {
-                goto fail;
-            }
-            PyObject *fut = PyList_GET_ITEM(core->children, first_pos);
-            PyList_SET_ITEM(core->children, i, Py_NewRef(fut));
-            continue;
-        }
-        PyObject *fut = core_make_child(core, arg, i);
-        if (fut == NULL) {
-            goto fail;
-        }
-        PyList_SET_ITEM(core->children, i, fut);
-        core->nfuts++;
-        if (core->first != NULL) {
-            core->first[i] = i;
-        }
-        if (arg_index_add(st, &arg_to_pos, arg, i, n) < 0) {
-            goto fail;
-        }
+    Py_ssize_t failed_at;
+    if (core_add_children(st, core, args, n, core_make_child, &arg_to_pos,
+                          &failed_at) < 0) {
+        goto fail;
     }
     arg_index_free(&arg_to_pos);
 
@@ -2411,32 +2434,9 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
             }
         }
     }
-    for (i = 0; i < n; i++) {
-        PyObject *arg = args[i];
-        Py_ssize_t first_pos = arg_index_find(st, &arg_to_pos, arg);
-        if (first_pos == -2) {
-            goto fail;
-        }
-        if (first_pos >= 0) {
-            if (core_add_duplicate(core, i, first_pos) < 0) {
-                goto fail;
-            }
-            PyObject *fut = PyList_GET_ITEM(core->children, first_pos);
-            PyList_SET_ITEM(core->children, i, Py_NewRef(fut));
-            continue;
-        }
-        PyObject *fut = ext_make_child(core, arg, i);
-        if (fut == NULL) {
-            goto fail;
-        }
-        PyList_SET_ITEM(core->children, i, fut);
-        core->nfuts++;
-        if (core->first != NULL) {
-            core->first[i] = i;
-        }
-        if (arg_index_add(st, &arg_to_pos, arg, i, n) < 0) {
-            goto fail;
-        }
+    if (core_add_children(st, core, args, n, ext_make_child, &arg_to_pos,
+                          &i) < 0) {
+        goto fail;
     }
     arg_index_free(&arg_to_pos);
 
