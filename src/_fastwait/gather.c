@@ -1187,6 +1187,27 @@ core_add_children(fw_state *st, GatherCore *core, PyObject *const *args,
     return 0;
 }
 
+/* The children are made: the _GatheringFuture that gathers them, on the
+ * core's loop (`keep_core`: the future holds the core too, for its
+ * cancel()).  A new reference, or NULL with an error. */
+static PyObject *
+core_make_outer(fw_state *st, GatherCore *core, int keep_core)
+{
+    PyObject *loop_arg = core->loop;
+    PyObject *outer = PyObject_Vectorcall((PyObject *)st->GatheringFutureType,
+                                          &loop_arg, 0, st->kw_loop);
+    if (outer == NULL) {
+        return NULL;
+    }
+    GF(outer)->children = Py_NewRef(core->children);
+    if (keep_core) {
+        GF(outer)->core = Py_NewRef(core);
+    }
+    core->outer = Py_NewRef(outer);
+    core->constructing = 0;
+    return outer;
+}
+
 static PyObject *
 gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
             int return_exceptions)
@@ -1256,15 +1277,10 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     }
     arg_index_free(&arg_to_pos);
 
-    PyObject *loop_arg = core->loop;
-    PyObject *outer = PyObject_Vectorcall((PyObject *)st->GatheringFutureType,
-                                          &loop_arg, 0, st->kw_loop);
+    PyObject *outer = core_make_outer(st, core, 0);
     if (outer == NULL) {
         goto fail;
     }
-    GF(outer)->children = Py_NewRef(core->children);
-    core->outer = Py_NewRef(outer);
-    core->constructing = 0;
     if (st->gather_done_shortcut && core->nearly > 0 &&
         core_process_early(core) < 0) {
         Py_DECREF(outer);
@@ -2440,16 +2456,10 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     }
     arg_index_free(&arg_to_pos);
 
-    PyObject *loop_arg = core->loop;
-    PyObject *outer = PyObject_Vectorcall((PyObject *)st->GatheringFutureType,
-                                          &loop_arg, 0, st->kw_loop);
+    PyObject *outer = core_make_outer(st, core, 1);
     if (outer == NULL) {
         goto fail;
     }
-    GF(outer)->children = Py_NewRef(core->children);
-    GF(outer)->core = Py_NewRef(core);
-    core->outer = Py_NewRef(outer);
-    core->constructing = 0;
     if ((core->nearly > 0 && core_process_early(core) < 0) ||
         ext_after(core) < 0) {
         Py_DECREF(outer);
