@@ -76,6 +76,7 @@ def _usage_error(msg):
 
 
 def pytest_configure(config):
+    _register_markers(config)
     if LOOP_KIND not in ("asyncio", "uvloop"):
         _usage_error(
             f"FASTWAIT_TEST_LOOP={LOOP_KIND!r}: expected 'asyncio' or 'uvloop'"
@@ -170,7 +171,7 @@ _DESELECTED_ELSEWHERE = []
 _DESELECTED_NO_EAGER = []
 
 
-def pytest_configure(config):
+def _register_markers(config):
     config.addinivalue_line(
         "markers",
         "axis_independent: runs on the asyncio/lazy axis only (deselected, "
