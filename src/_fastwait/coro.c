@@ -286,47 +286,10 @@ coro_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     return coro_drive(self, value, exc, presult);
 }
 
-
-/* PySendResult -> the Python-level send()/throw() protocol. */
-static PyObject *
-coro_result(PySendResult r, PyObject *result)
-{
-    if (r == PYGEN_RETURN) {
-        fw_set_stop_iteration(result);
-        Py_DECREF(result);
-        return NULL;
-    }
-    return r == PYGEN_NEXT ? result : NULL;
-}
-
-static PyObject *
-coro_send(PyObject *op, PyObject *arg)
-{
-    PyObject *result;
-    PySendResult r = coro_am_send(op, arg, &result);
-    return coro_result(r, result);
-}
-
-static PyObject *
-coro_iternext(PyObject *op)
-{
-    PyObject *result;
-    PySendResult r = coro_am_send(op, Py_None, &result);
-    if (r == PYGEN_RETURN && result == Py_None) {
-        Py_DECREF(result);
-        return NULL; /* StopIteration without a value */
-    }
-    return coro_result(r, result);
-}
-
 PyObject *
 fw_make_thrown(PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
-                               : "throw expected at most 3 arguments, got %zd",
-                     nargs);
+    if (fw_check_throw_nargs(nargs) < 0) {
         return NULL;
     }
     if (nargs > 1 && Py_Version >= 0x030C0000 &&
@@ -505,7 +468,7 @@ coro_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *result;
     PySendResult r = coro_drive(self, value, exc, &result);
-    return coro_result(r, result);
+    return fw_send_result(r, result);
 }
 
 static PyObject *
@@ -584,12 +547,6 @@ coro_finalize(PyObject *op)
 }
 
 static PyObject *
-coro_await(PyObject *op)
-{
-    return Py_NewRef(op);
-}
-
-static PyObject *
 coro_get_qualname(PyObject *op, void *closure)
 {
     return PyUnicode_FromString(Coro_CAST(op)->def->name);
@@ -660,13 +617,12 @@ static PyGetSetDef coro_getset[] = {
     {"cr_code", coro_get_none, NULL, "None: native code has no code object.",
      NULL},
     {"cr_origin", coro_get_origin, NULL, NULL, NULL},
-    /* last: blanked out before 3.15, whose coroutines have no cr_state */
     {"cr_state", coro_get_state, NULL, "state of the coroutine", NULL},
     {NULL},
 };
 
 static PyMethodDef coro_methods[] = {
-    {"send", (PyCFunction)coro_send, METH_O,
+    {"send", (PyCFunction)fw_coro_send, METH_O,
      "send(arg)\n--\n\nSend arg into the coroutine."},
     {"throw", (PyCFunction)(void (*)(void))coro_throw, METH_FASTCALL,
      "throw(typ[, val[, tb]])\n--\n\nRaise an exception in the coroutine."},
@@ -726,11 +682,11 @@ static PyType_Slot coro_slots[] = {
     {Py_tp_clear, coro_clear},
     {Py_tp_dealloc, coro_dealloc},
     {Py_tp_finalize, coro_finalize},
-    {Py_tp_iter, coro_await},
-    {Py_tp_iternext, coro_iternext},
+    {Py_tp_iter, fw_self_await},
+    {Py_tp_iternext, fw_coro_iternext},
     {Py_tp_methods, coro_methods},
     {Py_tp_getset, coro_getset},
-    {Py_am_await, coro_await},
+    {Py_am_await, fw_self_await},
     {Py_am_send, coro_am_send},
     {0, NULL},
 };
@@ -738,22 +694,13 @@ static PyType_Slot coro_slots[] = {
 static PyType_Spec coro_spec = {
     .name = "fastwait._fastwait.coroutine",
     .basicsize = sizeof(FwCoro),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = FW_CORO_TYPE_FLAGS,
     .slots = coro_slots,
 };
 
 int
 fw_coro_init(PyObject *module, fw_state *st)
 {
-    if (Py_Version < 0x030F0000) {
-        size_t n = sizeof(coro_getset) / sizeof(coro_getset[0]);
-        coro_getset[n - 2] = coro_getset[n - 1]; /* no cr_state */
-    }
-    st->CoroType = (PyTypeObject *)PyType_FromModuleAndSpec(module,
-                                                           &coro_spec, NULL);
-    if (st->CoroType == NULL) {
-        return -1;
-    }
-    return fw_register_coroutine_type(st->CoroType);
+    st->CoroType = fw_coro_type_new(module, &coro_spec);
+    return st->CoroType == NULL ? -1 : 0;
 }

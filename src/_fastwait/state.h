@@ -331,6 +331,77 @@ PyObject *fw_get_awaitable_iter(PyObject *aw);
  * a new reference, or NULL with an error. */
 PyObject *fw_make_thrown(PyObject *const *args, Py_ssize_t nargs);
 
+/* ---- forward.c: what the coroutine-protocol types share.
+ *
+ * FwCoro and the two coroutine wrappers (child.c's CoroutineWrapper,
+ * taskgroup.c's TaskGroupSlotWrapper) make send()/__next__ from their
+ * am_send and are their own __await__ iterator.  A wrapper runs a real
+ * coroutine inside a Task: its struct begins with FW_WRAPPER_HEAD, and it
+ * forwards introspection, repr and throw() to the coroutine here; only
+ * what it does around a step is its own. */
+#define FW_WRAPPER_HEAD                                                    \
+    PyObject_HEAD                                                          \
+    PyObject *coro; /* the wrapped coroutine; NULL once cleared */
+
+typedef struct {
+    FW_WRAPPER_HEAD
+} fw_wrapper;
+
+/* The flags of all of them: created only by fastwait itself. */
+#define FW_CORO_TYPE_FLAGS                                                 \
+    (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |  \
+     Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+/* A wrapper's coroutine ended: it returned `value`, or raised (value
+ * NULL; the error is set and stays set).  Called again afterwards (a
+ * finished coroutine thrown into raises), it does nothing. */
+typedef void (*fw_outcome_fn)(PyObject *wrapper, PyObject *value);
+
+/* The PyType_Slot entries the wrappers share (a slot list's items). */
+#define FW_WRAPPER_SLOTS                                                   \
+    {Py_tp_repr, fw_wrapper_repr}, {Py_tp_dealloc, fw_gc_dealloc},         \
+        {Py_tp_iter, fw_self_await}, {Py_tp_iternext, fw_coro_iternext},   \
+        {Py_tp_getset, fw_wrapper_getset}, {Py_am_await, fw_self_await}
+
+/* send(arg) and __next__ through the type's am_send; am_send's outcome
+ * as send()/throw() return it (StopIteration(value) for PYGEN_RETURN);
+ * __await__/__iter__: self. */
+PyObject *fw_coro_send(PyObject *op, PyObject *arg);
+PyObject *fw_coro_iternext(PyObject *op);
+PyObject *fw_send_result(PySendResult r, PyObject *result);
+PyObject *fw_self_await(PyObject *op);
+/* throw()'s argument count, in the coroutine's words.  -1 error. */
+int fw_check_throw_nargs(Py_ssize_t nargs);
+/* The type made from `spec` (its getset's cr_state taken out before 3.15,
+ * whose coroutines have none) and registered as a Coroutine. */
+PyTypeObject *fw_coro_type_new(PyObject *module, PyType_Spec *spec);
+
+/* RuntimeError once the wrapper was cleared (gc): -1. */
+int fw_wrapper_check(PyObject *wrapper);
+/* One step forwarded to the coroutine; `done` hears of its end.  Inline:
+ * every step of a wrapped child's Task comes through here. */
+static inline PySendResult
+fw_wrapper_send(PyObject *wrapper, PyObject *arg, PyObject **presult,
+                fw_outcome_fn done)
+{
+    PySendResult r = PyIter_Send(((fw_wrapper *)wrapper)->coro, arg,
+                                 presult);
+    if (r != PYGEN_NEXT) {
+        done(wrapper, r == PYGEN_RETURN ? *presult : NULL);
+    }
+    return r;
+}
+/* coro.throw(*args) (nargs checked already); when it raises, `done` hears
+ * of the end (a StopIteration: the coroutine returned its value). */
+PyObject *fw_wrapper_throw(PyObject *wrapper, PyObject *const *args,
+                           Py_ssize_t nargs, fw_outcome_fn done);
+/* coro.close() */
+PyObject *fw_wrapper_close_coro(PyObject *wrapper);
+/* The coroutine's repr. */
+PyObject *fw_wrapper_repr(PyObject *wrapper);
+/* __name__, __qualname__, cr_* forwarded; __wrapped__, the coroutine. */
+extern PyGetSetDef fw_wrapper_getset[];
+
 /* ---- child.c: the coroutine wrapper every "fastwait creates the task"
  * primitive runs its children in.  It forwards send/throw/close to the real
  * coroutine and calls `finish` the moment the coroutine returns or raises,

@@ -1063,8 +1063,7 @@ tg_child_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
 enum { TG_SW_DONE, TG_SW_WAITING, TG_SW_HOLDING };
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *coro;
+    FW_WRAPPER_HEAD
     TaskGroupObject *group; /* strong; NULL once done */
     PyObject *fut;          /* the slot future, once yielded */
     Py_ssize_t index;       /* the wrapped child's slot, -1: none */
@@ -1212,8 +1211,9 @@ tg_slot_wrapper_new(TaskGroupObject *self, PyObject *coro, Py_ssize_t index)
  * the error set), or was closed.  Give the slot back if it held one, then
  * tell the group (a wrapped child), keeping the outcome intact. */
 static void
-sw_finish(SlotWrapper *self, PyObject *value)
+sw_finish(PyObject *op, PyObject *value)
 {
+    SlotWrapper *self = SW_CAST(op);
     TaskGroupObject *group = self->group;
     int holding = self->state == TG_SW_HOLDING;
     self->state = TG_SW_DONE;
@@ -1250,7 +1250,7 @@ sw_abandon(PyObject *op)
 {
     PyObject *exc = fw_err_fetch();
     SW_CAST(op)->index = -1;
-    sw_finish(SW_CAST(op), Py_None);
+    sw_finish(op, Py_None);
     if (exc != NULL) {
         fw_err_restore(exc);
     }
@@ -1269,17 +1269,7 @@ sw_close_waiting(SlotWrapper *self, PyObject *exc)
     }
     Py_XDECREF(r);
     fw_err_restore(exc);
-    sw_finish(self, NULL);
-}
-
-static int
-sw_check(SlotWrapper *self)
-{
-    if (self->coro == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "coroutine wrapper was cleared");
-        return -1;
-    }
-    return 0;
+    sw_finish((PyObject *)self, NULL);
 }
 
 /* A waiting wrapper's step: the slot future to wait on (new reference),
@@ -1310,7 +1300,7 @@ static PySendResult
 sw_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
     SlotWrapper *self = SW_CAST(op);
-    if (sw_check(self) < 0) {
+    if (fw_wrapper_check(op) < 0) {
         *presult = NULL;
         return PYGEN_ERROR;
     }
@@ -1321,77 +1311,14 @@ sw_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     if (self->fut != NULL) {
         Py_CLEAR(self->fut); /* resumed: the slot is ours */
     }
-    PySendResult r = PyIter_Send(self->coro, arg, presult);
-    if (r == PYGEN_RETURN) {
-        sw_finish(self, *presult);
-    }
-    else if (r == PYGEN_ERROR) {
-        sw_finish(self, NULL);
-    }
-    return r;
-}
-
-static PyObject *
-sw_send(PyObject *op, PyObject *arg)
-{
-    PyObject *result;
-    PySendResult r = sw_am_send(op, arg, &result);
-    if (r == PYGEN_RETURN) {
-        fw_set_stop_iteration(result);
-        Py_DECREF(result);
-        return NULL;
-    }
-    return r == PYGEN_NEXT ? result : NULL;
-}
-
-static PyObject *
-sw_iternext(PyObject *op)
-{
-    PyObject *result;
-    PySendResult r = sw_am_send(op, Py_None, &result);
-    if (r == PYGEN_RETURN) {
-        if (result != Py_None) {
-            fw_set_stop_iteration(result);
-        }
-        Py_DECREF(result);
-        return NULL;
-    }
-    return r == PYGEN_NEXT ? result : NULL;
-}
-
-/* After coro.throw()/close() raised: a StopIteration means the coroutine
- * returned, anything else that it raised.  The error stays set. */
-static void
-sw_finish_from_error(SlotWrapper *self)
-{
-    if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        sw_finish(self, NULL);
-        return;
-    }
-    PyObject *exc = fw_err_fetch();
-    PyObject *value = PyObject_GetAttrString(exc, "value");
-    if (value == NULL) {
-        PyErr_Clear();
-        value = Py_NewRef(Py_None);
-    }
-    sw_finish(self, value);
-    Py_DECREF(value);
-    fw_err_restore(exc);
+    return fw_wrapper_send(op, arg, presult, sw_finish);
 }
 
 static PyObject *
 sw_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     SlotWrapper *self = SW_CAST(op);
-    if (nargs < 1 || nargs > 3) {
-        /* The coroutine's own wording. */
-        PyErr_Format(PyExc_TypeError,
-                     nargs < 1 ? "throw expected at least 1 argument, got %zd"
-                               : "throw expected at most 3 arguments, got %zd",
-                     nargs);
-        return NULL;
-    }
-    if (sw_check(self) < 0) {
+    if (fw_check_throw_nargs(nargs) < 0 || fw_wrapper_check(op) < 0) {
         return NULL;
     }
     if (self->state == TG_SW_WAITING) {
@@ -1402,88 +1329,26 @@ sw_throw(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_CLEAR(self->fut);
-    fw_state *st = fw_state_from_type(Py_TYPE(op));
-    PyObject *stack[4];
-    stack[0] = self->coro;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        stack[1 + i] = args[i];
-    }
-    PyObject *res = PyObject_VectorcallMethod(st->str_throw, stack,
-                                              (size_t)(1 + nargs), NULL);
-    if (res == NULL) {
-        sw_finish_from_error(self);
-    }
-    return res;
+    return fw_wrapper_throw(op, args, nargs, sw_finish);
 }
 
 static PyObject *
 sw_close(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     SlotWrapper *self = SW_CAST(op);
-    if (sw_check(self) < 0) {
+    if (fw_wrapper_check(op) < 0) {
         return NULL;
     }
     /* A closed child never completes: the group is not told (as with
      * child.c's wrapper), but its slot goes back. */
     self->index = -1;
-    fw_state *st = fw_state_from_type(Py_TYPE(op));
-    PyObject *r = PyObject_CallMethodNoArgs(self->coro, st->str_close);
-    sw_finish(self, r);
+    PyObject *r = fw_wrapper_close_coro(op);
+    sw_finish(op, r);
     return r;
 }
 
-static PyObject *
-sw_await(PyObject *op)
-{
-    return Py_NewRef(op);
-}
-
-static PyObject *
-sw_repr(PyObject *op)
-{
-    if (SW_CAST(op)->coro == NULL) {
-        return PyUnicode_FromString("<cleared fastwait coroutine wrapper>");
-    }
-    return PyObject_Repr(SW_CAST(op)->coro);
-}
-
-/* Forwarded attributes: the closure is the attribute name (a C string). */
-static PyObject *
-sw_forward(PyObject *op, void *closure)
-{
-    if (sw_check(SW_CAST(op)) < 0) {
-        return NULL;
-    }
-    return PyObject_GetAttrString(SW_CAST(op)->coro, (const char *)closure);
-}
-
-static PyObject *
-sw_get_coro(PyObject *op, void *Py_UNUSED(closure))
-{
-    if (sw_check(SW_CAST(op)) < 0) {
-        return NULL;
-    }
-    return Py_NewRef(SW_CAST(op)->coro);
-}
-
-static PyGetSetDef sw_getset[] = {
-    {"__name__", sw_forward, NULL, NULL, "__name__"},
-    {"__qualname__", sw_forward, NULL, NULL, "__qualname__"},
-    {"cr_await", sw_forward, NULL, NULL, "cr_await"},
-    {"cr_code", sw_forward, NULL, NULL, "cr_code"},
-    {"cr_frame", sw_forward, NULL, NULL, "cr_frame"},
-    {"cr_origin", sw_forward, NULL, NULL, "cr_origin"},
-    {"cr_running", sw_forward, NULL, NULL, "cr_running"},
-    {"cr_suspended", sw_forward, NULL, NULL, "cr_suspended"},
-    {"__wrapped__", sw_get_coro, NULL, "The coroutine this wrapper runs.",
-     NULL},
-    /* last: blanked out before 3.15, whose coroutines have no cr_state */
-    {"cr_state", sw_forward, NULL, NULL, "cr_state"},
-    {NULL},
-};
-
 static PyMethodDef sw_methods[] = {
-    {"send", (PyCFunction)sw_send, METH_O,
+    {"send", (PyCFunction)fw_coro_send, METH_O,
      "send(arg)\n--\n\nSend arg into the wrapped coroutine."},
     {"throw", (PyCFunction)(void (*)(void))sw_throw, METH_FASTCALL,
      "throw(typ[, val[, tb]])\n--\n\n"
@@ -1525,24 +1390,18 @@ PyDoc_STRVAR(sw_doc,
 
 static PyType_Slot sw_slots[] = {
     {Py_tp_doc, (void *)sw_doc},
-    {Py_tp_repr, sw_repr},
     {Py_tp_traverse, sw_traverse},
     {Py_tp_clear, sw_clear},
-    {Py_tp_dealloc, fw_gc_dealloc},
-    {Py_tp_iter, sw_await},
-    {Py_tp_iternext, sw_iternext},
     {Py_tp_methods, sw_methods},
-    {Py_tp_getset, sw_getset},
-    {Py_am_await, sw_await},
     {Py_am_send, sw_am_send},
+    FW_WRAPPER_SLOTS,
     {0, NULL},
 };
 
 static PyType_Spec sw_spec = {
     .name = "fastwait._fastwait.TaskGroupSlotWrapper",
     .basicsize = sizeof(SlotWrapper),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = FW_CORO_TYPE_FLAGS,
     .slots = sw_slots,
 };
 
@@ -3291,14 +3150,8 @@ fw_taskgroup_init(PyObject *module, fw_state *st)
     if (st->TaskGroupCallbackType == NULL) {
         return -1;
     }
-    if (Py_Version < 0x030F0000) {
-        size_t n = sizeof(sw_getset) / sizeof(sw_getset[0]);
-        sw_getset[n - 2] = sw_getset[n - 1]; /* no cr_state */
-    }
-    st->TaskGroupSlotWrapperType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &sw_spec, NULL);
-    if (st->TaskGroupSlotWrapperType == NULL ||
-        fw_register_coroutine_type(st->TaskGroupSlotWrapperType) < 0) {
+    st->TaskGroupSlotWrapperType = fw_coro_type_new(module, &sw_spec);
+    if (st->TaskGroupSlotWrapperType == NULL) {
         return -1;
     }
     st->kw_loop_name_context = Py_BuildValue("(sss)", "loop", "name",
