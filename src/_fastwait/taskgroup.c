@@ -3009,15 +3009,8 @@ static PyGetSetDef tg_getset[] = {
     {NULL},
 };
 
-#define TG_PRIVATE_METHODS                                                 \
-    {"_abort", tg_abort_meth, METH_NOARGS,                                 \
-     "_abort($self, /)\n--\n\n"},                                          \
-    {"_on_task_done", tg_on_task_done_meth, METH_O,                        \
-     "_on_task_done($self, task, /)\n--\n\n"},                             \
-    {"_is_base_error", tg_is_base_error_meth, METH_O,                      \
-     "_is_base_error($self, exc, /)\n--\n\n"},
-
-/* create_task's entry (its signature) is chosen in fw_taskgroup_init. */
+/* create_task's docstring (its signature: 3.14's takes **kwargs) is
+ * chosen in fw_taskgroup_init. */
 static PyMethodDef tg_methods[] = {
     {"__aenter__", (PyCFunction)(void (*)(void))tg_aenter,
      METH_FASTCALL | METH_KEYWORDS, "__aenter__($self, /)\n--\n\n"},
@@ -3028,21 +3021,11 @@ static PyMethodDef tg_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, tg_create_task_doc},
     {"cancel", (PyCFunction)(void (*)(void))tg_cancel,
      METH_FASTCALL | METH_KEYWORDS, tg_cancel_doc},
-    TG_PRIVATE_METHODS
-    {NULL},
-};
-
-static PyMethodDef tg_methods_314[] = {
-    {"__aenter__", (PyCFunction)(void (*)(void))tg_aenter,
-     METH_FASTCALL | METH_KEYWORDS, "__aenter__($self, /)\n--\n\n"},
-    {"__aexit__", (PyCFunction)(void (*)(void))tg_aexit,
-     METH_FASTCALL | METH_KEYWORDS,
-     "__aexit__($self, et, exc, tb)\n--\n\n"},
-    {"create_task", (PyCFunction)(void (*)(void))tg_create_task,
-     METH_FASTCALL | METH_KEYWORDS, tg_create_task_kw_doc},
-    {"cancel", (PyCFunction)(void (*)(void))tg_cancel,
-     METH_FASTCALL | METH_KEYWORDS, tg_cancel_doc},
-    TG_PRIVATE_METHODS
+    {"_abort", tg_abort_meth, METH_NOARGS, "_abort($self, /)\n--\n\n"},
+    {"_on_task_done", tg_on_task_done_meth, METH_O,
+     "_on_task_done($self, task, /)\n--\n\n"},
+    {"_is_base_error", tg_is_base_error_meth, METH_O,
+     "_is_base_error($self, exc, /)\n--\n\n"},
     {NULL},
 };
 
@@ -3159,18 +3142,16 @@ fw_taskgroup_init(PyObject *module, fw_state *st)
     if (st->kw_loop_name_context == NULL) {
         return -1;
     }
-    /* 3.14+: the method table with create_task(coro, **kwargs). */
-    PyType_Slot slots[sizeof(tg_slots) / sizeof(tg_slots[0])];
-    memcpy(slots, tg_slots, sizeof(tg_slots));
-    for (PyType_Slot *slot = slots; slot->slot != 0; slot++) {
-        if (slot->slot == Py_tp_methods && st->tg_v314) {
-            slot->pfunc = tg_methods_314;
+    /* 3.14+: create_task(coro, **kwargs).  (The table is static and the
+     * version the process's: setting it again changes nothing.) */
+    for (PyMethodDef *m = tg_methods; st->tg_v314 && m->ml_name != NULL;
+         m++) {
+        if (strcmp(m->ml_name, "create_task") == 0) {
+            m->ml_doc = tg_create_task_kw_doc;
         }
     }
-    PyType_Spec spec = tg_spec;
-    spec.slots = slots;
     st->TaskGroupType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &spec, NULL);
+        module, &tg_spec, NULL);
     if (st->TaskGroupType == NULL) {
         return -1;
     }
