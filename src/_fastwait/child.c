@@ -113,7 +113,9 @@ fw_child_detach(PyObject *child)
 }
 
 /* The coroutine returned (value != NULL) or raised (value == NULL, error
- * set).  Tell the owner, keeping the coroutine's outcome intact. */
+ * set).  Tell the owner, keeping the coroutine's outcome intact.  Once
+ * finished (or closed), the owner is gone: a later call only returns
+ * (fw_outcome_fn). */
 static void
 child_report(PyObject *op, PyObject *value)
 {

@@ -1209,7 +1209,8 @@ tg_slot_wrapper_new(TaskGroupObject *self, PyObject *coro, Py_ssize_t index)
 
 /* The wrapper is done: the coroutine returned (value), raised (value NULL,
  * the error set), or was closed.  Give the slot back if it held one, then
- * tell the group (a wrapped child), keeping the outcome intact. */
+ * tell the group (a wrapped child), keeping the outcome intact.  Once done,
+ * the group is gone: a later call only returns (fw_outcome_fn). */
 static void
 sw_finish(PyObject *op, PyObject *value)
 {
