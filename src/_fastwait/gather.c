@@ -232,6 +232,9 @@ struct GatherExt {
                             coroutine child runs in a child wrapper whose
                             finish frees its slot and starts the next child
                             inside the finishing child's own step */
+    char base_loop;      /* limit: the loop's create_task and
+                            get_task_factory are asyncio's own (see
+                            ext_create_task) */
     char limit_direct;   /* limit_wrapped, no eager, every argument a
                             coroutine: no done-callback either, the child
                             wrapper's finish records the outcome (see
@@ -1832,6 +1835,55 @@ static int ext_limit_finished(PyObject *owner, Py_ssize_t pos,
 static int ext_limit_direct_finished(PyObject *owner, Py_ssize_t pos,
                                      PyObject *value, PyObject *exc);
 
+/* loop.create_task(wrapper) for a limit= child.  On asyncio's own loop
+ * (base_loop) with no task factory that is done here, as the TaskGroup
+ * does (tg_loop_create_task): _check_closed(), then tasks.Task(wrapper,
+ * loop=loop), read at each call.  No Python frame of create_task: in debug
+ * mode the Task's _source_traceback is what create_task leaves (it deletes
+ * its own frame).  The task factory may change between two starts: it is
+ * read each time, from `_task_factory` (what get_task_factory() returns
+ * there). */
+static PyObject *
+ext_create_task(GatherCore *self, PyObject *wrapper)
+{
+    fw_state *st = self->st;
+    PyObject *loop = self->loop;
+    if (self->ext->base_loop) {
+        PyObject *factory = PyObject_GetAttr(loop, st->str_task_factory_attr);
+        if (factory == NULL) {
+            return NULL;
+        }
+        int none = factory == Py_None;
+        Py_DECREF(factory);
+        PyObject *closed = none ? PyObject_GetAttr(loop, st->str_closed_attr)
+                                : NULL;
+        if (none && closed == NULL) {
+            return NULL;
+        }
+        int open = none && closed == Py_False;
+        Py_XDECREF(closed);
+        if (open) {
+            PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
+                                                    st->str_Task);
+            if (cls == NULL) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_AttributeError,
+                                    "module 'asyncio.tasks' has no "
+                                    "attribute 'Task'");
+                }
+                return NULL;
+            }
+            Py_INCREF(cls);
+            PyObject *args[2] = {wrapper, loop};
+            PyObject *task = PyObject_Vectorcall(cls, args, 1, st->kw_loop);
+            Py_DECREF(cls);
+            return task;
+        }
+        /* A task factory, or closed (create_task raises it). */
+    }
+    return PyObject_CallMethodOneArg(loop, st->str_create_task, wrapper);
+}
+
 /* limit= on a loop that runs our wrappers: the coroutine `arg` at `pos`
  * runs in a child wrapper (its finish frees the slot), and its Task gets
  * gather's done-callback (callback mode) for its outcome.  As
@@ -1847,8 +1899,7 @@ ext_start_wrapped(GatherCore *self, PyObject *arg, Py_ssize_t pos)
     if (wrapper == NULL) {
         return NULL;
     }
-    PyObject *fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
-                                              wrapper);
+    PyObject *fut = ext_create_task(self, wrapper);
     if (fut == NULL) {
         fw_child_detach(wrapper);
         fw_close_unscheduled(st, arg);
@@ -2591,6 +2642,21 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
             direct = PyCoro_CheckExact(args[j]);
         }
         ext->limit_direct = (char)direct;
+        if (w) {
+            /* (create_task and get_task_factory not overridden) */
+            PyObject *tp = (PyObject *)Py_TYPE(loop);
+            PyObject *c = PyObject_GetAttr(tp, st->str_create_task);
+            PyObject *g = c == NULL ? NULL
+                                    : PyObject_GetAttr(
+                                          tp, st->str_get_task_factory);
+            Py_XDECREF(c);
+            Py_XDECREF(g);
+            if (g == NULL) {
+                goto fail;
+            }
+            ext->base_loop = (char)(c == st->base_create_task &&
+                                    g == st->base_get_task_factory);
+        }
     }
     if (eager) {
         ext->context = PyContext_CopyCurrent();
