@@ -232,6 +232,13 @@ struct GatherExt {
                             coroutine child runs in a child wrapper whose
                             finish frees its slot and starts the next child
                             inside the finishing child's own step */
+    char base_loop;      /* limit: the loop's create_task and
+                            get_task_factory are asyncio's own (see
+                            ext_create_task) */
+    char limit_direct;   /* limit_wrapped, no eager, every argument a
+                            coroutine: no done-callback either, the child
+                            wrapper's finish records the outcome (see
+                            ext_limit_direct_finished) */
 };
 
 
@@ -287,6 +294,7 @@ static int ext_set_results(GatherCore *self, PyObject *outer);
 static int ext_direct_done(GatherCore *self, Py_ssize_t pos, int is_last);
 static int ext_child_finished(GatherCore *self, PyObject *fut);
 static int ext_after(GatherCore *self);
+static int ext_forget_child(GatherCore *self, PyObject *fut, Py_ssize_t pos);
 
 static void
 core_release(GatherCore *self)
@@ -626,6 +634,7 @@ core_process_early(GatherCore *self)
 /* Called by the loop:
  *   core(fut)          -- a done-callback (callback mode);
  *   core(fut, is_last) -- a wrapped child's completion;
+ *   core(fut, is_last, pos) -- a limit_direct child's completion;
  *   core()             -- the batch of children done at creation (3.11). */
 static PyObject *
 core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
@@ -663,9 +672,27 @@ core_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
             r = ext_after(self);
         }
     }
+    else if (nargs == 3) {
+        /* limit_direct: a completion that decides something (see
+         * ext_limit_direct_finished); its slot is free already. */
+        Py_ssize_t pos = PyLong_AsSsize_t(args[2]);
+        r = pos == -1 && PyErr_Occurred() ? -1 : 0;
+        if (r == 0) {
+            r = fw_graph_discard(self->st, args[0], self->graph_waiter);
+        }
+        if (r == 0) {
+            r = core_child_done(self, args[0], pos, args[1] == Py_True);
+        }
+        if (r == 0 && self->ext != NULL) {
+            r = ext_forget_child(self, args[0], pos);
+        }
+        if (r == 0 && self->ext != NULL) {
+            r = ext_after(self);
+        }
+    }
     else {
         PyErr_SetString(PyExc_TypeError,
-                        "gather callback takes at most 2 arguments");
+                        "gather callback takes at most 3 arguments");
         r = -1;
     }
     Py_DECREF(op);
@@ -1805,6 +1832,57 @@ ext_take_slot(GatherCore *self, PyObject *fut, Py_ssize_t pos)
 
 static int ext_limit_finished(PyObject *owner, Py_ssize_t pos,
                               PyObject *value, PyObject *exc);
+static int ext_limit_direct_finished(PyObject *owner, Py_ssize_t pos,
+                                     PyObject *value, PyObject *exc);
+
+/* loop.create_task(wrapper) for a limit= child.  On asyncio's own loop
+ * (base_loop) with no task factory that is done here, as the TaskGroup
+ * does (tg_loop_create_task): _check_closed(), then tasks.Task(wrapper,
+ * loop=loop), read at each call.  No Python frame of create_task: in debug
+ * mode the Task's _source_traceback is what create_task leaves (it deletes
+ * its own frame).  The task factory may change between two starts: it is
+ * read each time, from `_task_factory` (what get_task_factory() returns
+ * there). */
+static PyObject *
+ext_create_task(GatherCore *self, PyObject *wrapper)
+{
+    fw_state *st = self->st;
+    PyObject *loop = self->loop;
+    if (self->ext->base_loop) {
+        PyObject *factory = PyObject_GetAttr(loop, st->str_task_factory_attr);
+        if (factory == NULL) {
+            return NULL;
+        }
+        int none = factory == Py_None;
+        Py_DECREF(factory);
+        PyObject *closed = none ? PyObject_GetAttr(loop, st->str_closed_attr)
+                                : NULL;
+        if (none && closed == NULL) {
+            return NULL;
+        }
+        int open = none && closed == Py_False;
+        Py_XDECREF(closed);
+        if (open) {
+            PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
+                                                    st->str_Task);
+            if (cls == NULL) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_AttributeError,
+                                    "module 'asyncio.tasks' has no "
+                                    "attribute 'Task'");
+                }
+                return NULL;
+            }
+            Py_INCREF(cls);
+            PyObject *args[2] = {wrapper, loop};
+            PyObject *task = PyObject_Vectorcall(cls, args, 1, st->kw_loop);
+            Py_DECREF(cls);
+            return task;
+        }
+        /* A task factory, or closed (create_task raises it). */
+    }
+    return PyObject_CallMethodOneArg(loop, st->str_create_task, wrapper);
+}
 
 /* limit= on a loop that runs our wrappers: the coroutine `arg` at `pos`
  * runs in a child wrapper (its finish frees the slot), and its Task gets
@@ -1814,13 +1892,14 @@ static PyObject *
 ext_start_wrapped(GatherCore *self, PyObject *arg, Py_ssize_t pos)
 {
     fw_state *st = self->st;
-    PyObject *wrapper = fw_child_new(st, arg, (PyObject *)self, pos,
-                                     ext_limit_finished);
+    int direct = self->ext->limit_direct;
+    PyObject *wrapper = fw_child_new(
+        st, arg, (PyObject *)self, pos,
+        direct ? ext_limit_direct_finished : ext_limit_finished);
     if (wrapper == NULL) {
         return NULL;
     }
-    PyObject *fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
-                                              wrapper);
+    PyObject *fut = ext_create_task(self, wrapper);
     if (fut == NULL) {
         fw_child_detach(wrapper);
         fw_close_unscheduled(st, arg);
@@ -1837,10 +1916,21 @@ ext_start_wrapped(GatherCore *self, PyObject *arg, Py_ssize_t pos)
         goto fail;
     }
     /* Done inside create_task (eager task factory): no slot taken. */
-    if (done ? core_add_early(self, pos)
-             : (fw_graph_add(st, fut, self->graph_waiter) < 0 ||
-                fw_add_done_callback(st, fut, (PyObject *)self) < 0 ||
-                ext_take_slot(self, fut, pos) < 0)) {
+    if (done) {
+        if (core_add_early(self, pos) < 0) {
+            goto fail;
+        }
+    }
+    else if (direct) {
+        /* Its wrapper's finish frees the slot and reports the outcome. */
+        if (fw_graph_add(st, fut, self->graph_waiter) < 0) {
+            goto fail;
+        }
+        self->ext->nrunning++;
+    }
+    else if (fw_graph_add(st, fut, self->graph_waiter) < 0 ||
+             fw_add_done_callback(st, fut, (PyObject *)self) < 0 ||
+             ext_take_slot(self, fut, pos) < 0) {
         goto fail;
     }
     return fut;
@@ -2109,6 +2199,129 @@ ext_limit_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
         r = 0;
     }
     Py_DECREF(outer);
+    Py_DECREF(owner);
+    return r;
+}
+
+/* limit_direct: a child's coroutine finished, inside its Task's last step.
+ * As in ext_limit_finished its slot is free and the next children start
+ * now; then its completion is counted here, as wrapped mode counts it
+ * (core_wrapped_finished), and only a completion that decides something
+ * gets a loop callback, at the place of the stdlib's done-callback: the
+ * last one, a failure (its exception is retrieved, its Task let go there),
+ * a Task ending cancelled with return_exceptions=False.  A success is
+ * recorded at once and its Task let go (as ext_forget_child does): no
+ * done-callback and no loop Handle for it.  Children that started
+ * before this one finished (an eager task factory) were counted first, as
+ * their done-callbacks would have run first. */
+static int
+ext_limit_direct_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
+                          PyObject *exc)
+{
+    GatherCore *self = Core_CAST(owner);
+    fw_state *st = self->st;
+    GatherExt *ext = self->ext;
+    if (ext == NULL || self->children == NULL) {
+        return 0;
+    }
+    PyObject *task = PyList_GET_ITEM(self->children, pos);
+    if (task == NULL || task == Py_None) {
+        /* Finished inside create_task (eager task factory): its starter
+         * sees its Task done, takes no slot and processes it. */
+        return 0;
+    }
+    Py_INCREF(owner);
+    Py_INCREF(task);
+    PyObject *error = NULL;
+    int r = 0;
+    ext->nrunning--;
+    if (self->outer != NULL && !ext->timed_out && ext->npending > 0 &&
+        (exc == NULL || self->return_exceptions)) {
+        /* (A failure with return_exceptions=False: its callback ends the
+         * outer and closes the children never started.) */
+        PyObject *outer = Py_NewRef(self->outer);
+        r = fw_fut_bool(st, outer, FW_DONE);
+        r = r == 0 ? ext_start_more(self) : r < 0 ? -1 : 0;
+        Py_DECREF(outer);
+        if (r < 0) {
+            /* Reported after the child is processed. */
+            error = fw_err_fetch();
+            r = 0;
+        }
+    }
+    if (self->children == NULL) {
+        goto done;
+    }
+    int is_last = 0;
+    int deciding = 1;
+    if (!self->aborted) {
+        is_last = ++self->nfinished == self->nfuts;
+    }
+    if (value != NULL && self->aborted) {
+        deciding = 0; /* nothing to retrieve */
+    }
+    else if (value != NULL) {
+        /* A task cancelled during its last step (even from the children
+         * started just now) is cancelled although its coroutine returned
+         * (Task.__step: _must_cancel). */
+        PyObject *must = PyObject_GetAttr(task, st->str_must_cancel);
+        int must_cancel = 1;
+        if (must == NULL) {
+            PyErr_Clear();
+        }
+        else {
+            must_cancel = must != Py_False;
+            Py_DECREF(must);
+        }
+        if (!must_cancel) {
+            Py_XSETREF(self->values[pos], Py_NewRef(value));
+            if (!ext->timed_out && self->outer != NULL) {
+                unsigned char *flags = ext_flags(self);
+                if (flags == NULL) {
+                    r = -1;
+                    goto done;
+                }
+                flags[pos] |= F_DIRECT;
+                if (PyList_SetItem(self->children, pos,
+                                   Py_NewRef(Py_None)) < 0) {
+                    r = -1;
+                    goto done;
+                }
+            }
+        }
+        deciding = is_last || (must_cancel && !self->return_exceptions);
+    }
+    if (ext->timed_out && !self->aborted) {
+        /* After the deadline only the last completion matters (as in
+         * wrapped mode): the others' exceptions are retrieved when the
+         * outer ends (ext_finish_timed_out). */
+        deciding = is_last;
+    }
+    if (deciding) {
+        PyObject *p = PyLong_FromSsize_t(pos);
+        if (p == NULL) {
+            r = -1;
+            goto done;
+        }
+        PyObject *args[3] = {task, is_last ? Py_True : Py_False, p};
+        r = fw_call_soon(st, self->loop, owner, args, 3);
+        Py_DECREF(p);
+    }
+    else if (self->graph_waiter != NULL) {
+        /* 3.14+: the stdlib's done-callback would remove the child's
+         * call-graph edge in the next iteration (core_wrapped_finished). */
+        PyObject *args[2] = {task, self->graph_waiter};
+        r = fw_call_soon(st, self->loop, st->awaited_by_discard, args, 2);
+    }
+done:
+    if (error != NULL) {
+        if (r < 0) {
+            PyErr_WriteUnraisable(owner);
+        }
+        fw_err_restore(error);
+        r = -1;
+    }
+    Py_DECREF(task);
     Py_DECREF(owner);
     return r;
 }
@@ -2421,6 +2634,29 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
             goto fail;
         }
         ext->limit_wrapped = (char)w;
+        /* Every child a coroutine (none with a done-callback, whose
+         * completions would be counted in another order): the wrappers
+         * report every completion (ext_limit_direct_finished). */
+        int direct = w && !eager;
+        for (Py_ssize_t j = 0; direct && j < n; j++) {
+            direct = PyCoro_CheckExact(args[j]);
+        }
+        ext->limit_direct = (char)direct;
+        if (w) {
+            /* (create_task and get_task_factory not overridden) */
+            PyObject *tp = (PyObject *)Py_TYPE(loop);
+            PyObject *c = PyObject_GetAttr(tp, st->str_create_task);
+            PyObject *g = c == NULL ? NULL
+                                    : PyObject_GetAttr(
+                                          tp, st->str_get_task_factory);
+            Py_XDECREF(c);
+            Py_XDECREF(g);
+            if (g == NULL) {
+                goto fail;
+            }
+            ext->base_loop = (char)(c == st->base_create_task &&
+                                    g == st->base_get_task_factory);
+        }
     }
     if (eager) {
         ext->context = PyContext_CopyCurrent();
