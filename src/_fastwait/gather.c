@@ -834,8 +834,11 @@ static int
 core_add_early(GatherCore *self, Py_ssize_t pos)
 {
     if (self->early == NULL) {
-        /* Room for a -1 after each position. */
-        self->early = PyMem_Malloc(2 * (size_t)self->nargs *
+        /* Room for a -1 after each position (never written with
+         * limit=/timeout=/eager=: their early children are processed
+         * within the call). */
+        size_t room = self->ext != NULL ? 1 : 2;
+        self->early = PyMem_Malloc(room * (size_t)self->nargs *
                                    sizeof(Py_ssize_t));
         if (self->early == NULL) {
             PyErr_NoMemory();
@@ -893,28 +896,44 @@ core_add_duplicate(GatherCore *self, Py_ssize_t pos, Py_ssize_t first_pos)
  * dict's TypeError). */
 
 typedef struct {
-    PyObject **keys;    /* open addressing, NULL = empty */
-    Py_ssize_t *pos;
+    PyObject *const *args; /* the call's arguments (borrowed: they outlive
+                              the index) */
+    uint32_t *slots;    /* open addressing: 1 + the position of an argument
+                           in args, 0 = empty (4 bytes a slot: at N =
+                           100,000 the table is 1 MB of fresh pages, not
+                           4 MB of pointers and positions) */
     size_t mask;
-    PyObject *dict;     /* other arguments: arg -> position */
     unsigned shift;     /* log2(mask + 1) */
+    int small;          /* positions fit the slots */
+    PyObject *dict;     /* other arguments: arg -> position */
 } ArgIndex;
 
+static void
+arg_index_init(ArgIndex *ix, PyObject *const *args, Py_ssize_t nargs)
+{
+    ix->args = args;
+    ix->slots = NULL;
+    ix->mask = 0;
+    ix->shift = 0;
+    ix->small = (size_t)nargs < UINT32_MAX;
+    ix->dict = NULL;
+}
+
 static int
-arg_by_identity(fw_state *st, PyObject *arg)
+arg_by_identity(fw_state *st, const ArgIndex *ix, PyObject *arg)
 {
     PyTypeObject *tp = Py_TYPE(arg);
-    return PyCoro_CheckExact(arg) || tp == st->FutureType ||
-           tp == st->TaskType;
+    return ix->small && (PyCoro_CheckExact(arg) || tp == st->FutureType ||
+                         tp == st->TaskType);
 }
 
 /* Objects allocated one after another (the coroutines of a list
  * comprehension) get slots in the same order, so that filling the table
  * walks it nearly in order: with a hash that scatters them, every argument
- * was a cache miss once the table outgrew the cache (4 MB at N = 100,000:
- * a fifth of gather(eager=True)'s time there).  Each window of
- * 16 * capacity bytes of addresses is shifted by its own pseudo-random
- * offset, so that windows do not pile up on the same slots. */
+ * was a cache miss once the table outgrew the cache (at N = 100,000 a
+ * fifth of gather(eager=True)'s time).  Each window of 16 * capacity bytes
+ * of addresses is shifted by its own pseudo-random offset, so that windows
+ * do not pile up on the same slots. */
 static inline size_t
 ptr_slot(const ArgIndex *ix, PyObject *key)
 {
@@ -927,16 +946,17 @@ ptr_slot(const ArgIndex *ix, PyObject *key)
 static Py_ssize_t
 arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
 {
-    if (arg_by_identity(st, arg)) {
-        if (ix->keys == NULL) {
+    if (arg_by_identity(st, ix, arg)) {
+        if (ix->slots == NULL) {
             return -1;
         }
         for (size_t i = ptr_slot(ix, arg);; i = (i + 1) & ix->mask) {
-            if (ix->keys[i] == arg) {
-                return ix->pos[i];
-            }
-            if (ix->keys[i] == NULL) {
+            uint32_t s = ix->slots[i];
+            if (s == 0) {
                 return -1;
+            }
+            if (ix->args[s - 1] == arg) {
+                return (Py_ssize_t)s - 1;
             }
         }
     }
@@ -953,19 +973,19 @@ arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
     return PyLong_AsSsize_t(p);
 }
 
+/* args[pos], not in the index yet, goes in. */
 static int
 arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
               Py_ssize_t nargs)
 {
-    if (arg_by_identity(st, arg)) {
-        if (ix->keys == NULL) {
+    if (arg_by_identity(st, ix, arg)) {
+        if (ix->slots == NULL) {
             size_t cap = 8;
             while (cap < (size_t)nargs * 2) {
                 cap <<= 1;
             }
-            ix->keys = PyMem_Calloc(cap, sizeof(PyObject *));
-            ix->pos = PyMem_Malloc(cap * sizeof(Py_ssize_t));
-            if (ix->keys == NULL || ix->pos == NULL) {
+            ix->slots = PyMem_Calloc(cap, sizeof(uint32_t));
+            if (ix->slots == NULL) {
                 PyErr_NoMemory();
                 return -1;
             }
@@ -975,11 +995,10 @@ arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
             }
         }
         size_t i = ptr_slot(ix, arg);
-        while (ix->keys[i] != NULL) {
+        while (ix->slots[i] != 0) {
             i = (i + 1) & ix->mask;
         }
-        ix->keys[i] = arg; /* borrowed: the caller's arguments outlive us */
-        ix->pos[i] = pos;
+        ix->slots[i] = (uint32_t)pos + 1;
         return 0;
     }
     if (ix->dict == NULL && (ix->dict = PyDict_New()) == NULL) {
@@ -997,8 +1016,8 @@ arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
 static void
 arg_index_free(ArgIndex *ix)
 {
-    PyMem_Free(ix->keys);
-    PyMem_Free(ix->pos);
+    PyMem_Free(ix->slots);
+    ix->slots = NULL;
     Py_CLEAR(ix->dict);
 }
 
@@ -1280,7 +1299,8 @@ gather_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     }
     core->loop = loop; /* may be NULL: taken from the first child */
     core->graph_waiter = graph_waiter;
-    ArgIndex arg_to_pos = {NULL, NULL, 0, NULL, 0};
+    ArgIndex arg_to_pos;
+    arg_index_init(&arg_to_pos, args, n);
     Py_ssize_t failed_at;
     if (core_add_children(st, core, args, n, core_make_child, &arg_to_pos,
                           &failed_at) < 0) {
@@ -2423,7 +2443,8 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     }
     core->loop = loop;
     core->graph_waiter = graph_waiter;
-    ArgIndex arg_to_pos = {NULL, NULL, 0, NULL, 0};
+    ArgIndex arg_to_pos;
+    arg_index_init(&arg_to_pos, args, n);
     Py_ssize_t i = -1;
     GatherExt *ext = &((GatherCoreExt *)core)->ext;
     memset(ext, 0, sizeof(*ext));
