@@ -1587,8 +1587,28 @@ fut_outcome(fw_state *st, PyObject *fut)
     return res;
 }
 
+/* A known result for the results list.  It is built once, when the core
+ * is about to be released: without duplicates (no other position needs
+ * it) the reference moves instead of being copied (at N = 100,000 each
+ * incref here and decref in core_release was a cache miss on the result
+ * object). */
+static PyObject *
+ext_take_value(GatherCore *self, Py_ssize_t u)
+{
+    PyObject *v = self->values[u];
+    if (v == NULL) {
+        return Py_NewRef(Py_None);
+    }
+    if (self->first == NULL) {
+        self->values[u] = NULL;
+        return v;
+    }
+    return Py_NewRef(v);
+}
+
 /* The results list: core_build_results plus children without a future
- * and TimeoutError() for the children the deadline cut short. */
+ * and TimeoutError() for the children the deadline cut short.  Called once,
+ * with every child finished, just before the core is released. */
 static PyObject *
 ext_build_results(GatherCore *self)
 {
@@ -1610,8 +1630,7 @@ ext_build_results(GatherCore *self)
                 res = PyObject_CallNoArgs(PyExc_TimeoutError);
             }
             else if (exc == NULL) {
-                res = Py_NewRef(self->values[u] != NULL ? self->values[u]
-                                                        : Py_None);
+                res = ext_take_value(self, u);
             }
             else if (PyObject_TypeCheck(exc, (PyTypeObject *)
                                                  st->CancelledError)) {
@@ -1628,7 +1647,7 @@ ext_build_results(GatherCore *self)
             }
         }
         else if (self->values[u] != NULL) {
-            res = Py_NewRef(self->values[u]);
+            res = ext_take_value(self, u);
         }
         else {
             int cut = 0;
