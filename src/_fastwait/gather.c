@@ -905,6 +905,8 @@ typedef struct {
     size_t mask;
     unsigned shift;     /* log2(mask + 1) */
     int small;          /* positions fit the slots */
+    size_t free_slot;   /* where the argument arg_index_find() did not
+                           find goes (SIZE_MAX: no such slot) */
     PyObject *dict;     /* other arguments: arg -> position */
 } ArgIndex;
 
@@ -916,6 +918,7 @@ arg_index_init(ArgIndex *ix, PyObject *const *args, Py_ssize_t nargs)
     ix->mask = 0;
     ix->shift = 0;
     ix->small = (size_t)nargs < UINT32_MAX;
+    ix->free_slot = SIZE_MAX;
     ix->dict = NULL;
 }
 
@@ -946,6 +949,7 @@ ptr_slot(const ArgIndex *ix, PyObject *key)
 static Py_ssize_t
 arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
 {
+    ix->free_slot = SIZE_MAX;
     if (arg_by_identity(st, ix, arg)) {
         if (ix->slots == NULL) {
             return -1;
@@ -953,6 +957,7 @@ arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
         for (size_t i = ptr_slot(ix, arg);; i = (i + 1) & ix->mask) {
             uint32_t s = ix->slots[i];
             if (s == 0) {
+                ix->free_slot = i; /* for arg_index_add: no second probe */
                 return -1;
             }
             if (ix->args[s - 1] == arg) {
@@ -973,11 +978,17 @@ arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
     return PyLong_AsSsize_t(p);
 }
 
-/* args[pos], not in the index yet, goes in. */
+/* args[pos], not in the index yet, goes in (right after
+ * arg_index_find(args[pos]): the index is only ever filled by one loop). */
 static int
 arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
               Py_ssize_t nargs)
 {
+    if (ix->free_slot != SIZE_MAX) {
+        ix->slots[ix->free_slot] = (uint32_t)pos + 1;
+        ix->free_slot = SIZE_MAX;
+        return 0;
+    }
     if (arg_by_identity(st, ix, arg)) {
         if (ix->slots == NULL) {
             size_t cap = 8;
