@@ -1124,6 +1124,31 @@ def test_eager_context_copy_isolation(ximpl, vloop):
         ("c", "first", "caller"), ("c", "later", "c")])
 
 
+def test_eager_duplicates_are_one_child(ximpl, vloop):
+    """A coroutine passed several times is one child (started once, its
+    result at each of its places), among many arguments, some suspending."""
+    started = []
+
+    async def child(i):
+        started.append(i)
+        if i % 7 == 0:
+            await asyncio.sleep(0)
+        return i
+
+    async def main():
+        coros = [child(i) for i in range(300)]
+        fut = vloop.create_future()
+        fut.set_result("f")
+        args = coros + [fut] + coros[::-3] + [fut, coros[5]]
+        res = await ximpl.gather(*args, eager=True)
+        return args, res
+
+    args, res = run(vloop, main())
+    assert sorted(started) == list(range(300))
+    assert res == list(range(300)) + ["f"] + list(range(300))[::-3] + [
+        "f", 5]
+
+
 def test_eager_futures_and_awaitables(ximpl, vloop):
     rec = Rec(vloop)
 
