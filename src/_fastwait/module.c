@@ -810,6 +810,12 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->task_uncancel);
     Py_VISIT(st->schedulers);
     Py_VISIT(st->timer_loop_types);
+    Py_VISIT(st->base_time);
+    Py_VISIT(st->base_time_code);
+    Py_VISIT(st->base_events_dict);
+    Py_VISIT(st->time_module);
+    Py_VISIT(st->time_dict);
+    Py_VISIT(st->time_monotonic);
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
     Py_VISIT(st->TaskGroupSlotWrapperType);
@@ -884,6 +890,13 @@ module_clear(PyObject *module)
     Py_CLEAR(st->task_uncancel);
     Py_CLEAR(st->schedulers);
     Py_CLEAR(st->timer_loop_types);
+    Py_CLEAR(st->base_time);
+    Py_CLEAR(st->base_time_code);
+    Py_CLEAR(st->base_events_dict);
+    Py_CLEAR(st->time_module);
+    Py_CLEAR(st->time_dict);
+    Py_CLEAR(st->time_monotonic);
+    Py_CLEAR(st->str_monotonic);
     st->last_scheduler = NULL;
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);

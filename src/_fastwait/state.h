@@ -139,6 +139,15 @@ typedef struct {
     PyObject *timer_loop_types;  /* dict: loop type -> "asyncio" |
                                     "uvloop" | "" (timers unknown) */
     struct Scheduler *last_scheduler; /* borrowed; cleared by its dealloc */
+    /* fw_loop_time (timeout.c): what BaseEventLoop.time() reads, to read
+     * the clock in C while that is provably what loop.time() returns. */
+    PyObject *base_time;       /* base_events.BaseEventLoop.time */
+    PyObject *base_time_code;  /* its __code__ */
+    PyObject *base_events_dict; /* asyncio.base_events.__dict__ */
+    PyObject *time_module;     /* the `time` module */
+    PyObject *time_dict;       /* its __dict__ */
+    PyObject *time_monotonic;  /* time.monotonic */
+    PyObject *str_monotonic;   /* "monotonic" */
     PyObject *shield_inner_source; /* shield.c: functions made from the code */
     PyObject *shield_outer_source; /* of the stdlib's closures, or None */
     /* tp_richcompare of object, builtin functions and bound methods:
@@ -283,6 +292,13 @@ typedef int (*fw_deadline_fn)(PyObject *owner);
 PyObject *fw_deadline_new(fw_state *st, PyObject *loop, double when,
                           fw_deadline_fn fire, PyObject *owner);
 int fw_deadline_cancel(fw_state *st, PyObject *deadline);
+
+/* loop.time() as a double (a result that is not a float is converted as
+ * PyFloat_AsDouble does).  Read in C, without calling the method, while
+ * that provably gives the same value: loop.time is asyncio's
+ * BaseEventLoop.time bound to the loop and what it calls is still
+ * time.monotonic.  0, or -1 with an error. */
+int fw_loop_time(fw_state *st, PyObject *loop, double *now);
 
 /* ---- coro.c: native coroutine objects.
  *
