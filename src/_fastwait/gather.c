@@ -2563,7 +2563,10 @@ gather_ext(fw_state *st, PyObject *const *args, Py_ssize_t nargs,
                 "timeout must be a number or None, not %U", o);
             return NULL;
         }
-        timeout = PyFloat_AsDouble(o);
+        /* An exact int converts directly (what float(o) does, without
+         * the float object). */
+        timeout = PyLong_CheckExact(o) ? PyLong_AsDouble(o)
+                                       : PyFloat_AsDouble(o);
         if (timeout == -1.0 && PyErr_Occurred()) {
             return NULL;
         }
