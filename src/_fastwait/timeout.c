@@ -14,7 +14,8 @@
  * the same loop iteration as the stdlib's TimerHandle would (exactly so on a
  * loop whose clock stands still within an iteration, as a virtual clock
  * does), also when a test replaces loop.time(): we read the loop's clock,
- * never our own.
+ * never our own (fw_loop_time reads time.monotonic() in C only while that
+ * is provably what loop.time() returns).
  *
  * The heap is used only for deadlines still in the future that are finite
  * floats or ints, on loops whose timers we know (asyncio's BaseEventLoop
