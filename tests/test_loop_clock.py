@@ -252,3 +252,39 @@ def test_wait_for_follows_patched_clock(impl):
         ("timeout", FAKE + 5.5),
         ("at", FAKE + 5.5, True),
     ]
+
+
+def test_imported_while_patched():
+    """fastwait imported while time.monotonic or BaseEventLoop.time is
+    patched takes neither for the original: the patch, and later the real
+    clock, are still what the deadlines follow."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import asyncio, time
+        from unittest import mock
+        FAKE = 1.0e7
+        async def when():
+            return fastwait.timeout(10).when()
+        def run():
+            loop = asyncio.new_event_loop()
+            try:
+                return loop.run_until_complete(when())
+            finally:
+                loop.close()
+        with mock.patch("time.monotonic", lambda: FAKE):
+            with mock.patch.object(asyncio.BaseEventLoop, "time",
+                                   lambda self: FAKE / 2):
+                import fastwait
+                assert run() == FAKE / 2 + 10, run()
+            assert run() == FAKE + 10, run()
+        t0 = time.monotonic()
+        w = run()
+        assert t0 + 10 <= w <= time.monotonic() + 10, (t0, w)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

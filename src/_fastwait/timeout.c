@@ -1734,6 +1734,43 @@ static PyMethodDef timeout_functions[] = {
     {NULL},
 };
 
+/* Are st->base_time and st->time_monotonic, as found at import, asyncio's
+ * own `def time(self): return time.monotonic()` and the time module's
+ * builtin monotonic?  -1 error, 0/1. */
+static int
+clock_is_original(fw_state *st)
+{
+    PyObject *f = st->base_time, *m = st->time_monotonic;
+    if (!PyFunction_Check(f) ||
+        PyFunction_GET_GLOBALS(f) != st->base_events_dict ||
+        !PyCFunction_Check(m) || PyCFunction_GET_SELF(m) != st->time_module ||
+        PyDict_GetItemWithError(st->base_events_dict, st->str_time) !=
+            st->time_module) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *qualname = PyObject_GetAttrString(f, "__qualname__");
+    PyObject *names = PyObject_GetAttrString(PyFunction_GET_CODE(f),
+                                             "co_names");
+    PyObject *mname = PyObject_GetAttrString(m, "__name__");
+    int ok = qualname != NULL && names != NULL && mname != NULL;
+    if (ok) {
+        ok = PyUnicode_Check(qualname) &&
+             PyUnicode_CompareWithASCIIString(qualname,
+                                              "BaseEventLoop.time") == 0 &&
+             PyTuple_Check(names) && PyTuple_GET_SIZE(names) == 2 &&
+             PyTuple_GET_ITEM(names, 0) == st->str_time &&
+             PyUnicode_Check(PyTuple_GET_ITEM(names, 1)) &&
+             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(names, 1),
+                                              "monotonic") == 0 &&
+             PyUnicode_Check(mname) &&
+             PyUnicode_CompareWithASCIIString(mname, "monotonic") == 0;
+    }
+    Py_XDECREF(qualname);
+    Py_XDECREF(names);
+    Py_XDECREF(mname);
+    return PyErr_Occurred() ? -1 : ok;
+}
+
 int
 fw_timeout_init(PyObject *module, fw_state *st)
 {
@@ -1781,12 +1818,18 @@ fw_timeout_init(PyObject *module, fw_state *st)
                                                st->str_monotonic)) == NULL) {
         return -1;
     }
-    /* Anything unexpected (not a plain function): always call it. */
-    if (PyFunction_Check(st->base_time)) {
+    /* Imported while something was patched (BaseEventLoop.time, or
+     * time.monotonic): never read in C then (None matches nothing). */
+    int ok = clock_is_original(st);
+    if (ok < 0) {
+        return -1;
+    }
+    if (ok) {
         st->base_time_code = Py_NewRef(PyFunction_GET_CODE(st->base_time));
     }
     else {
         Py_SETREF(st->base_time, Py_NewRef(Py_None));
+        Py_SETREF(st->time_monotonic, Py_NewRef(Py_None));
     }
     st->timeout_splices_context = Py_Version >= 0x030D0000;
     st->timer_end_ulp = Py_Version >= 0x030F0000;
