@@ -897,6 +897,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->time_dict);
     Py_CLEAR(st->time_monotonic);
     Py_CLEAR(st->str_monotonic);
+    fw_timeout_free_list_clear(st);
     st->last_scheduler = NULL;
     Py_CLEAR(st->TaskGroupType);
     Py_CLEAR(st->TaskGroupCallbackType);

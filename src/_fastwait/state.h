@@ -148,6 +148,13 @@ typedef struct {
     PyObject *time_dict;       /* its __dict__ */
     PyObject *time_monotonic;  /* time.monotonic */
     PyObject *str_monotonic;   /* "monotonic" */
+    /* timeout.c: the memory of dead Timeout objects (exact type), reused
+     * by fw_timeout_new: a gather(timeout=) call or a timeout() scope
+     * makes one and drops it.  Untracked, no references, no type
+     * reference; freed by fw_timeout_free_list_clear (module_clear). */
+#define FW_TIMEOUT_FREELIST 16
+    PyObject *timeout_free[FW_TIMEOUT_FREELIST];
+    int timeout_nfree;
     PyObject *shield_inner_source; /* shield.c: functions made from the code */
     PyObject *shield_outer_source; /* of the stdlib's closures, or None */
     /* tp_richcompare of object, builtin functions and bound methods:
@@ -299,6 +306,8 @@ int fw_deadline_cancel(fw_state *st, PyObject *deadline);
  * BaseEventLoop.time bound to the loop and what it calls is still
  * time.monotonic.  0, or -1 with an error. */
 int fw_loop_time(fw_state *st, PyObject *loop, double *now);
+/* Free the memory kept for reuse by fw_timeout_new (module_clear). */
+void fw_timeout_free_list_clear(fw_state *st);
 
 /* ---- coro.c: native coroutine objects.
  *

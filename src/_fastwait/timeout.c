@@ -746,9 +746,18 @@ timeout_init_fields(fw_state *st, TimeoutObject *t, PyObject *when)
 PyObject *
 fw_timeout_new(fw_state *st, PyObject *when)
 {
-    TimeoutObject *t = PyObject_GC_New(TimeoutObject, st->TimeoutType);
-    if (t == NULL) {
-        return NULL;
+    TimeoutObject *t;
+    if (st->timeout_nfree > 0) {
+        /* Memory of a dead Timeout (timeout_dealloc): a new object in it,
+         * holding a reference to its type as PyObject_GC_New's do. */
+        t = (TimeoutObject *)st->timeout_free[--st->timeout_nfree];
+        (void)PyObject_Init((PyObject *)t, st->TimeoutType);
+    }
+    else {
+        t = PyObject_GC_New(TimeoutObject, st->TimeoutType);
+        if (t == NULL) {
+            return NULL;
+        }
     }
     timeout_init_fields(st, t, when);
     PyObject_GC_Track(t);
@@ -1585,13 +1594,30 @@ timeout_dealloc(PyObject *op)
 {
     TimeoutObject *t = Timeout_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
+    fw_state *st = t->st;
     PyObject_GC_UnTrack(op);
     if (t->weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
     (void)timeout_clear(op);
-    tp->tp_free(op);
+    /* The exact type's memory is kept for fw_timeout_new while the module
+     * state is alive (module_clear empties the list and clears
+     * TimeoutType first, so nothing is kept after it). */
+    if (tp == st->TimeoutType && st->timeout_nfree < FW_TIMEOUT_FREELIST) {
+        st->timeout_free[st->timeout_nfree++] = op;
+    }
+    else {
+        tp->tp_free(op);
+    }
     Py_DECREF(tp);
+}
+
+void
+fw_timeout_free_list_clear(fw_state *st)
+{
+    while (st->timeout_nfree > 0) {
+        PyObject_GC_Del(st->timeout_free[--st->timeout_nfree]);
+    }
 }
 
 PyDoc_STRVAR(timeout_doc,
