@@ -288,3 +288,17 @@ def test_imported_while_patched():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_uvloop_time_is_called(impl):
+    """uvloop's loop.time() is its own (C, millisecond timers): it is what
+    timeout() adds to."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main(loop):
+        t0 = loop.time()
+        w = impl.timeout(10).when()
+        t1 = loop.time()
+        return t0 + 10 <= w <= t1 + 10
+
+    assert in_new_loop(main, uvloop.Loop) is True

@@ -816,6 +816,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->time_module);
     Py_VISIT(st->time_dict);
     Py_VISIT(st->time_monotonic);
+    Py_VISIT(st->clock_type);
     Py_VISIT(st->TaskGroupType);
     Py_VISIT(st->TaskGroupCallbackType);
     Py_VISIT(st->TaskGroupSlotWrapperType);
@@ -897,6 +898,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->time_dict);
     Py_CLEAR(st->time_monotonic);
     Py_CLEAR(st->str_monotonic);
+    Py_CLEAR(st->clock_type);
     fw_timeout_free_list_clear(st);
     st->last_scheduler = NULL;
     Py_CLEAR(st->TaskGroupType);

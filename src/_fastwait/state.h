@@ -148,6 +148,8 @@ typedef struct {
     PyObject *time_dict;       /* its __dict__ */
     PyObject *time_monotonic;  /* time.monotonic */
     PyObject *str_monotonic;   /* "monotonic" */
+    PyObject *clock_type;      /* the last loop type seen, and whether */
+    int clock_type_base;       /* its `time` was BaseEventLoop.time */
     /* timeout.c: the memory of dead Timeout objects (exact type), reused
      * by fw_timeout_new: a gather(timeout=) call or a timeout() scope
      * makes one and drops it.  Untracked, no references, no type

@@ -236,6 +236,24 @@ static int
 loop_clock(fw_state *st, PyObject *loop, double *now, PyObject **res)
 {
     *res = NULL;
+    /* Loops whose type's `time` is another (uvloop's C method, an
+     * override) are called as before, without binding the method first.
+     * Only which path is taken is cached: either is right whatever the
+     * type becomes later. */
+    PyTypeObject *tp = Py_TYPE(loop);
+    if (tp != (PyTypeObject *)st->clock_type) {
+        PyObject *f = PyObject_GetAttr((PyObject *)tp, st->str_time);
+        if (f == NULL) {
+            PyErr_Clear(); /* the call below raises what it raises */
+        }
+        st->clock_type_base = f != NULL && f == st->base_time;
+        Py_XDECREF(f);
+        Py_XSETREF(st->clock_type, Py_NewRef((PyObject *)tp));
+    }
+    if (!st->clock_type_base) {
+        *res = PyObject_CallMethodNoArgs(loop, st->str_time);
+        return *res != NULL ? 0 : -1;
+    }
     PyObject *meth = PyObject_GetAttr(loop, st->str_time);
     if (meth == NULL) {
         return -1;
