@@ -774,6 +774,54 @@ def test_timers_due_at_the_same_instant(impl, vloop):
         assert got == ([("timeout", 1.0, 0), ("future", "set")], [])
     else:
         assert got == want
+def test_loop_clock_read_without_calling_time(impl):
+    """On a loop whose ``time`` is asyncio's own ``BaseEventLoop.time``
+    (which returns the original ``time.monotonic()``), fastwait's timeouts
+    read that clock in C: the same value (tests/test_loop_clock.py), but a
+    profiler sees no call of ``BaseEventLoop.time``.  A replaced
+    ``loop.time`` is called, as by asyncio."""
+    import asyncio.base_events as base_events
+
+    def calls_of_time(main):
+        seen = []
+
+        def prof(frame, event, arg):
+            if (event == "call"
+                    and frame.f_code is base_events.BaseEventLoop.time.__code__):
+                seen.append(1)
+
+        loop = asyncio.new_event_loop()
+        try:
+            sys.setprofile(prof)
+            try:
+                loop.run_until_complete(main(loop))
+            finally:
+                sys.setprofile(None)
+        finally:
+            loop.close()
+        return len(seen)
+
+    async def scope(loop):
+        async with impl.timeout(10):
+            await asyncio.sleep(0)
+
+    async def scope_replaced(loop):
+        real = loop.time
+        loop.time = lambda: real()
+        await scope(loop)
+
+    # The loop's own timer processing calls time() too: count the
+    # difference a scope makes.
+    async def nothing(loop):
+        await asyncio.sleep(0)
+
+    base = calls_of_time(nothing)
+    # timeout(10) reads the clock, __aenter__ reads it again.
+    want = 0 if fastwait_shares_timers(impl) else 2
+    assert calls_of_time(scope) - base == want
+    assert calls_of_time(scope_replaced) - base == 2
+
+
 def test_shield_callbacks_are_native_objects(impl, loop):
     """shield()'s done-callbacks are C objects, not the stdlib's closures:
     no function type, no __code__/__closure__, and they are registered with

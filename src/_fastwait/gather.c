@@ -2738,10 +2738,8 @@ gather_ext_impl(fw_state *st, PyObject *const *args, Py_ssize_t n,
     }
     if (timeout != NULL && !(isinf(*timeout) && *timeout > 0)) {
         /* Taken before the first child starts. */
-        PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
-        double when = now != NULL ? PyFloat_AsDouble(now) : -1.0;
-        Py_XDECREF(now);
-        if (now == NULL || (when == -1.0 && PyErr_Occurred())) {
+        double when;
+        if (fw_loop_time(st, loop, &when) < 0) {
             goto fail;
         }
         double t = *timeout;
@@ -2869,7 +2867,10 @@ gather_ext(fw_state *st, PyObject *const *args, Py_ssize_t nargs,
                 "timeout must be a number or None, not %U", o);
             return NULL;
         }
-        timeout = PyFloat_AsDouble(o);
+        /* An exact int converts directly (what float(o) does, without
+         * the float object). */
+        timeout = PyLong_CheckExact(o) ? PyLong_AsDouble(o)
+                                       : PyFloat_AsDouble(o);
         if (timeout == -1.0 && PyErr_Occurred()) {
             return NULL;
         }

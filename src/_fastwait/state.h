@@ -139,6 +139,24 @@ typedef struct {
     PyObject *timer_loop_types;  /* dict: loop type -> "asyncio" |
                                     "uvloop" | "" (timers unknown) */
     struct Scheduler *last_scheduler; /* borrowed; cleared by its dealloc */
+    /* fw_loop_time (timeout.c): what BaseEventLoop.time() reads, to read
+     * the clock in C while that is provably what loop.time() returns. */
+    PyObject *base_time;       /* base_events.BaseEventLoop.time */
+    PyObject *base_time_code;  /* its __code__ */
+    PyObject *base_events_dict; /* asyncio.base_events.__dict__ */
+    PyObject *time_module;     /* the `time` module */
+    PyObject *time_dict;       /* its __dict__ */
+    PyObject *time_monotonic;  /* time.monotonic */
+    PyObject *str_monotonic;   /* "monotonic" */
+    PyObject *clock_type;      /* the last loop type seen, and whether */
+    int clock_type_base;       /* its `time` was BaseEventLoop.time */
+    /* timeout.c: the memory of dead Timeout objects (exact type), reused
+     * by fw_timeout_new: a gather(timeout=) call or a timeout() scope
+     * makes one and drops it.  Untracked, no references, no type
+     * reference; freed by fw_timeout_free_list_clear (module_clear). */
+#define FW_TIMEOUT_FREELIST 16
+    PyObject *timeout_free[FW_TIMEOUT_FREELIST];
+    int timeout_nfree;
     PyObject *shield_inner_source; /* shield.c: functions made from the code */
     PyObject *shield_outer_source; /* of the stdlib's closures, or None */
     /* tp_richcompare of object, builtin functions and bound methods:
@@ -283,6 +301,15 @@ typedef int (*fw_deadline_fn)(PyObject *owner);
 PyObject *fw_deadline_new(fw_state *st, PyObject *loop, double when,
                           fw_deadline_fn fire, PyObject *owner);
 int fw_deadline_cancel(fw_state *st, PyObject *deadline);
+
+/* loop.time() as a double (a result that is not a float is converted as
+ * PyFloat_AsDouble does).  Read in C, without calling the method, while
+ * that provably gives the same value: loop.time is asyncio's
+ * BaseEventLoop.time bound to the loop and what it calls is still
+ * time.monotonic.  0, or -1 with an error. */
+int fw_loop_time(fw_state *st, PyObject *loop, double *now);
+/* Free the memory kept for reuse by fw_timeout_new (module_clear). */
+void fw_timeout_free_list_clear(fw_state *st);
 
 /* ---- coro.c: native coroutine objects.
  *

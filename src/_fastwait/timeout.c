@@ -14,7 +14,8 @@
  * the same loop iteration as the stdlib's TimerHandle would (exactly so on a
  * loop whose clock stands still within an iteration, as a virtual clock
  * does), also when a test replaces loop.time(): we read the loop's clock,
- * never our own.
+ * never our own (fw_loop_time reads time.monotonic() in C only while that
+ * is provably what loop.time() returns).
  *
  * The heap is used only for deadlines still in the future that are finite
  * floats or ints, on loops whose timers we know (asyncio's BaseEventLoop
@@ -28,6 +29,8 @@
  */
 #include "state.h"
 #include <math.h>
+#include <stdint.h>
+#include <time.h>
 
 enum { T_CREATED, T_ENTERED, T_EXPIRING, T_EXPIRED, T_EXITED };
 static const char *const state_values[] = {
@@ -157,6 +160,138 @@ heap_remove(TimeoutObject *t)
 }
 
 /* ------------------------------------------------------------------ */
+/* The loop's clock */
+
+/* time.monotonic() read in C: 1 with *now set, 0 when this build cannot
+ * reproduce it (the caller calls loop.time() instead).  The value must be
+ * bit-identical to what time.monotonic() returns.  3.13+ has the public
+ * PyTime API for exactly that; before, on Linux, time.monotonic() is
+ * clock_gettime(CLOCK_MONOTONIC) made into nanoseconds (clamped to int64
+ * on overflow) and converted by _PyTime_AsSecondsDouble, which is
+ * reproduced here step by step. */
+static int
+monotonic_now(double *now)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t t;
+    if (PyTime_Monotonic(&t) < 0) {
+        PyErr_Clear(); /* loop.time() will raise it, from its own frame */
+        return 0;
+    }
+    *now = PyTime_AsSecondsDouble(t);
+    return 1;
+#elif defined(__linux__) && defined(CLOCK_MONOTONIC)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0;
+    }
+    const int64_t sec_to_ns = 1000000000;
+    int64_t t = (int64_t)ts.tv_sec;
+    if (t > INT64_MAX / sec_to_ns || t < INT64_MIN / sec_to_ns) {
+        t = t >= 0 ? INT64_MAX : INT64_MIN;
+    }
+    else {
+        t *= sec_to_ns;
+    }
+    int64_t ns = (int64_t)ts.tv_nsec;
+    if (ns > 0 && t > INT64_MAX - ns) {
+        t = INT64_MAX;
+    }
+    else if (ns < 0 && t < INT64_MIN - ns) {
+        t = INT64_MIN;
+    }
+    else {
+        t += ns;
+    }
+    /* volatile: as CPython's, so that no optimization changes the
+     * rounding */
+    volatile double d;
+    if (t % sec_to_ns == 0) {
+        d = (double)(t / sec_to_ns);
+    }
+    else {
+        d = (double)t;
+        d /= 1e9;
+    }
+    *now = d;
+    return 1;
+#else
+    (void)now;
+    return 0;
+#endif
+}
+
+/* Read the loop's clock: 1 with *now set (read in C), 0 with *res set to
+ * what loop.time() returned (a new reference), -1 error.
+ *
+ * The clock is read in C only when loop.time() would provably return the
+ * same: the attribute `time` of the loop (one ordinary attribute lookup,
+ * so an instance attribute, a patched or overriding class attribute, a
+ * __getattribute__ are all honoured) is BaseEventLoop.time bound to the
+ * loop, with its original code, whose global `time` is still the time
+ * module, whose `monotonic` is still the original builtin (so
+ * mock.patch('time.monotonic') or of 'asyncio.base_events.time' is
+ * honoured too).  uvloop's loop.time() is C already: it is called. */
+static int
+loop_clock(fw_state *st, PyObject *loop, double *now, PyObject **res)
+{
+    *res = NULL;
+    /* Loops whose type's `time` is another (uvloop's C method, an
+     * override) are called as before, without binding the method first.
+     * Only which path is taken is cached: either is right whatever the
+     * type becomes later. */
+    PyTypeObject *tp = Py_TYPE(loop);
+    if (tp != (PyTypeObject *)st->clock_type) {
+        PyObject *f = PyObject_GetAttr((PyObject *)tp, st->str_time);
+        if (f == NULL) {
+            PyErr_Clear(); /* the call below raises what it raises */
+        }
+        st->clock_type_base = f != NULL && f == st->base_time;
+        Py_XDECREF(f);
+        Py_XSETREF(st->clock_type, Py_NewRef((PyObject *)tp));
+    }
+    if (!st->clock_type_base) {
+        *res = PyObject_CallMethodNoArgs(loop, st->str_time);
+        return *res != NULL ? 0 : -1;
+    }
+    PyObject *meth = PyObject_GetAttr(loop, st->str_time);
+    if (meth == NULL) {
+        return -1;
+    }
+    if (PyMethod_Check(meth) && PyMethod_GET_FUNCTION(meth) == st->base_time &&
+        PyMethod_GET_SELF(meth) == loop &&
+        PyFunction_GET_CODE(st->base_time) == st->base_time_code &&
+        PyDict_GetItemWithError(st->base_events_dict, st->str_time) ==
+            st->time_module &&
+        PyDict_GetItemWithError(st->time_dict, st->str_monotonic) ==
+            st->time_monotonic &&
+        monotonic_now(now)) {
+        Py_DECREF(meth);
+        return 1;
+    }
+    if (PyErr_Occurred()) { /* from a dict look-up: not expected */
+        Py_DECREF(meth);
+        return -1;
+    }
+    *res = PyObject_CallNoArgs(meth);
+    Py_DECREF(meth);
+    return *res != NULL ? 0 : -1;
+}
+
+int
+fw_loop_time(fw_state *st, PyObject *loop, double *now)
+{
+    PyObject *res;
+    int r = loop_clock(st, loop, now, &res);
+    if (r != 0) {
+        return r > 0 ? 0 : -1;
+    }
+    *now = PyFloat_AsDouble(res);
+    Py_DECREF(res);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Schedulers: one per loop */
 
 /* Arm the loop timer at `when`.  -1 error. */
@@ -257,10 +392,8 @@ sched_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     Py_INCREF(s);
     Py_CLEAR(s->handle); /* the handle running us */
     PyObject *error = NULL;
-    PyObject *now = PyObject_CallMethodNoArgs(s->loop, st->str_time);
-    double cutoff = now != NULL ? PyFloat_AsDouble(now) : -1.0;
-    Py_XDECREF(now);
-    if (now == NULL || (cutoff == -1.0 && PyErr_Occurred())) {
+    double cutoff;
+    if (fw_loop_time(st, s->loop, &cutoff) < 0) {
         error = fw_err_fetch();
     }
     else {
@@ -631,9 +764,18 @@ timeout_init_fields(fw_state *st, TimeoutObject *t, PyObject *when)
 PyObject *
 fw_timeout_new(fw_state *st, PyObject *when)
 {
-    TimeoutObject *t = PyObject_GC_New(TimeoutObject, st->TimeoutType);
-    if (t == NULL) {
-        return NULL;
+    TimeoutObject *t;
+    if (st->timeout_nfree > 0) {
+        /* Memory of a dead Timeout (timeout_dealloc): a new object in it,
+         * holding a reference to its type as PyObject_GC_New's do. */
+        t = (TimeoutObject *)st->timeout_free[--st->timeout_nfree];
+        (void)PyObject_Init((PyObject *)t, st->TimeoutType);
+    }
+    else {
+        t = PyObject_GC_New(TimeoutObject, st->TimeoutType);
+        if (t == NULL) {
+            return NULL;
+        }
     }
     timeout_init_fields(st, t, when);
     PyObject_GC_Track(t);
@@ -740,9 +882,15 @@ timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
     /* As the stdlib: a deadline that has passed is expired by a callback
      * queued now (it runs before what is queued after it in this
      * iteration, e.g. the task's next step), a later one by a timer. */
-    PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
-    if (now == NULL) {
+    double now_d = 0.0;
+    PyObject *now;
+    int in_c = loop_clock(st, loop, &now_d, &now);
+    if (in_c < 0) {
         goto done;
+    }
+    if (!in_c && PyFloat_CheckExact(now)) {
+        in_c = 1;
+        now_d = PyFloat_AS_DOUBLE(now);
     }
     int past;
     double d = 0.0;
@@ -755,17 +903,19 @@ timeout_schedule(fw_state *st, TimeoutObject *t, PyObject *loop)
         else {
             /* A subclass's timer calls its own `self._on_timeout`: the
              * stdlib's path. */
-            fast = isfinite(d) && PyFloat_CheckExact(now) &&
-                   Py_TYPE(t) == st->TimeoutType;
+            fast = isfinite(d) && in_c && Py_TYPE(t) == st->TimeoutType;
         }
     }
     if (fast) {
-        past = d <= PyFloat_AS_DOUBLE(now);
+        past = d <= now_d;
     }
     else {
+        if (now == NULL && (now = PyFloat_FromDouble(now_d)) == NULL) {
+            goto done;
+        }
         past = PyObject_RichCompareBool(when, now, Py_LE);
     }
-    Py_DECREF(now);
+    Py_XDECREF(now);
     if (past < 0) {
         goto done;
     }
@@ -1071,10 +1221,8 @@ fw_release_timer(fw_state *st, PyObject *loop, PyObject *delay,
             goto error;
         }
         if (s != NULL) {
-            PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
-            double n = now != NULL ? PyFloat_AsDouble(now) : -1.0;
-            Py_XDECREF(now);
-            int r = (n == -1.0 && PyErr_Occurred())
+            double n;
+            int r = fw_loop_time(st, loop, &n) < 0
                         ? -1
                         : sched_push(st, s, t, n + d);
             Py_DECREF(s);
@@ -1464,13 +1612,30 @@ timeout_dealloc(PyObject *op)
 {
     TimeoutObject *t = Timeout_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
+    fw_state *st = t->st;
     PyObject_GC_UnTrack(op);
     if (t->weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
     (void)timeout_clear(op);
-    tp->tp_free(op);
+    /* The exact type's memory is kept for fw_timeout_new while the module
+     * state is alive (module_clear empties the list and clears
+     * TimeoutType first, so nothing is kept after it). */
+    if (tp == st->TimeoutType && st->timeout_nfree < FW_TIMEOUT_FREELIST) {
+        st->timeout_free[st->timeout_nfree++] = op;
+    }
+    else {
+        tp->tp_free(op);
+    }
     Py_DECREF(tp);
+}
+
+void
+fw_timeout_free_list_clear(fw_state *st)
+{
+    while (st->timeout_nfree > 0) {
+        PyObject_GC_Del(st->timeout_free[--st->timeout_nfree]);
+    }
 }
 
 PyDoc_STRVAR(timeout_doc,
@@ -1504,6 +1669,39 @@ static PyType_Spec timeout_spec = {
 /* ------------------------------------------------------------------ */
 /* timeout(), timeout_at() */
 
+/* loop.time() + delay: a new reference or NULL. */
+static PyObject *
+loop_time_plus(fw_state *st, PyObject *loop, PyObject *delay)
+{
+    double now_d;
+    PyObject *now;
+    int in_c = loop_clock(st, loop, &now_d, &now);
+    if (in_c < 0) {
+        return NULL;
+    }
+    if (in_c > 0) {
+        /* float.__add__ with a float or an int computed here, as it does;
+         * anything else (or an int too large for a double) goes through
+         * the float object. */
+        if (PyFloat_CheckExact(delay)) {
+            return PyFloat_FromDouble(now_d + PyFloat_AS_DOUBLE(delay));
+        }
+        if (PyLong_CheckExact(delay)) {
+            double d = PyLong_AsDouble(delay);
+            if (!(d == -1.0 && PyErr_Occurred())) {
+                return PyFloat_FromDouble(now_d + d);
+            }
+            PyErr_Clear();
+        }
+        if ((now = PyFloat_FromDouble(now_d)) == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *when = PyNumber_Add(now, delay);
+    Py_DECREF(now);
+    return when;
+}
+
 PyObject *
 fw_timeout_for_delay(fw_state *st, PyObject *delay)
 {
@@ -1511,15 +1709,8 @@ fw_timeout_for_delay(fw_state *st, PyObject *delay)
     if (loop == NULL) {
         return NULL;
     }
-    PyObject *when;
-    if (delay == Py_None) {
-        when = Py_NewRef(Py_None);
-    }
-    else {
-        PyObject *now = PyObject_CallMethodNoArgs(loop, st->str_time);
-        when = now != NULL ? PyNumber_Add(now, delay) : NULL;
-        Py_XDECREF(now);
-    }
+    PyObject *when = delay == Py_None ? Py_NewRef(Py_None)
+                                      : loop_time_plus(st, loop, delay);
     Py_DECREF(loop);
     if (when == NULL) {
         return NULL;
@@ -1587,6 +1778,43 @@ static PyMethodDef timeout_functions[] = {
     {NULL},
 };
 
+/* Are st->base_time and st->time_monotonic, as found at import, asyncio's
+ * own `def time(self): return time.monotonic()` and the time module's
+ * builtin monotonic?  -1 error, 0/1. */
+static int
+clock_is_original(fw_state *st)
+{
+    PyObject *f = st->base_time, *m = st->time_monotonic;
+    if (!PyFunction_Check(f) ||
+        PyFunction_GET_GLOBALS(f) != st->base_events_dict ||
+        !PyCFunction_Check(m) || PyCFunction_GET_SELF(m) != st->time_module ||
+        PyDict_GetItemWithError(st->base_events_dict, st->str_time) !=
+            st->time_module) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *qualname = PyObject_GetAttrString(f, "__qualname__");
+    PyObject *names = PyObject_GetAttrString(PyFunction_GET_CODE(f),
+                                             "co_names");
+    PyObject *mname = PyObject_GetAttrString(m, "__name__");
+    int ok = qualname != NULL && names != NULL && mname != NULL;
+    if (ok) {
+        ok = PyUnicode_Check(qualname) &&
+             PyUnicode_CompareWithASCIIString(qualname,
+                                              "BaseEventLoop.time") == 0 &&
+             PyTuple_Check(names) && PyTuple_GET_SIZE(names) == 2 &&
+             PyTuple_GET_ITEM(names, 0) == st->str_time &&
+             PyUnicode_Check(PyTuple_GET_ITEM(names, 1)) &&
+             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(names, 1),
+                                              "monotonic") == 0 &&
+             PyUnicode_Check(mname) &&
+             PyUnicode_CompareWithASCIIString(mname, "monotonic") == 0;
+    }
+    Py_XDECREF(qualname);
+    Py_XDECREF(names);
+    Py_XDECREF(mname);
+    return PyErr_Occurred() ? -1 : ok;
+}
+
 int
 fw_timeout_init(PyObject *module, fw_state *st)
 {
@@ -1609,6 +1837,43 @@ fw_timeout_init(PyObject *module, fw_state *st)
         (st->schedulers = PyDict_New()) == NULL ||
         (st->timer_loop_types = PyDict_New()) == NULL) {
         return -1;
+    }
+    /* fw_loop_time: BaseEventLoop.time, its code and what it reads. */
+    PyObject *base_events = PyImport_ImportModule("asyncio.base_events");
+    PyObject *base_loop = base_events != NULL
+                              ? PyObject_GetAttrString(base_events,
+                                                       "BaseEventLoop")
+                              : NULL;
+    if (base_loop != NULL) {
+        st->base_time = PyObject_GetAttr(base_loop, st->str_time);
+        Py_DECREF(base_loop);
+    }
+    if (base_events != NULL) {
+        st->base_events_dict = Py_XNewRef(PyModule_GetDict(base_events));
+        Py_DECREF(base_events);
+    }
+    if (st->base_time == NULL || st->base_events_dict == NULL ||
+        (st->time_module = PyImport_ImportModule("time")) == NULL ||
+        (st->time_dict = Py_XNewRef(PyModule_GetDict(st->time_module))) ==
+            NULL ||
+        (st->str_monotonic = PyUnicode_InternFromString("monotonic")) ==
+            NULL ||
+        (st->time_monotonic = PyObject_GetAttr(st->time_module,
+                                               st->str_monotonic)) == NULL) {
+        return -1;
+    }
+    /* Imported while something was patched (BaseEventLoop.time, or
+     * time.monotonic): never read in C then (None matches nothing). */
+    int ok = clock_is_original(st);
+    if (ok < 0) {
+        return -1;
+    }
+    if (ok) {
+        st->base_time_code = Py_NewRef(PyFunction_GET_CODE(st->base_time));
+    }
+    else {
+        Py_SETREF(st->base_time, Py_NewRef(Py_None));
+        Py_SETREF(st->time_monotonic, Py_NewRef(Py_None));
     }
     st->timeout_splices_context = Py_Version >= 0x030D0000;
     st->timer_end_ulp = Py_Version >= 0x030F0000;
