@@ -774,6 +774,8 @@ def test_timers_due_at_the_same_instant(impl, vloop):
         assert got == ([("timeout", 1.0, 0), ("future", "set")], [])
     else:
         assert got == want
+
+
 def test_loop_clock_read_without_calling_time(impl):
     """On a loop whose ``time`` is asyncio's own ``BaseEventLoop.time``
     (which returns the original ``time.monotonic()``), fastwait's timeouts
