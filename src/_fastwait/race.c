@@ -66,6 +66,8 @@ typedef struct {
     Py_ssize_t nchildren;
     Py_ssize_t remaining;   /* children not done */
     char constructing;      /* the children are being created */
+    char direct_task;       /* wrapped children's Tasks made by tasks.Task()
+                               (race_task_mode) */
     Py_ssize_t next_arg;    /* aws[next_arg:] are not processed yet */
     PyObject *value;        /* the winner's result */
     PyObject *thrown;       /* thrown into race, or the creation error */
@@ -412,8 +414,25 @@ make_child(RaceState *self, PyObject *arg, int wrapped)
         if (wrapper == NULL) {
             return -1;
         }
-        fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
-                                        wrapper);
+        if (self->direct_task) {
+            /* tasks.Task(wrapper, loop=loop), read at each use as the
+             * loop's create_task() reads it. */
+            PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
+                                                    st->str_Task);
+            PyObject *stack[2] = {wrapper, self->loop};
+            fut = cls == NULL ? NULL
+                              : PyObject_Vectorcall(cls, stack, 1,
+                                                    st->kw_loop);
+            if (cls == NULL && !PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError,
+                                "module 'asyncio.tasks' has no attribute "
+                                "'Task'");
+            }
+        }
+        else {
+            fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
+                                            wrapper);
+        }
         if (fut == NULL) {
             fw_child_detach(wrapper);
             fw_close_unscheduled(st, arg);
@@ -477,6 +496,41 @@ close_unstarted(RaceState *self)
     }
 }
 
+/* How the children are made on `loop`: 0 ensure_future and a
+ * done-callback each; 1 a child wrapper run by loop.create_task() (uvloop,
+ * eager_task_factory); 2 a child wrapper run by a tasks.Task() made here:
+ * with asyncio's own create_task and no task factory that is the Task
+ * create_task() would make (the loop is running, so it is not closed; in
+ * debug mode the source traceback ends at the same frame, create_task's
+ * being deleted), and it saves a Python call per child (as eager.c's
+ * direct Tasks).  -1 error. */
+static int
+race_task_mode(fw_state *st, PyObject *loop)
+{
+    int known = fw_loop_type_known(st, Py_TYPE(loop));
+    if (known <= 0) {
+        return known;
+    }
+    PyObject *factory = PyObject_CallMethodNoArgs(loop,
+                                                  st->str_get_task_factory);
+    if (factory == NULL) {
+        return -1;
+    }
+    int none = factory == Py_None;
+    int eager = factory == st->eager_task_factory;
+    Py_DECREF(factory);
+    if (!none) {
+        return eager;
+    }
+    PyObject *create = PyObject_GetAttr((PyObject *)Py_TYPE(loop),
+                                        st->str_create_task);
+    if (create == NULL) {
+        return -1;
+    }
+    Py_DECREF(create); /* the type holds it */
+    return create == st->base_create_task ? 2 : 1;
+}
+
 /* Start racing: the waiter, the deadline, the children.  0, or -1 with
  * an error (nothing is running then but the children created so far). */
 static int
@@ -489,11 +543,12 @@ race_start(RaceState *self)
         close_unstarted(self);
         return -1;
     }
-    int wrapped = fw_loop_runs_wrappers(st, self->loop);
+    int wrapped = race_task_mode(st, self->loop);
     if (wrapped < 0) {
         close_unstarted(self);
         return -1;
     }
+    self->direct_task = wrapped == 2;
     self->waiter = PyObject_CallMethodNoArgs(self->loop,
                                              st->str_create_future);
     if (self->waiter == NULL ||
@@ -910,6 +965,7 @@ race(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     self->flags = NULL;
     self->nchildren = self->remaining = 0;
     self->constructing = 0;
+    self->direct_task = 0;
     self->next_arg = 0;
     self->value = self->thrown = self->base_exc = NULL;
     self->pend_value = self->pend_exc = NULL;
