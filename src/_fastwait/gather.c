@@ -298,13 +298,7 @@ core_release(GatherCore *self)
     Py_CLEAR(self->outer);
     Py_CLEAR(self->children);
     Py_CLEAR(self->loop);
-    if (self->values != NULL) {
-        for (Py_ssize_t i = 0; i < self->nargs; i++) {
-            Py_CLEAR(self->values[i]);
-        }
-        PyMem_Free(self->values);
-        self->values = NULL;
-    }
+    fw_ref_array_free(&self->values, self->nargs);
     PyMem_Free(self->first);
     self->first = NULL;
     PyMem_Free(self->early);
@@ -321,10 +315,9 @@ core_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->outer);
     Py_VISIT(self->children);
     Py_VISIT(self->loop);
-    if (self->values != NULL) {
-        for (Py_ssize_t i = 0; i < self->nargs; i++) {
-            Py_VISIT(self->values[i]);
-        }
+    int r = fw_ref_array_visit(self->values, self->nargs, visit, arg);
+    if (r != 0) {
+        return r;
     }
     Py_VISIT(self->graph_waiter);
     if (self->ext != NULL) {
@@ -701,15 +694,7 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
         if (value != NULL) {
             /* A task cancelled during its last step is cancelled even
              * though its coroutine returned (Task.__step: _must_cancel). */
-            PyObject *must = PyObject_GetAttr(task, st->str_must_cancel);
-            int must_cancel = 1;
-            if (must == NULL) {
-                PyErr_Clear();
-            }
-            else {
-                must_cancel = must != Py_False;
-                Py_DECREF(must);
-            }
+            int must_cancel = fw_task_must_cancel(st, task) != 0;
             if (!must_cancel && self->values != NULL) {
                 self->values[pos] = Py_NewRef(value);
             }
@@ -741,16 +726,10 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
 
 /* Read like the stdlib's closure where a Task's repr lists its callbacks:
  * cb=[gather.<locals>._done_callback()]. */
-static PyObject *
-core_get_qualname(PyObject *op, void *closure)
-{
-    return PyUnicode_FromString((const char *)closure);
-}
-
 static PyGetSetDef core_getset[] = {
-    {"__qualname__", core_get_qualname, NULL, NULL,
+    {"__qualname__", fw_get_closure_text, NULL, NULL,
      "gather.<locals>._done_callback"},
-    {"__name__", core_get_qualname, NULL, NULL, "_done_callback"},
+    {"__name__", fw_get_closure_text, NULL, NULL, "_done_callback"},
     {NULL},
 };
 
@@ -907,14 +886,6 @@ arg_by_identity(fw_state *st, PyObject *arg)
            tp == st->TaskType;
 }
 
-static inline size_t
-ptr_slot(const ArgIndex *ix, PyObject *key)
-{
-    uint64_t h = (uint64_t)(uintptr_t)key;
-    h = (h >> 4) * UINT64_C(0x9E3779B97F4A7C15);
-    return (size_t)(h ^ (h >> 29)) & ix->mask;
-}
-
 /* Returns the first position of arg, -1 if unseen, -2 on error. */
 static Py_ssize_t
 arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
@@ -923,7 +894,8 @@ arg_index_find(fw_state *st, ArgIndex *ix, PyObject *arg)
         if (ix->keys == NULL) {
             return -1;
         }
-        for (size_t i = ptr_slot(ix, arg);; i = (i + 1) & ix->mask) {
+        for (size_t i = fw_ptr_slot(arg, ix->mask);;
+             i = (i + 1) & ix->mask) {
             if (ix->keys[i] == arg) {
                 return ix->pos[i];
             }
@@ -951,10 +923,7 @@ arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
 {
     if (arg_by_identity(st, arg)) {
         if (ix->keys == NULL) {
-            size_t cap = 8;
-            while (cap < (size_t)nargs * 2) {
-                cap <<= 1;
-            }
+            size_t cap = fw_ptr_table_capacity(nargs);
             ix->keys = PyMem_Calloc(cap, sizeof(PyObject *));
             ix->pos = PyMem_Malloc(cap * sizeof(Py_ssize_t));
             if (ix->keys == NULL || ix->pos == NULL) {
@@ -963,7 +932,7 @@ arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
             }
             ix->mask = cap - 1;
         }
-        size_t i = ptr_slot(ix, arg);
+        size_t i = fw_ptr_slot(arg, ix->mask);
         while (ix->keys[i] != NULL) {
             i = (i + 1) & ix->mask;
         }
@@ -2556,24 +2525,11 @@ gather_ext(fw_state *st, PyObject *const *args, Py_ssize_t nargs,
         limit = overflow > 0 || v > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
                                                    : (Py_ssize_t)v;
     }
-    double timeout = 0.0;
-    int has_timeout = 0;
-    o = kw[1];
-    if (o != NULL && o != Py_None) {
-        if (PyBool_Check(o) || !(PyLong_Check(o) || PyFloat_Check(o))) {
-            fw_type_error_naming_type(
-                "timeout must be a number or None, not %U", o);
-            return NULL;
-        }
-        timeout = PyFloat_AsDouble(o);
-        if (timeout == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (isnan(timeout)) {
-            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-            return NULL;
-        }
-        has_timeout = 1;
+    double timeout;
+    int has_timeout = fw_timeout_arg(kw[1] == NULL ? Py_None : kw[1],
+                                     &timeout);
+    if (has_timeout < 0) {
+        return NULL;
     }
     int eager = 0;
     o = kw[2];

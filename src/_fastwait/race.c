@@ -86,13 +86,7 @@ typedef struct {
 static void
 race_release_children(RaceState *self)
 {
-    if (self->children != NULL) {
-        for (Py_ssize_t i = 0; i < self->nchildren; i++) {
-            Py_CLEAR(self->children[i]);
-        }
-        PyMem_Free(self->children);
-        self->children = NULL;
-    }
+    fw_ref_array_free(&self->children, self->nchildren);
     PyMem_Free(self->flags);
     self->flags = NULL;
     self->nchildren = 0;
@@ -109,10 +103,9 @@ race_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->waiter);
     Py_VISIT(self->timer);
     Py_VISIT(self->graph_waiter);
-    if (self->children != NULL) {
-        for (Py_ssize_t i = 0; i < self->nchildren; i++) {
-            Py_VISIT(self->children[i]);
-        }
+    int r = fw_ref_array_visit(self->children, self->nchildren, visit, arg);
+    if (r != 0) {
+        return r;
     }
     Py_VISIT(self->value);
     Py_VISIT(self->thrown);
@@ -258,17 +251,8 @@ race_wrapped_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
         return 0;
     }
     if (value != NULL) {
-        /* A task cancelled during its last step is cancelled even though
-         * its coroutine returned (Task.__step: _must_cancel). */
-        PyObject *must = PyObject_GetAttr(task, self->st->str_must_cancel);
-        int must_cancel = 0;
-        if (must == NULL) {
-            PyErr_Clear();
-        }
-        else {
-            must_cancel = must != Py_False;
-            Py_DECREF(must);
-        }
+        /* Unreadable (never for asyncio's Tasks): the coroutine's result. */
+        int must_cancel = fw_task_must_cancel(self->st, task) > 0;
         return child_done(self, i, must_cancel ? RF_CANCELLED : RF_OK, value,
                           NULL);
     }
@@ -350,19 +334,11 @@ typedef struct {
     size_t mask;
 } PtrSet;
 
-static inline size_t
-ptr_slot(const PtrSet *s, PyObject *key)
-{
-    uint64_t h = (uint64_t)(uintptr_t)key;
-    h = (h >> 4) * UINT64_C(0x9E3779B97F4A7C15);
-    return (size_t)(h ^ (h >> 29)) & s->mask;
-}
-
 /* Was `key` seen?  If not, add it (when `add`).  -1 error, 0/1. */
 static int
 ptr_set_seen(PtrSet *s, PyObject *key, int add)
 {
-    size_t i = ptr_slot(s, key);
+    size_t i = fw_ptr_slot(key, s->mask);
     for (; s->keys[i] != NULL; i = (i + 1) & s->mask) {
         if (s->keys[i] == key) {
             return 1;
@@ -507,20 +483,9 @@ close_unstarted(RaceState *self)
 static int
 race_task_mode(fw_state *st, PyObject *loop)
 {
-    int known = fw_loop_type_known(st, Py_TYPE(loop));
-    if (known <= 0) {
-        return known;
-    }
-    PyObject *factory = PyObject_CallMethodNoArgs(loop,
-                                                  st->str_get_task_factory);
-    if (factory == NULL) {
-        return -1;
-    }
-    int none = factory == Py_None;
-    int eager = factory == st->eager_task_factory;
-    Py_DECREF(factory);
-    if (!none) {
-        return eager;
+    int kind = fw_loop_task_factory(st, loop);
+    if (kind != FW_FACTORY_NONE) {
+        return kind < 0 ? -1 : kind == FW_FACTORY_EAGER;
     }
     PyObject *create = PyObject_GetAttr((PyObject *)Py_TYPE(loop),
                                         st->str_create_task);
@@ -570,10 +535,7 @@ race_start(RaceState *self)
     }
     self->children = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
     self->flags = PyMem_Calloc((size_t)nargs, 1);
-    size_t cap = 8;
-    while (cap < (size_t)nargs * 2) {
-        cap <<= 1;
-    }
+    size_t cap = fw_ptr_table_capacity(nargs);
     PtrSet seen = {PyMem_Calloc(cap, sizeof(PyObject *)), cap - 1};
     if (self->children == NULL || self->flags == NULL || seen.keys == NULL) {
         PyMem_Free(seen.keys);
@@ -826,12 +788,6 @@ static const fw_coro_def race_coro_def = {"race", race_step, NULL,
                                           race_discard};
 
 static PyObject *
-race_get_name(PyObject *op, void *closure)
-{
-    return PyUnicode_FromString((const char *)closure);
-}
-
-static PyObject *
 race_repr(PyObject *op)
 {
     RaceState *self = Race_CAST(op);
@@ -843,9 +799,9 @@ race_repr(PyObject *op)
 
 /* Read like a closure where a future's repr lists its callbacks. */
 static PyGetSetDef race_getset[] = {
-    {"__qualname__", race_get_name, NULL, NULL,
+    {"__qualname__", fw_get_closure_text, NULL, NULL,
      "race.<locals>._on_completion"},
-    {"__name__", race_get_name, NULL, NULL, "_on_completion"},
+    {"__name__", fw_get_closure_text, NULL, NULL, "_on_completion"},
     {NULL},
 };
 
@@ -911,37 +867,12 @@ race(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         }
         timeout = args[nargs + i];
     }
-    double delay = 0.0;
-    int has_timeout = 0;
-    if (timeout != Py_None) {
-        if (PyBool_Check(timeout) ||
-            !(PyLong_Check(timeout) || PyFloat_Check(timeout))) {
-            fw_type_error_naming_type(
-                "timeout must be a number or None, not %U", timeout);
-            return NULL;
-        }
-        if (PyFloat_Check(timeout)) {
-            delay = PyFloat_AS_DOUBLE(timeout);
-            if (isnan(delay)) {
-                PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-                return NULL;
-            }
-        }
-        else {
-            delay = PyLong_AsDouble(timeout);
-            if (delay == -1.0 && PyErr_Occurred()) {
-                /* Beyond a double: never, or long ago. */
-                if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                    return NULL;
-                }
-                PyErr_Clear();
-                int neg = PyObject_RichCompareBool(timeout, Py_False, Py_LT);
-                if (neg < 0) {
-                    return NULL;
-                }
-                delay = neg ? -INFINITY : INFINITY;
-            }
-        }
+    double delay;
+    int has_timeout = fw_timeout_arg(timeout, &delay);
+    if (has_timeout < 0) {
+        return NULL;
+    }
+    if (has_timeout) {
         /* inf never expires: no timer at all. */
         has_timeout = !(isinf(delay) && delay > 0);
         if (isinf(delay) && delay < 0) {
