@@ -487,13 +487,17 @@ race_task_mode(fw_state *st, PyObject *loop)
     if (kind != FW_FACTORY_NONE) {
         return kind < 0 ? -1 : kind == FW_FACTORY_EAGER;
     }
-    PyObject *create = PyObject_GetAttr((PyObject *)Py_TYPE(loop),
-                                        st->str_create_task);
+    /* loop.create_task as the instance has it: one set on the instance
+     * (a spy, a wrapper) is called as ensure_future would call it. */
+    PyObject *create = PyObject_GetAttr(loop, st->str_create_task);
     if (create == NULL) {
         return -1;
     }
-    Py_DECREF(create); /* the type holds it */
-    return create == st->base_create_task ? 2 : 1;
+    int direct = PyMethod_Check(create) &&
+                 PyMethod_GET_FUNCTION(create) == st->base_create_task &&
+                 PyMethod_GET_SELF(create) == loop;
+    Py_DECREF(create);
+    return direct ? 2 : 1;
 }
 
 /* Start racing: the waiter, the deadline, the children.  0, or -1 with
