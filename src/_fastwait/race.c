@@ -391,14 +391,21 @@ make_child(RaceState *self, PyObject *arg, int wrapped)
             return -1;
         }
         if (self->direct_task) {
-            /* tasks.Task(wrapper, loop=loop), read at each use as the
-             * loop's create_task() reads it. */
+            /* The loop's create_task(wrapper): tasks.Task, read at each
+             * use, called as it calls it: (wrapper, loop=loop, name=None,
+             * context=None) up to 3.13, (wrapper, loop=loop) from 3.14
+             * (create_task(coro, **kwargs)).  asyncio's C Task takes the
+             * two Nones as absent: they are left out for it (cheaper
+             * argument parsing). */
             PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
                                                     st->str_Task);
-            PyObject *stack[2] = {wrapper, self->loop};
+            PyObject *stack[4] = {wrapper, self->loop, Py_None, Py_None};
+            PyObject *kwnames = cls == (PyObject *)st->TaskType ||
+                                        Py_Version >= 0x030E0000
+                                    ? st->kw_loop
+                                    : st->kw_loop_name_context;
             fut = cls == NULL ? NULL
-                              : PyObject_Vectorcall(cls, stack, 1,
-                                                    st->kw_loop);
+                              : PyObject_Vectorcall(cls, stack, 1, kwnames);
             if (cls == NULL && !PyErr_Occurred()) {
                 PyErr_SetString(PyExc_AttributeError,
                                 "module 'asyncio.tasks' has no attribute "
