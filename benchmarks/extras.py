@@ -42,7 +42,10 @@ The comparisons (N: children per call):
 * ``race``: ``race(*coros)`` of 2 and of 100 children (the first wins after
   one trip through the loop, the others wait until cancelled) against the
   stdlib recipe: tasks, ``wait(FIRST_COMPLETED)``, cancel the rest, await
-  them.
+  them; and against the floor, the same children with no racing (the
+  winner known in advance: ``asyncio.Task()`` each, the losers cancelled
+  from the winner's done-callback, one await of the last loser), shown as
+  ``race() / floor``.
 * ``eager``: ``gather(*coros, eager=True)`` against the floor (a task per
   child, awaited one by one) and the stdlib's gather under
   ``eager_task_factory`` (3.12+) for children that never suspend, and
@@ -172,12 +175,36 @@ def race_variants(fw):
             await asyncio.gather(*tasks, return_exceptions=True)
         return next(iter(done)).result()
 
+    async def floor(loop, n, arg):
+        # The same children with no racing at all, knowing in advance who
+        # wins and who ends last: the Tasks made as the loop's
+        # create_task() makes them (no Python call in between), the losers
+        # cancelled from the winner's done-callback, the caller suspended
+        # once, until the last loser (they all wait on `gate`, so they
+        # finish in creation order).  What no correct race() can avoid.
+        gate = loop.create_future()
+        task = asyncio.Task
+        tasks = [task(_winner(), loop=loop)]
+        tasks += [task(_pending(gate), loop=loop) for _ in range(n - 1)]
+
+        def cancel_losers(_):
+            for t in tasks:
+                t.cancel()
+
+        tasks[0].add_done_callback(cancel_losers)
+        try:
+            await tasks[-1]
+        except asyncio.CancelledError:
+            pass
+        return tasks[0].result()
+
     async def fastwait_race(loop, n, arg):
         gate = loop.create_future()
         return await fw.race(_winner(),
                              *[_pending(gate) for _ in range(n - 1)])
 
-    return {"stdlib wait recipe": recipe, "fastwait race()": fastwait_race}
+    return {"stdlib wait recipe": recipe, "floor": floor,
+            "fastwait race()": fastwait_race}
 
 
 def eager_variants(fw, child):
@@ -359,6 +386,13 @@ def run(loop_name, fw, args):
             q1, med, q3 = quartiles(diffs)
             group["timeout_cost_us_per_call"] = {"median": med,
                                                  "half_iqr": (q3 - q1) / 2}
+        if name == "race":
+            per_round = [a / b for a, b in
+                         zip(vs["fastwait race()"].raw_ns,
+                             vs["floor"].raw_ns)]
+            q1, med, q3 = quartiles(per_round)
+            group["race_to_floor"] = {"median": med,
+                                      "half_iqr": (q3 - q1) / 2}
         if name == "limit":
             group["census"] = {v: {"most_tasks_alive": m, "peak_bytes": p}
                                for v, (m, p) in censuses[n].items()}
@@ -379,6 +413,10 @@ def render(res):
             t = g["timeout_cost_us_per_call"]
             lines.append(f"  timeout=10 costs {t['median']:+.3f} "
                          f"±{t['half_iqr']:.3f} µs per call")
+        if "race_to_floor" in g:
+            t = g["race_to_floor"]
+            lines.append(f"  race() / floor {t['median']:.2f} "
+                         f"±{t['half_iqr']:.2f}")
         if "census" in g:
             for v, c in g["census"].items():
                 lines.append(f"  census {v:21} {c['most_tasks_alive']:8,} "

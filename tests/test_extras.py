@@ -75,6 +75,9 @@ REFERENCE_CANNOT = {
     # Its deadlines are asyncio.wait()'s timeouts.
     "test_timeout_deadlines_share_one_loop_timer":
         "a TimerHandle per call",
+    # Its deadlines are loop.time() + timeout in asyncio's own code.
+    "test_timeout_int_beyond_a_double":
+        "asyncio.wait() turns an int beyond a double into a float",
 }
 
 
@@ -237,6 +240,27 @@ def test_gather_bad_arguments(ximpl, vloop, kwargs, exc_type, message):
     assert type(exc) is exc_type
     assert str(exc) == message
     assert rec.ran == []
+
+
+@pytest.mark.parametrize("timeout,expires", [(10**400, False),
+                                             (-10**400, True)])
+def test_timeout_int_beyond_a_double(ximpl, vloop, timeout, expires):
+    # An int too big for a float is +-inf (docs/extras.md: inf never
+    # expires, <= 0 has already expired), for gather and race alike.
+    async def main():
+        results = []
+        for call in (lambda: ximpl.gather(asyncio.sleep(1, "x"),
+                                          timeout=timeout),
+                     lambda: ximpl.race(asyncio.sleep(1, "x"),
+                                        timeout=timeout)):
+            try:
+                results.append(await call())
+            except TimeoutError:
+                results.append("timeout")
+        return results
+
+    assert run(vloop, main()) == (["timeout", "timeout"] if expires
+                                  else [["x"], "x"])
 
 
 @pytest.mark.parametrize("limit,exc_type,message", [

@@ -23,6 +23,7 @@ import asyncio
 import gc
 import inspect
 import math
+import sys
 import weakref
 
 import pytest
@@ -793,3 +794,53 @@ def test_close_while_awaiting_the_children(vloop):
 
     run(vloop, main())
     assert log.events == [(1.0, "b", "finished"), (1.0, "a", "cancelled")]
+
+
+def test_children_tasks_made_as_create_task_makes_them(vloop):
+    # On asyncio's own create_task with no task factory race makes the
+    # Tasks itself (tasks.Task, read at each call); a create_task set on the
+    # loop instance is called instead, as ensure_future would.
+    made = []
+
+    class Spied(asyncio.Task):
+        def __init__(self, coro, **kwargs):
+            made.append(kwargs)
+            super().__init__(coro, **kwargs)
+
+    async def one(x):
+        await asyncio.sleep(0)
+        return x
+
+    async def main():
+        saved = asyncio.tasks.Task
+        asyncio.tasks.Task = Spied
+        try:
+            assert await race(one(1), one(2)) == 1
+        finally:
+            asyncio.tasks.Task = saved
+        if vloop.get_task_factory() is None:
+            # BaseEventLoop.create_task's own call
+            kwargs = ({"loop": vloop} if sys.version_info >= (3, 14)
+                      else {"loop": vloop, "name": None, "context": None})
+            assert made == [kwargs, kwargs]
+        else:
+            # (the eager axis: the factory gets the call, with its own
+            # Task class)
+            assert made == []
+        calls = []
+        create = vloop.create_task
+
+        def spy(coro, **kwargs):
+            calls.append(coro)
+            return create(coro, **kwargs)
+
+        vloop.create_task = spy
+        try:
+            assert await race(one(3), one(4)) == 3
+        finally:
+            del vloop.create_task
+        assert len(calls) == 2
+        assert all(c.__wrapped__.__qualname__.endswith("one")
+                   for c in calls)
+
+    run(vloop, main())

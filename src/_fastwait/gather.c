@@ -306,13 +306,7 @@ core_release(GatherCore *self)
     Py_CLEAR(self->outer);
     Py_CLEAR(self->children);
     Py_CLEAR(self->loop);
-    if (self->values != NULL) {
-        for (Py_ssize_t i = 0; i < self->nargs; i++) {
-            Py_CLEAR(self->values[i]);
-        }
-        PyMem_Free(self->values);
-        self->values = NULL;
-    }
+    fw_ref_array_free(&self->values, self->nargs);
     PyMem_Free(self->first);
     self->first = NULL;
     PyMem_Free(self->early);
@@ -329,10 +323,9 @@ core_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->outer);
     Py_VISIT(self->children);
     Py_VISIT(self->loop);
-    if (self->values != NULL) {
-        for (Py_ssize_t i = 0; i < self->nargs; i++) {
-            Py_VISIT(self->values[i]);
-        }
+    int r = fw_ref_array_visit(self->values, self->nargs, visit, arg);
+    if (r != 0) {
+        return r;
     }
     Py_VISIT(self->graph_waiter);
     if (self->ext != NULL) {
@@ -728,15 +721,7 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
         if (value != NULL) {
             /* A task cancelled during its last step is cancelled even
              * though its coroutine returned (Task.__step: _must_cancel). */
-            PyObject *must = PyObject_GetAttr(task, st->str_must_cancel);
-            int must_cancel = 1;
-            if (must == NULL) {
-                PyErr_Clear();
-            }
-            else {
-                must_cancel = must != Py_False;
-                Py_DECREF(must);
-            }
+            int must_cancel = fw_task_must_cancel(st, task) != 0;
             if (!must_cancel && self->values != NULL) {
                 self->values[pos] = Py_NewRef(value);
             }
@@ -768,16 +753,10 @@ core_wrapped_finished(PyObject *owner, Py_ssize_t pos, PyObject *value,
 
 /* Read like the stdlib's closure where a Task's repr lists its callbacks:
  * cb=[gather.<locals>._done_callback()]. */
-static PyObject *
-core_get_qualname(PyObject *op, void *closure)
-{
-    return PyUnicode_FromString((const char *)closure);
-}
-
 static PyGetSetDef core_getset[] = {
-    {"__qualname__", core_get_qualname, NULL, NULL,
+    {"__qualname__", fw_get_closure_text, NULL, NULL,
      "gather.<locals>._done_callback"},
-    {"__name__", core_get_qualname, NULL, NULL, "_done_callback"},
+    {"__name__", fw_get_closure_text, NULL, NULL, "_done_callback"},
     {NULL},
 };
 
@@ -1018,10 +997,7 @@ arg_index_add(fw_state *st, ArgIndex *ix, PyObject *arg, Py_ssize_t pos,
     }
     if (arg_by_identity(st, ix, arg)) {
         if (ix->slots == NULL) {
-            size_t cap = 8;
-            while (cap < (size_t)nargs * 2) {
-                cap <<= 1;
-            }
+            size_t cap = fw_ptr_table_capacity(nargs);
             ix->slots = PyMem_Calloc(cap, sizeof(uint32_t));
             if (ix->slots == NULL) {
                 PyErr_NoMemory();
@@ -2858,27 +2834,11 @@ gather_ext(fw_state *st, PyObject *const *args, Py_ssize_t nargs,
         limit = overflow > 0 || v > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
                                                    : (Py_ssize_t)v;
     }
-    double timeout = 0.0;
-    int has_timeout = 0;
-    o = kw[1];
-    if (o != NULL && o != Py_None) {
-        if (PyBool_Check(o) || !(PyLong_Check(o) || PyFloat_Check(o))) {
-            fw_type_error_naming_type(
-                "timeout must be a number or None, not %U", o);
-            return NULL;
-        }
-        /* An exact int converts directly (what float(o) does, without
-         * the float object). */
-        timeout = PyLong_CheckExact(o) ? PyLong_AsDouble(o)
-                                       : PyFloat_AsDouble(o);
-        if (timeout == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (isnan(timeout)) {
-            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-            return NULL;
-        }
-        has_timeout = 1;
+    double timeout;
+    int has_timeout = fw_timeout_arg(kw[1] == NULL ? Py_None : kw[1],
+                                     &timeout);
+    if (has_timeout < 0) {
+        return NULL;
     }
     int eager = 0;
     o = kw[2];

@@ -4,6 +4,7 @@
  * Everything version-dependent is decided here, once, from Py_Version.
  */
 #include "state.h"
+#include <math.h>
 
 int
 fw_isfuture(fw_state *st, PyObject *obj)
@@ -68,6 +69,49 @@ fw_type_error_naming_type(const char *fmt, PyObject *obj)
         PyErr_Format(PyExc_TypeError, fmt, name);
         Py_DECREF(name);
     }
+}
+
+PyObject *
+fw_get_closure_text(PyObject *op, void *closure)
+{
+    return PyUnicode_FromString((const char *)closure);
+}
+
+int
+fw_timeout_arg(PyObject *timeout, double *delay)
+{
+    *delay = 0.0;
+    if (timeout == Py_None) {
+        return 0;
+    }
+    if (PyBool_Check(timeout) ||
+        !(PyLong_Check(timeout) || PyFloat_Check(timeout))) {
+        fw_type_error_naming_type("timeout must be a number or None, not %U",
+                                  timeout);
+        return -1;
+    }
+    if (PyFloat_Check(timeout)) {
+        *delay = PyFloat_AS_DOUBLE(timeout);
+        if (isnan(*delay)) {
+            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
+            return -1;
+        }
+        return 1;
+    }
+    *delay = PyLong_AsDouble(timeout);
+    if (*delay == -1.0 && PyErr_Occurred()) {
+        /* Beyond a double: never, or long ago (_pyextras._check_timeout). */
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        int neg = PyObject_RichCompareBool(timeout, Py_False, Py_LT);
+        if (neg < 0) {
+            return -1;
+        }
+        *delay = neg ? -INFINITY : INFINITY;
+    }
+    return 1;
 }
 
 PyObject *
@@ -410,20 +454,29 @@ fw_loop_type_known(fw_state *st, PyTypeObject *tp)
 }
 
 int
-fw_loop_runs_wrappers(fw_state *st, PyObject *loop)
+fw_loop_task_factory(fw_state *st, PyObject *loop)
 {
     int known = fw_loop_type_known(st, Py_TYPE(loop));
     if (known <= 0) {
-        return known;
+        return known < 0 ? -1 : FW_FACTORY_OTHER;
     }
     PyObject *factory = PyObject_CallMethodNoArgs(loop,
                                                   st->str_get_task_factory);
     if (factory == NULL) {
         return -1;
     }
-    int ok = factory == Py_None || factory == st->eager_task_factory;
+    int kind = factory == Py_None                  ? FW_FACTORY_NONE
+               : factory == st->eager_task_factory ? FW_FACTORY_EAGER
+                                                   : FW_FACTORY_OTHER;
     Py_DECREF(factory);
-    return ok;
+    return kind;
+}
+
+int
+fw_loop_runs_wrappers(fw_state *st, PyObject *loop)
+{
+    int kind = fw_loop_task_factory(st, loop);
+    return kind < 0 ? -1 : kind != FW_FACTORY_OTHER;
 }
 
 int

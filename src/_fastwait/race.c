@@ -14,7 +14,9 @@
  *
  * Coroutines that fastwait turns into Tasks itself run in the child wrapper
  * (child.c) where the loop runs it as is: their completion is seen inside
- * the child's own step, with no done-callback.  Futures and Tasks passed in
+ * the child's own step, with no done-callback.  On asyncio's own
+ * create_task with no task factory that Task is made here as create_task
+ * makes it (race_task_mode), one Python call less per child.  Futures and Tasks passed in
  * (and every child on loops or task factories fastwait does not know) get
  * the RaceState as a done-callback.
  *
@@ -66,6 +68,8 @@ typedef struct {
     Py_ssize_t nchildren;
     Py_ssize_t remaining;   /* children not done */
     char constructing;      /* the children are being created */
+    char direct_task;       /* wrapped children's Tasks made by tasks.Task()
+                               (race_task_mode) */
     Py_ssize_t next_arg;    /* aws[next_arg:] are not processed yet */
     PyObject *value;        /* the winner's result */
     PyObject *thrown;       /* thrown into race, or the creation error */
@@ -84,13 +88,7 @@ typedef struct {
 static void
 race_release_children(RaceState *self)
 {
-    if (self->children != NULL) {
-        for (Py_ssize_t i = 0; i < self->nchildren; i++) {
-            Py_CLEAR(self->children[i]);
-        }
-        PyMem_Free(self->children);
-        self->children = NULL;
-    }
+    fw_ref_array_free(&self->children, self->nchildren);
     PyMem_Free(self->flags);
     self->flags = NULL;
     self->nchildren = 0;
@@ -107,10 +105,9 @@ race_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->waiter);
     Py_VISIT(self->timer);
     Py_VISIT(self->graph_waiter);
-    if (self->children != NULL) {
-        for (Py_ssize_t i = 0; i < self->nchildren; i++) {
-            Py_VISIT(self->children[i]);
-        }
+    int r = fw_ref_array_visit(self->children, self->nchildren, visit, arg);
+    if (r != 0) {
+        return r;
     }
     Py_VISIT(self->value);
     Py_VISIT(self->thrown);
@@ -256,17 +253,8 @@ race_wrapped_finished(PyObject *owner, Py_ssize_t i, PyObject *value,
         return 0;
     }
     if (value != NULL) {
-        /* A task cancelled during its last step is cancelled even though
-         * its coroutine returned (Task.__step: _must_cancel). */
-        PyObject *must = PyObject_GetAttr(task, self->st->str_must_cancel);
-        int must_cancel = 0;
-        if (must == NULL) {
-            PyErr_Clear();
-        }
-        else {
-            must_cancel = must != Py_False;
-            Py_DECREF(must);
-        }
+        /* Unreadable (never for asyncio's Tasks): the coroutine's result. */
+        int must_cancel = fw_task_must_cancel(self->st, task) > 0;
         return child_done(self, i, must_cancel ? RF_CANCELLED : RF_OK, value,
                           NULL);
     }
@@ -348,19 +336,11 @@ typedef struct {
     size_t mask;
 } PtrSet;
 
-static inline size_t
-ptr_slot(const PtrSet *s, PyObject *key)
-{
-    uint64_t h = (uint64_t)(uintptr_t)key;
-    h = (h >> 4) * UINT64_C(0x9E3779B97F4A7C15);
-    return (size_t)(h ^ (h >> 29)) & s->mask;
-}
-
 /* Was `key` seen?  If not, add it (when `add`).  -1 error, 0/1. */
 static int
 ptr_set_seen(PtrSet *s, PyObject *key, int add)
 {
-    size_t i = ptr_slot(s, key);
+    size_t i = fw_ptr_slot(key, s->mask);
     for (; s->keys[i] != NULL; i = (i + 1) & s->mask) {
         if (s->keys[i] == key) {
             return 1;
@@ -412,8 +392,32 @@ make_child(RaceState *self, PyObject *arg, int wrapped)
         if (wrapper == NULL) {
             return -1;
         }
-        fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
-                                        wrapper);
+        if (self->direct_task) {
+            /* The loop's create_task(wrapper): tasks.Task, read at each
+             * use, called as it calls it: (wrapper, loop=loop, name=None,
+             * context=None) up to 3.13, (wrapper, loop=loop) from 3.14
+             * (create_task(coro, **kwargs)).  asyncio's C Task takes the
+             * two Nones as absent: they are left out for it (cheaper
+             * argument parsing). */
+            PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
+                                                    st->str_Task);
+            PyObject *stack[4] = {wrapper, self->loop, Py_None, Py_None};
+            PyObject *kwnames = cls == (PyObject *)st->TaskType ||
+                                        Py_Version >= 0x030E0000
+                                    ? st->kw_loop
+                                    : st->kw_loop_name_context;
+            fut = cls == NULL ? NULL
+                              : PyObject_Vectorcall(cls, stack, 1, kwnames);
+            if (cls == NULL && !PyErr_Occurred()) {
+                PyErr_SetString(PyExc_AttributeError,
+                                "module 'asyncio.tasks' has no attribute "
+                                "'Task'");
+            }
+        }
+        else {
+            fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,
+                                            wrapper);
+        }
         if (fut == NULL) {
             fw_child_detach(wrapper);
             fw_close_unscheduled(st, arg);
@@ -477,6 +481,34 @@ close_unstarted(RaceState *self)
     }
 }
 
+/* How the children are made on `loop`: 0 ensure_future and a
+ * done-callback each; 1 a child wrapper run by loop.create_task() (uvloop,
+ * eager_task_factory); 2 a child wrapper run by a tasks.Task() made here:
+ * with asyncio's own create_task and no task factory that is the Task
+ * create_task() would make (the loop is running, so it is not closed; in
+ * debug mode the source traceback ends at the same frame, create_task's
+ * being deleted), and it saves a Python call per child (as eager.c's
+ * direct Tasks).  -1 error. */
+static int
+race_task_mode(fw_state *st, PyObject *loop)
+{
+    int kind = fw_loop_task_factory(st, loop);
+    if (kind != FW_FACTORY_NONE) {
+        return kind < 0 ? -1 : kind == FW_FACTORY_EAGER;
+    }
+    /* loop.create_task as the instance has it: one set on the instance
+     * (a spy, a wrapper) is called as ensure_future would call it. */
+    PyObject *create = PyObject_GetAttr(loop, st->str_create_task);
+    if (create == NULL) {
+        return -1;
+    }
+    int direct = PyMethod_Check(create) &&
+                 PyMethod_GET_FUNCTION(create) == st->base_create_task &&
+                 PyMethod_GET_SELF(create) == loop;
+    Py_DECREF(create);
+    return direct ? 2 : 1;
+}
+
 /* Start racing: the waiter, the deadline, the children.  0, or -1 with
  * an error (nothing is running then but the children created so far). */
 static int
@@ -489,11 +521,12 @@ race_start(RaceState *self)
         close_unstarted(self);
         return -1;
     }
-    int wrapped = fw_loop_runs_wrappers(st, self->loop);
+    int wrapped = race_task_mode(st, self->loop);
     if (wrapped < 0) {
         close_unstarted(self);
         return -1;
     }
+    self->direct_task = wrapped == 2;
     self->waiter = PyObject_CallMethodNoArgs(self->loop,
                                              st->str_create_future);
     if (self->waiter == NULL ||
@@ -515,10 +548,7 @@ race_start(RaceState *self)
     }
     self->children = PyMem_Calloc((size_t)nargs, sizeof(PyObject *));
     self->flags = PyMem_Calloc((size_t)nargs, 1);
-    size_t cap = 8;
-    while (cap < (size_t)nargs * 2) {
-        cap <<= 1;
-    }
+    size_t cap = fw_ptr_table_capacity(nargs);
     PtrSet seen = {PyMem_Calloc(cap, sizeof(PyObject *)), cap - 1};
     if (self->children == NULL || self->flags == NULL || seen.keys == NULL) {
         PyMem_Free(seen.keys);
@@ -771,12 +801,6 @@ static const fw_coro_def race_coro_def = {"race", race_step, NULL,
                                           race_discard};
 
 static PyObject *
-race_get_name(PyObject *op, void *closure)
-{
-    return PyUnicode_FromString((const char *)closure);
-}
-
-static PyObject *
 race_repr(PyObject *op)
 {
     RaceState *self = Race_CAST(op);
@@ -788,9 +812,9 @@ race_repr(PyObject *op)
 
 /* Read like a closure where a future's repr lists its callbacks. */
 static PyGetSetDef race_getset[] = {
-    {"__qualname__", race_get_name, NULL, NULL,
+    {"__qualname__", fw_get_closure_text, NULL, NULL,
      "race.<locals>._on_completion"},
-    {"__name__", race_get_name, NULL, NULL, "_on_completion"},
+    {"__name__", fw_get_closure_text, NULL, NULL, "_on_completion"},
     {NULL},
 };
 
@@ -856,37 +880,12 @@ race(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
         }
         timeout = args[nargs + i];
     }
-    double delay = 0.0;
-    int has_timeout = 0;
-    if (timeout != Py_None) {
-        if (PyBool_Check(timeout) ||
-            !(PyLong_Check(timeout) || PyFloat_Check(timeout))) {
-            fw_type_error_naming_type(
-                "timeout must be a number or None, not %U", timeout);
-            return NULL;
-        }
-        if (PyFloat_Check(timeout)) {
-            delay = PyFloat_AS_DOUBLE(timeout);
-            if (isnan(delay)) {
-                PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-                return NULL;
-            }
-        }
-        else {
-            delay = PyLong_AsDouble(timeout);
-            if (delay == -1.0 && PyErr_Occurred()) {
-                /* Beyond a double: never, or long ago. */
-                if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                    return NULL;
-                }
-                PyErr_Clear();
-                int neg = PyObject_RichCompareBool(timeout, Py_False, Py_LT);
-                if (neg < 0) {
-                    return NULL;
-                }
-                delay = neg ? -INFINITY : INFINITY;
-            }
-        }
+    double delay;
+    int has_timeout = fw_timeout_arg(timeout, &delay);
+    if (has_timeout < 0) {
+        return NULL;
+    }
+    if (has_timeout) {
         /* inf never expires: no timer at all. */
         has_timeout = !(isinf(delay) && delay > 0);
         if (isinf(delay) && delay < 0) {
@@ -910,6 +909,7 @@ race(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     self->flags = NULL;
     self->nchildren = self->remaining = 0;
     self->constructing = 0;
+    self->direct_task = 0;
     self->next_arg = 0;
     self->value = self->thrown = self->base_exc = NULL;
     self->pend_value = self->pend_exc = NULL;

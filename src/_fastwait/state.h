@@ -484,6 +484,71 @@ int fw_eager_init(PyObject *module, fw_state *st);
 
 /* ---- small shared helpers */
 
+/* An owned array of n references (NULL entries allowed), such as the
+ * children of race() or gather's results: release them and free the array;
+ * *refs is NULL from the start, so code that a release runs sees no array. */
+static inline void
+fw_ref_array_free(PyObject ***refs, Py_ssize_t n)
+{
+    PyObject **a = *refs;
+    *refs = NULL;
+    if (a != NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_CLEAR(a[i]);
+        }
+        PyMem_Free(a);
+    }
+}
+
+/* tp_traverse of such an array (NULL: none). */
+static inline int
+fw_ref_array_visit(PyObject **refs, Py_ssize_t n, visitproc visit, void *arg)
+{
+    if (refs != NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_VISIT(refs[i]);
+        }
+    }
+    return 0;
+}
+
+/* Open addressing by object address (the arguments gather and race dedup
+ * by identity): a power of two for n keys at most half full, and the first
+ * slot to probe for `key` (mask: that capacity - 1). */
+static inline size_t
+fw_ptr_table_capacity(Py_ssize_t n)
+{
+    size_t cap = 8;
+    while (cap < (size_t)n * 2) {
+        cap <<= 1;
+    }
+    return cap;
+}
+
+static inline size_t
+fw_ptr_slot(PyObject *key, size_t mask)
+{
+    uint64_t h = (uint64_t)(uintptr_t)key;
+    h = (h >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+    return (size_t)(h ^ (h >> 29)) & mask;
+}
+
+/* task._must_cancel: a Task cancelled during the step in which its
+ * coroutine returned ends cancelled all the same (Task.__step).  0/1, or -1
+ * when it cannot be read (no error set then). */
+static inline int
+fw_task_must_cancel(fw_state *st, PyObject *task)
+{
+    PyObject *must = PyObject_GetAttr(task, st->str_must_cancel);
+    if (must == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    int r = must != Py_False;
+    Py_DECREF(must);
+    return r;
+}
+
 /* Take the current exception (normalized) out of the thread state: a new
  * reference, or NULL when none is set.  fw_err_restore() puts it back and
  * steals the reference. */
@@ -543,8 +608,17 @@ fw_getattr_optional(PyObject *obj, PyObject *name, PyObject **res)
 int fw_isfuture(fw_state *st, PyObject *obj);
 /* futures.isfuture(obj) or coroutines.iscoroutine(obj): -1 error, 0/1. */
 int fw_is_future_or_coroutine(fw_state *st, PyObject *obj);
+/* A getter returning its closure, a C string, as a str: the __name__ and
+ * __qualname__ that make a C callback read like the stdlib's closure where
+ * a future's repr lists its callbacks. */
+PyObject *fw_get_closure_text(PyObject *op, void *closure);
 /* TypeError(fmt % type(obj).__name__), `fmt` holding one %U. */
 void fw_type_error_naming_type(const char *fmt, PyObject *obj);
+/* The timeout= of gather() and race() (docs/extras.md): 0 for None (no
+ * deadline), else 1 and *delay, in seconds: an int or a float, not a bool
+ * (TypeError), not NaN (ValueError); an int beyond a double is +-inf.  -1
+ * error. */
+int fw_timeout_arg(PyObject *timeout, double *delay);
 
 /* tasks.ensure_future(arg, loop=loop) (`loop` NULL: none given), with
  * asyncio's own futures and native coroutines handled in C: a new
@@ -638,6 +712,11 @@ int fw_register_coroutine_type(PyTypeObject *tp);
  * Then a task created from a fastwait wrapper runs exactly that wrapper.
  * -1 error, 0/1. */
 int fw_loop_runs_wrappers(fw_state *st, PyObject *loop);
+/* What it decides from: FW_FACTORY_NONE (a known loop type, no task
+ * factory), FW_FACTORY_EAGER (a known loop type, eager_task_factory),
+ * FW_FACTORY_OTHER (any other loop type or factory); -1 error. */
+enum { FW_FACTORY_OTHER, FW_FACTORY_NONE, FW_FACTORY_EAGER };
+int fw_loop_task_factory(fw_state *st, PyObject *loop);
 /* The first half of that: is the loop type's create_task asyncio's or
  * uvloop's (not overridden)?  -1 error, 0/1. */
 int fw_loop_type_known(fw_state *st, PyTypeObject *tp);
