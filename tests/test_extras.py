@@ -75,6 +75,10 @@ REFERENCE_CANNOT = {
     # Its deadlines are asyncio.wait()'s timeouts.
     "test_timeout_deadlines_share_one_loop_timer":
         "a TimerHandle per call",
+    # Its race() learns of completions from asyncio.wait(), a done-callback
+    # one iteration after the child finished.
+    "test_race_expired_timeout_after_first_steps":
+        "asyncio.wait() sees a completion one iteration late, after the deadline",
     # Its deadlines are loop.time() + timeout in asyncio's own code.
     "test_timeout_int_beyond_a_double":
         "asyncio.wait() turns an int beyond a double into a float",
@@ -1715,3 +1719,33 @@ def test_eager_suspended_child_resumes_as_an_eager_task_would(ximpl, loop):
     assert seen["first"] == seen["call"]
     eager = HAS_EAGER or TASKS_KIND == "eager"
     assert seen["second"] == seen["call"] + (1 if eager else 2)
+
+
+@pytest.mark.parametrize("outcomes", [("ok",), ("fail", "ok"), ("fail", "fail"),
+                                      ("fail", "slow")])
+def test_race_expired_timeout_after_first_steps(ximpl, vloop, outcomes):
+    """A deadline that has already passed fires in the next loop
+    iteration, after the children's first steps (docs/extras.md): a child
+    that finished in its first step counts, as it does for gather."""
+    async def child(kind, i):
+        if kind == "slow":
+            await asyncio.sleep(1)
+        if kind == "fail":
+            raise Boom(i)
+        return i
+
+    async def main():
+        try:
+            return ("result", await ximpl.race(
+                *(child(k, i) for i, k in enumerate(outcomes)), timeout=0))
+        except BaseException as e:
+            return ("raised", type(e).__name__,
+                    [x.args for x in getattr(e, "exceptions", ())])
+
+    got = run(vloop, main())
+    if "ok" in outcomes:
+        assert got == ("result", outcomes.index("ok"))
+    elif "slow" in outcomes:
+        assert got == ("raised", "TimeoutError", [])
+    else:
+        assert got == ("raised", "ExceptionGroup", [(0,), (1,)])

@@ -867,15 +867,19 @@ def _frame_skipped_by_asyncio_warnings(func):
 class _Race:
     """The state of one race(): its children's done-callback."""
 
-    __slots__ = ("pending", "decided", "winner", "base_error", "timed_out",
-                 "waiter")
+    __slots__ = ("children", "pending", "decided", "winner", "base_error",
+                 "timed_out", "deadline_waits", "waiter")
 
-    def __init__(self, nchildren):
-        self.pending = nchildren
+    def __init__(self, children):
+        self.children = children
+        self.pending = len(children)
         self.decided = False
         self.winner = None
         self.base_error = None
         self.timed_out = False
+        # At the deadline: how many children had finished whose callbacks
+        # had not run yet (they decide first), else None.
+        self.deadline_waits = None
         self.waiter = None
 
     def _wake(self):
@@ -898,14 +902,30 @@ class _Race:
             if won:
                 self.winner = fut
             self.decided = True
+        if self.deadline_waits is not None:
+            self.deadline_waits -= 1
+            if self.deadline_waits == 0 and not self.decided:
+                self._time_out()
         if self.decided:
             self._wake()
 
     def on_deadline(self):
-        if not self.decided:
-            self.timed_out = True
-            self.decided = True
-            self._wake()
+        if self.decided:
+            return
+        # Children that finished before the deadline count (the native
+        # race sees each completion in the child's last step): their
+        # callbacks, queued already, run first, in completion order.
+        waits = (sum(fut.done() for fut in self.children)
+                 - (len(self.children) - self.pending))
+        if waits > 0:
+            self.deadline_waits = waits
+        else:
+            self._time_out()
+
+    def _time_out(self):
+        self.timed_out = True
+        self.decided = True
+        self._wake()
 
 
 def race(*aws, timeout=None):
@@ -993,7 +1013,7 @@ async def _race(aws, timeout):
         for arg in aws[i + 1:]:
             if tasks.coroutines.iscoroutine(arg) and arg not in by_arg:
                 arg.close()
-        state = _Race(len(children))
+        state = _Race(children)
         state.decided = True
         for fut in children:
             fut.add_done_callback(state.on_done)
@@ -1003,7 +1023,7 @@ async def _race(aws, timeout):
             raise cancelled
         raise
     del by_arg
-    state = _Race(len(children))
+    state = _Race(children)
     for fut in children:
         fut.add_done_callback(state.on_done)
     timer = None
