@@ -784,15 +784,9 @@ tgcb_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     return r < 0 ? NULL : Py_NewRef(Py_None);
 }
 
-static PyObject *
-tgcb_get_name(PyObject *op, void *closure)
-{
-    return PyUnicode_FromString((const char *)closure);
-}
-
 static PyGetSetDef tgcb_getset[] = {
-    {"__qualname__", tgcb_get_name, NULL, NULL, "TaskGroup._on_task_done"},
-    {"__name__", tgcb_get_name, NULL, NULL, "_on_task_done"},
+    {"__qualname__", fw_get_closure_text, NULL, NULL, "TaskGroup._on_task_done"},
+    {"__name__", fw_get_closure_text, NULL, NULL, "_on_task_done"},
     {NULL},
 };
 

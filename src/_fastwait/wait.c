@@ -325,16 +325,10 @@ wait_state_clear(PyObject *op)
 
 
 /* Read like the stdlib's closure where a future's repr lists callbacks. */
-static PyObject *
-wait_state_get_name(PyObject *op, void *closure)
-{
-    return PyUnicode_FromString((const char *)closure);
-}
-
 static PyGetSetDef wait_state_getset[] = {
-    {"__qualname__", wait_state_get_name, NULL, NULL,
+    {"__qualname__", fw_get_closure_text, NULL, NULL,
      "_wait.<locals>._on_completion"},
-    {"__name__", wait_state_get_name, NULL, NULL, "_on_completion"},
+    {"__name__", fw_get_closure_text, NULL, NULL, "_on_completion"},
     {NULL},
 };
 
