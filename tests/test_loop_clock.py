@@ -120,13 +120,12 @@ def test_patched_base_events_time(impl):
     assert got == FAKE + 10
 
 
-@pytest.mark.parametrize("patch", ["instance", "monotonic", "class"])
-def test_timeout_follows_patched_clock(impl, patch):
-    """A scope's deadline fires by the replaced clock: not before it
-    reaches the deadline, at the first timer processing after."""
-
-    clock = FakeClock()
-
+def clock_main(clock, patch, wait, times, iterations):
+    """``main(loop)`` for in_new_loop: a task awaits ``wait()`` and logs its
+    TimeoutError at the fake clock's time; the clock (set on the loop
+    instance when ``patch`` is "instance") is set to each of ``times`` in
+    turn, the loop given ``iterations`` steps at each, and whether the
+    task is done logged."""
     async def main(loop):
         if patch == "instance":
             loop.time = clock
@@ -134,18 +133,34 @@ def test_timeout_follows_patched_clock(impl, patch):
 
         async def body():
             try:
-                async with impl.timeout(5):
-                    await asyncio.sleep(3600)
+                await wait()
             except TimeoutError:
                 log.append(("timeout", clock.now))
 
         task = loop.create_task(body())
-        for now in (FAKE, FAKE + 1, FAKE + 4.5, FAKE + 5.5, FAKE + 6):
+        for now in times:
             clock.now = now
-            for _ in range(3):
+            for _ in range(iterations):
                 await asyncio.sleep(0)
             log.append(("at", now, task.done()))
         return log
+
+    return main
+
+
+@pytest.mark.parametrize("patch", ["instance", "monotonic", "class"])
+def test_timeout_follows_patched_clock(impl, patch):
+    """A scope's deadline fires by the replaced clock: not before it
+    reaches the deadline, at the first timer processing after."""
+
+    clock = FakeClock()
+
+    async def scope():
+        async with impl.timeout(5):
+            await asyncio.sleep(3600)
+
+    main = clock_main(clock, patch, scope,
+                      (FAKE, FAKE + 1, FAKE + 4.5, FAKE + 5.5, FAKE + 6), 3)
 
     def run_it():
         if patch == "monotonic":
@@ -177,26 +192,11 @@ def test_gather_timeout_follows_patched_clock(ximpl, patch):
         def time(self):
             return clock.now
 
-    async def main(loop):
-        if patch == "instance":
-            loop.time = clock
-        log = []
-
-        async def body():
-            try:
-                await ximpl.gather(asyncio.sleep(3600), timeout=5)
-            except TimeoutError:
-                log.append(("timeout", clock.now))
-
-        task = loop.create_task(body())
-        for now in (FAKE, FAKE + 4.5, FAKE + 5.5, FAKE + 6):
-            clock.now = now
-            # The deadline fires in the first iteration, the cut-short
-            # child and the outer take a few more.
-            for _ in range(10):
-                await asyncio.sleep(0)
-            log.append(("at", now, task.done()))
-        return log
+    # The deadline fires in the first iteration, the cut-short child and
+    # the outer take a few more.
+    main = clock_main(
+        clock, patch, lambda: ximpl.gather(asyncio.sleep(3600), timeout=5),
+        (FAKE, FAKE + 4.5, FAKE + 5.5, FAKE + 6), 10)
 
     if patch == "monotonic":
         with mock.patch("time.monotonic", clock):
@@ -213,40 +213,26 @@ def test_gather_timeout_follows_patched_clock(ximpl, patch):
 
 
 def test_gather_timeout_real_clock(ximpl):
-    """Unpatched, a short gather(timeout=) expires on the real clock."""
+    """Unpatched, a gather(timeout=) expires on the real clock (a
+    millisecond: the clock's value itself is test_real_clock_matches_monotonic's)."""
 
     async def main(loop):
         t0 = loop.time()
         try:
-            await ximpl.gather(asyncio.sleep(3600), timeout=0.05)
+            await ximpl.gather(asyncio.sleep(3600), timeout=0.001)
         except TimeoutError:
-            return loop.time() - t0 >= 0.05 - loop._clock_resolution
+            return loop.time() - t0 >= 0.001 - loop._clock_resolution
 
     assert in_new_loop(main) is True
 
 
 def test_wait_for_follows_patched_clock(impl):
     clock = FakeClock()
-
-    async def main(loop):
-        loop.time = clock
-        log = []
-
-        async def body():
-            try:
-                await impl.wait_for(asyncio.sleep(3600), 5)
-            except TimeoutError:
-                log.append(("timeout", clock.now))
-
-        task = loop.create_task(body())
-        for now in (FAKE, FAKE + 4.5, FAKE + 5.5):
-            clock.now = now
-            # (3.11's wait_for takes six iterations from its timer to the
-            # TimeoutError: release, cancel, the inner task ends, ...)
-            for _ in range(10):
-                await asyncio.sleep(0)
-            log.append(("at", now, task.done()))
-        return log
+    # (3.11's wait_for takes six iterations from its timer to the
+    # TimeoutError: release, cancel, the inner task ends, ...)
+    main = clock_main(clock, "instance",
+                      lambda: impl.wait_for(asyncio.sleep(3600), 5),
+                      (FAKE, FAKE + 4.5, FAKE + 5.5), 10)
 
     assert in_new_loop(main) == [
         ("at", FAKE, False),
