@@ -114,7 +114,8 @@ def test_patched_time_monotonic(impl):
 
 
 def test_patched_base_events_time(impl):
-    fake_time = types.SimpleNamespace(**{**vars(time), "monotonic": FakeClock()})
+    fake_time = types.SimpleNamespace(**{**vars(time),
+                                         "monotonic": FakeClock()})
     with mock.patch("asyncio.base_events.time", fake_time):
         got = in_new_loop(lambda loop: timeout_when(impl, 10))
     assert got == FAKE + 10
@@ -213,8 +214,9 @@ def test_gather_timeout_follows_patched_clock(ximpl, patch):
 
 
 def test_gather_timeout_real_clock(ximpl):
-    """Unpatched, a gather(timeout=) expires on the real clock (a
-    millisecond: the clock's value itself is test_real_clock_matches_monotonic's)."""
+    """Unpatched, a gather(timeout=) expires on the real clock (after a
+    millisecond; the clock's value is checked by
+    test_real_clock_matches_monotonic)."""
 
     async def main(loop):
         t0 = loop.time()
