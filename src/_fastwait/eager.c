@@ -127,35 +127,23 @@ fw_eager_start(fw_state *st, PyObject *loop, PyObject *coro,
         Py_DECREF(ctx);
         return -1;
     }
-    PyObject *t = NULL;
+    PyObject *t = NULL; /* stays NULL on an error */
     int direct = eager_task_direct(st, loop);
-    if (direct < 0) {
-        t = NULL;
-    }
-    else if (direct) {
+    if (direct > 0) {
         /* tasks.Task(wrapper, loop=loop, context=ctx, eager_start=True):
          * what the loop's create_task() does, started at once, so the
          * Task takes what the first step yielded now (as an eager Task
          * does) instead of one loop iteration later. */
-        PyObject *task_type = PyDict_GetItemWithError(st->tasks_dict,
-                                                      st->str_Task);
-        if (task_type == NULL) {
-            if (!PyErr_Occurred()) {
-                PyErr_SetString(PyExc_AttributeError,
-                                "module 'asyncio.tasks' has no attribute "
-                                "'Task'");
-            }
-        }
-        else {
+        PyObject *task_type = fw_task_class(st);
+        if (task_type != NULL) {
             PyObject *args[5] = {NULL, wrapper, loop, ctx, Py_True};
-            Py_INCREF(task_type);
             t = PyObject_Vectorcall(task_type, args + 1,
                                     1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                     st->kw_loop_context_eager);
             Py_DECREF(task_type);
         }
     }
-    else {
+    else if (direct == 0) {
         PyObject *stack[3] = {loop, wrapper, ctx};
         t = PyObject_VectorcallMethod(
             st->str_create_task, stack, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,

@@ -1906,17 +1906,10 @@ ext_create_task(GatherCore *self, PyObject *wrapper)
         int open = none && closed == Py_False;
         Py_XDECREF(closed);
         if (open) {
-            PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
-                                                    st->str_Task);
+            PyObject *cls = fw_task_class(st);
             if (cls == NULL) {
-                if (!PyErr_Occurred()) {
-                    PyErr_SetString(PyExc_AttributeError,
-                                    "module 'asyncio.tasks' has no "
-                                    "attribute 'Task'");
-                }
                 return NULL;
             }
-            Py_INCREF(cls);
             PyObject *args[2] = {wrapper, loop};
             PyObject *task = PyObject_Vectorcall(cls, args, 1, st->kw_loop);
             Py_DECREF(cls);

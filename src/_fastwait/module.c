@@ -77,6 +77,20 @@ fw_get_closure_text(PyObject *op, void *closure)
     return PyUnicode_FromString((const char *)closure);
 }
 
+PyObject *
+fw_task_class(fw_state *st)
+{
+    PyObject *cls = PyDict_GetItemWithError(st->tasks_dict, st->str_Task);
+    if (cls == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_AttributeError,
+                            "module 'asyncio.tasks' has no attribute 'Task'");
+        }
+        return NULL;
+    }
+    return Py_NewRef(cls);
+}
+
 int
 fw_timeout_arg(PyObject *timeout, double *delay)
 {

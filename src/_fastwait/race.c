@@ -399,8 +399,7 @@ make_child(RaceState *self, PyObject *arg, int wrapped)
              * (create_task(coro, **kwargs)).  asyncio's C Task takes the
              * two Nones as absent: they are left out for it (cheaper
              * argument parsing). */
-            PyObject *cls = PyDict_GetItemWithError(st->tasks_dict,
-                                                    st->str_Task);
+            PyObject *cls = fw_task_class(st);
             PyObject *stack[4] = {wrapper, self->loop, Py_None, Py_None};
             PyObject *kwnames = cls == (PyObject *)st->TaskType ||
                                         Py_Version >= 0x030E0000
@@ -408,11 +407,7 @@ make_child(RaceState *self, PyObject *arg, int wrapped)
                                     : st->kw_loop_name_context;
             fut = cls == NULL ? NULL
                               : PyObject_Vectorcall(cls, stack, 1, kwnames);
-            if (cls == NULL && !PyErr_Occurred()) {
-                PyErr_SetString(PyExc_AttributeError,
-                                "module 'asyncio.tasks' has no attribute "
-                                "'Task'");
-            }
+            Py_XDECREF(cls);
         }
         else {
             fut = PyObject_CallMethodOneArg(self->loop, st->str_create_task,

@@ -612,6 +612,11 @@ int fw_is_future_or_coroutine(fw_state *st, PyObject *obj);
  * __qualname__ that make a C callback read like the stdlib's closure where
  * a future's repr lists its callbacks. */
 PyObject *fw_get_closure_text(PyObject *op, void *closure);
+/* The class asyncio.tasks.Task at this moment: BaseEventLoop.create_task
+ * reads tasks.Task at each call (CPython's tests rebind it to the
+ * pure-Python Task).  A new reference, or NULL with the AttributeError
+ * that reading it raises. */
+PyObject *fw_task_class(fw_state *st);
 /* TypeError(fmt % type(obj).__name__), `fmt` holding one %U. */
 void fw_type_error_naming_type(const char *fmt, PyObject *obj);
 /* The timeout= of gather() and race() (docs/extras.md): 0 for None (no

@@ -1471,23 +1471,6 @@ tg_task_keywords_only(fw_state *st, PyObject *kwnames)
     return 1;
 }
 
-/* The class asyncio.tasks.Task at this moment: BaseEventLoop.create_task
- * reads tasks.Task at each call (CPython's tests rebind it to the
- * pure-Python Task).  A new reference, or NULL with an exception. */
-static PyObject *
-tg_task_class(fw_state *st)
-{
-    PyObject *cls = PyDict_GetItemWithError(st->tasks_dict, st->str_Task);
-    if (cls == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_AttributeError,
-                            "module 'asyncio.tasks' has no attribute 'Task'");
-        }
-        return NULL;
-    }
-    return Py_NewRef(cls);
-}
-
 /* 3.14+: asyncio's BaseEventLoop.create_task(coro, **kwargs) with no task
  * factory, in C: _check_closed(), Task(coro, loop=self, **kwargs). */
 static PyObject *
@@ -1522,7 +1505,7 @@ tg_new_task_kwargs(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw)
     for (Py_ssize_t i = 0; i < n; i++) {
         stack[i + 2] = kw->values[i];
     }
-    PyObject *cls = tg_task_class(st);
+    PyObject *cls = fw_task_class(st);
     PyObject *task = cls == NULL ? NULL
                                  : PyObject_Vectorcall(cls, stack, 1, kwnames);
     Py_XDECREF(cls);
@@ -1602,7 +1585,7 @@ tg_loop_create_task(TaskGroupObject *self, PyObject *coro, tg_kwargs *kw,
         }
         PyObject *args[4] = {coro, self->loop,
                              st->tg_v313 ? name : Py_None, context};
-        PyObject *cls = tg_task_class(st);
+        PyObject *cls = fw_task_class(st);
         if (cls == NULL) {
             return NULL;
         }
